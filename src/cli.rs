@@ -1,0 +1,157 @@
+//! The command line (CONTRACT.md "Command line"), as clap derive types. `main.rs` parses it and hands each
+//! subcommand to its module under [`crate::commands`]; completions and the man page are generated from it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// d1vault: scheduled, verified backups of Cloudflare D1 databases.
+#[derive(Debug, Parser)]
+#[command(name = "d1vault", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file [default: $D1VAULT_CONFIG, ./d1vault.toml, /etc/d1vault/d1vault.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More log detail (-v debug, -vv trace). Secrets are never logged at any level.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the scheduler daemon in the foreground; stops cleanly on SIGTERM/SIGINT.
+    Run,
+    /// Back up the named databases (all configured ones when none is named) now, once.
+    Backup(BackupArgs),
+    /// List complete backups in storage, newest first.
+    List(ListArgs),
+    /// Restore a backup (default: the newest) into a D1 database or a SQLite file.
+    Restore(RestoreArgs),
+    /// Download a backup, check it against its manifest and load it into a scratch SQLite database.
+    Verify(VerifyArgs),
+    /// Apply the retention policy now, printing every backup with keep/delete and the reasons.
+    Prune(PruneArgs),
+    /// Per database: last success, last failure with its reason, next scheduled run.
+    Status(StatusArgs),
+    /// Validate the configuration and print each database's next three run times.
+    CheckConfig,
+    /// wrangler-compatible schema migrations.
+    #[command(subcommand)]
+    Migrations(MigrationsCommand),
+    /// Ask a running daemon's /healthz (for container HEALTHCHECKs without curl); exit 0 when healthy.
+    Healthcheck,
+    /// Print shell completions.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Databases to back up (default: every configured database).
+    pub databases: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this database.
+    pub database: Option<String>,
+    /// Print the manifests as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to_d1", "to_sqlite"])))]
+pub struct RestoreArgs {
+    /// The configured database whose backups to restore from.
+    pub database: String,
+    /// Backup id (default: the newest complete backup).
+    #[arg(long, value_name = "ID")]
+    pub backup: Option<String>,
+    /// Restore into this D1 database (name or UUID).
+    #[arg(long, value_name = "NAME_OR_ID")]
+    pub to_d1: Option<String>,
+    /// Restore into a new SQLite file.
+    #[arg(long, value_name = "PATH")]
+    pub to_sqlite: Option<PathBuf>,
+    /// Allow replacing a target that already has tables (D1) or exists (SQLite).
+    #[arg(long)]
+    pub replace: bool,
+    /// Do not ask for confirmation (required for destructive restores without a TTY).
+    #[arg(long)]
+    pub yes: bool,
+    /// Skip the safety backup of a D1 target before replacing it.
+    #[arg(long)]
+    pub no_safety_backup: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Databases to verify (default: every configured database).
+    pub databases: Vec<String>,
+    /// Verify this backup id instead of the newest.
+    #[arg(long, value_name = "ID", conflicts_with = "all")]
+    pub backup: Option<String>,
+    /// Verify every complete backup.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Databases to prune (default: every configured database).
+    pub databases: Vec<String>,
+    /// Print the decisions and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrationsCommand {
+    /// Write the next `NNNN_NAME.sql` in the database's migrations_dir.
+    Create { database: String, name: String },
+    /// Applied and pending migrations, as wrangler decides them.
+    List { database: String },
+    /// Back up, then apply every pending migration; on any failure put the database back as it was.
+    Apply {
+        database: String,
+        /// Skip the backup before applying.
+        #[arg(long)]
+        no_backup: bool,
+        /// Print what would be applied and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for.
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,1 @@
+//! Loading and validating the TOML file (written next).

@@ -1,0 +1,168 @@
+//! The validated configuration. [`load`] turns a TOML file into a [`Config`] or into a list of every problem
+//! found, each with file, line, column and key; nothing downstream ever sees a half-valid configuration.
+//!
+//! The file format is binding (see CONTRACT.md "Configuration"): unknown keys are errors, `${VAR}` is expanded
+//! in every string, and secrets may come from `*_file` keys.
+
+mod load;
+
+// pub use load::{ConfigError, ConfigErrors, find_config_path, load, load_str};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::retention::RetentionPolicy;
+use crate::schedule::{Schedule, Window};
+use crate::secret::Secret;
+
+/// Default Cloudflare API base URL.
+pub const DEFAULT_API_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
+
+/// Everything d1vault needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration came from (relative paths inside it are already resolved against it).
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    /// Absent when no database uses the D1 source (for example the SQLite-only quickstart).
+    pub cloudflare: Option<CloudflareConfig>,
+    pub storage: StorageConfig,
+    pub databases: Vec<DatabaseConfig>,
+}
+
+impl Config {
+    /// The configured database called `name`, if any.
+    pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {
+        self.databases.iter().find(|d| d.name == name)
+    }
+}
+
+/// `[daemon]`: process-wide settings.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Local catalog (SQLite) and spool directory.
+    pub state_dir: PathBuf,
+    /// Address for `/healthz` and `/metrics`; `None` when `listen = ""`.
+    pub listen: Option<SocketAddr>,
+    /// IANA zone for schedules, windows and retention buckets.
+    pub timezone: chrono_tz::Tz,
+    /// Backups running at once across databases.
+    pub max_concurrent: usize,
+    /// How long running backups may finish after SIGTERM before they are aborted.
+    pub shutdown_grace: Duration,
+}
+
+/// `[cloudflare]`: how to reach the D1 REST API.
+#[derive(Debug, Clone)]
+pub struct CloudflareConfig {
+    pub account_id: String,
+    pub api_token: Secret,
+    /// Base URL including `/client/v4`, without a trailing slash.
+    pub api_base_url: String,
+    /// Client-side budget shared by every job: requests per 5 minutes (Cloudflare allows 1,200).
+    pub requests_per_5min: u32,
+    /// Overall limit for one export, polling included.
+    pub export_timeout: Duration,
+}
+
+/// `[storage]`: where backups go.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    S3(S3Config),
+    Filesystem(FilesystemConfig),
+}
+
+impl StorageConfig {
+    /// The key prefix under which every database's backups live (may be empty).
+    pub fn prefix(&self) -> &str {
+        match self {
+            StorageConfig::S3(s3) => &s3.prefix,
+            StorageConfig::Filesystem(fs) => &fs.prefix,
+        }
+    }
+}
+
+/// `type = "s3"`.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix without leading or trailing slashes; may be empty.
+    pub prefix: String,
+    /// Custom endpoint (R2, MinIO, Garage); AWS when `None`.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub force_path_style: bool,
+    /// Static credentials; `None` means the AWS default chain.
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
+    /// Multipart part size in bytes (at least 5 MiB).
+    pub part_size: usize,
+    /// Parts uploaded at once for one object.
+    pub max_parts_in_flight: usize,
+}
+
+/// `type = "filesystem"`.
+#[derive(Debug, Clone)]
+pub struct FilesystemConfig {
+    pub path: PathBuf,
+    /// Key prefix without leading or trailing slashes; may be empty.
+    pub prefix: String,
+}
+
+/// Where a database's data comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A Cloudflare D1 database, exported through the REST API. `id` skips the name lookup.
+    D1 { id: Option<String> },
+    /// A local SQLite file (for example wrangler's local state), dumped in D1's export format.
+    Sqlite { path: PathBuf },
+}
+
+/// Compression applied to the SQL dump before it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Zstd { level: i32 },
+    Gzip { level: i32 },
+    None,
+}
+
+impl Compression {
+    /// File name of the stored dump: `dump.sql.zst`, `dump.sql.gz` or `dump.sql`.
+    pub fn dump_file_name(&self) -> &'static str {
+        match self {
+            Compression::Zstd { .. } => "dump.sql.zst",
+            Compression::Gzip { .. } => "dump.sql.gz",
+            Compression::None => "dump.sql",
+        }
+    }
+
+    /// The name written into manifests: `"zstd"`, `"gzip"` or `"none"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Compression::Zstd { .. } => "zstd",
+            Compression::Gzip { .. } => "gzip",
+            Compression::None => "none",
+        }
+    }
+}
+
+/// One `[[database]]`, with `[defaults]` already applied.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// The D1 database name; also the directory name in storage.
+    pub name: String,
+    pub source: Source,
+    pub schedule: Schedule,
+    pub window: Option<Window>,
+    pub jitter: Duration,
+    pub compression: Compression,
+    pub retention: RetentionPolicy,
+    /// Export the schema only.
+    pub no_data: bool,
+    /// Export only these tables (empty: all).
+    pub tables: Vec<String>,
+    /// Resolved against the config file's directory.
+    pub migrations_dir: PathBuf,
+    pub migrations_table: String,
+}

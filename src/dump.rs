@@ -1,0 +1,1 @@
+//! The one writer of D1's export format (written next).

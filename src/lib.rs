@@ -1,0 +1,34 @@
+//! d1vault keeps Cloudflare D1 databases safe: it exports each database on a schedule, streams the SQL dump
+//! through compression into S3-compatible storage or a filesystem, writes a manifest last, prunes by a
+//! restic-style retention policy, and proves that backups restore.
+//!
+//! # Layout
+//!
+//! * [`config`]: the TOML configuration, loaded and validated with every error reported at once.
+//! * [`sql`]: SQL text handling shared by everything: the statement splitter and the dump's INSERT parser.
+//! * [`dump`]: the one writer of D1's export format, used by the emulator and by local SQLite sources.
+//! * [`cloudflare`]: the D1 REST API client (retries, rate limiting, the export polling protocol).
+//! * [`emulator`]: `d1-emulator`, a local D1 REST API served from SQLite files, with fault injection.
+//! * [`storage`]: the narrow [`storage::Storage`] trait with filesystem and S3 implementations.
+//! * [`pipeline`]: the streaming backup path: source -> validate + hash -> compress -> hash -> storage.
+//! * [`manifest`]: the `manifest.json` that marks a backup complete, and the storage layout.
+//! * [`schedule`], [`retention`]: pure policy functions that take `now` as an argument.
+//! * [`commands`]: one module per subcommand; `main.rs` only parses arguments and dispatches.
+
+pub mod cli;
+pub mod cloudflare;
+pub mod commands;
+pub mod config;
+pub mod dump;
+pub mod emulator;
+pub mod logging;
+pub mod manifest;
+pub mod pipeline;
+pub mod retention;
+pub mod schedule;
+pub mod secret;
+pub mod sql;
+pub mod storage;
+
+/// The tool's name and version as written into manifests (`"d1vault 0.1.0"`).
+pub const TOOL: &str = concat!("d1vault ", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,34 @@
+//! Log setup: tracing to stderr, text or JSON.
+//!
+//! Only d1vault's own events pass the verbosity the user chose; every dependency (reqwest, hyper, the AWS
+//! SDK) is capped at `warn`, because their debug and trace output can carry request URLs and headers, and a
+//! D1 export's signed URL or an S3 signature must never reach a log at any level.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+/// Installs the global subscriber. `verbosity`: -1 quiet, 0 info, 1 debug, 2+ trace.
+pub fn init(format: LogFormat, verbosity: i8) {
+    let level = match verbosity {
+        i8::MIN..=-1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::new(format!("warn,d1vault={level},d1_emulator={level}"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+    };
+    // A second init (tests calling main logic twice) keeps the first subscriber; that is fine.
+    let _ = result;
+}

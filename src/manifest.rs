@@ -1,0 +1,187 @@
+//! The storage layout and `manifest.json` (format 1, CONTRACT.md). The manifest is written last: its presence
+//! is what makes a backup exist for `list`, retention, `restore` and `verify`.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// `manifest.json` as stored. Field names and meanings are binding; fields may be added, never changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub tool: String,
+    pub database: ManifestDatabase,
+    pub backup_id: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// D1 Time Travel bookmark at export start; `None` for SQLite sources.
+    pub bookmark: Option<String>,
+    pub export: ManifestExport,
+    pub dump: ManifestDump,
+    pub tables: Vec<TableCount>,
+    /// Names in the database's migrations table, in applied order.
+    pub migrations: Vec<String>,
+}
+
+/// `manifest.database`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestDatabase {
+    pub name: String,
+    pub id: Option<String>,
+    /// `"d1"` or `"sqlite"`.
+    pub source: String,
+}
+
+/// `manifest.export`: the dump options used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ManifestExport {
+    pub no_data: bool,
+    pub no_schema: bool,
+    pub tables: Vec<String>,
+}
+
+/// `manifest.dump`: the stored object and the SQL it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestDump {
+    pub key: String,
+    /// `"zstd"`, `"gzip"` or `"none"`.
+    pub compression: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// sha256 (hex) of the stored bytes.
+    pub sha256: String,
+    /// Bytes of SQL text.
+    pub raw_size: u64,
+    /// sha256 (hex) of the SQL text.
+    pub raw_sha256: String,
+}
+
+/// Rows of one table, counted while the dump streamed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCount {
+    pub name: String,
+    pub rows: u64,
+}
+
+/// The current manifest format number.
+pub const FORMAT: u32 = 1;
+
+/// File name of the completion marker inside a backup's directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Backup id for a start time: the UTC start time as `YYYYMMDDTHHMMSSZ`.
+pub fn backup_id(started_at: DateTime<Utc>) -> String {
+    started_at.format("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// Parses a backup id back into its start time; `None` if `id` is not of that form.
+pub fn parse_backup_id(id: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(id, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .filter(|_| id.len() == 16)
+        .map(|t| t.and_utc())
+}
+
+/// Joins key segments with `/`, skipping an empty prefix.
+pub fn join_key(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `<prefix>/<database>/`: everything stored for one database lives under this key prefix.
+pub fn database_prefix(prefix: &str, database: &str) -> String {
+    format!("{}/", join_key(&[prefix, database]))
+}
+
+/// `<prefix>/<database>/<backup id>/<file>`.
+pub fn object_key(prefix: &str, database: &str, backup_id: &str, file: &str) -> String {
+    join_key(&[prefix, database, backup_id, file])
+}
+
+impl Manifest {
+    /// Parses and checks a stored manifest; the error says what is wrong with it.
+    pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| format!("manifest is not valid: {e}"))?;
+        if manifest.format != FORMAT {
+            return Err(format!(
+                "manifest format {} is not supported by {} (expected {FORMAT})",
+                manifest.format,
+                crate::TOOL
+            ));
+        }
+        if parse_backup_id(&manifest.backup_id).is_none() {
+            return Err(format!(
+                "manifest has a malformed backup_id {:?}",
+                manifest.backup_id
+            ));
+        }
+        Ok(manifest)
+    }
+
+    /// The manifest as pretty-printed JSON, as stored.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("a manifest always serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// The newest migration this backup contains, for `list`.
+    pub fn newest_migration(&self) -> Option<&str> {
+        self.migrations.last().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn backup_id_round_trips_and_rejects_other_shapes() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 29, 3, 0, 12).unwrap();
+        assert_eq!(backup_id(t), "20261129T030012Z");
+        assert_eq!(parse_backup_id("20261129T030012Z"), Some(t));
+        assert_eq!(parse_backup_id("20261129T030012"), None);
+        assert_eq!(parse_backup_id("latest"), None);
+    }
+
+    #[test]
+    fn keys_skip_an_empty_prefix() {
+        assert_eq!(
+            object_key("", "blog", "X", "manifest.json"),
+            "blog/X/manifest.json"
+        );
+        assert_eq!(
+            object_key("prod/", "blog", "X", "dump.sql"),
+            "prod/blog/X/dump.sql"
+        );
+        assert_eq!(database_prefix("", "blog"), "blog/");
+    }
+
+    #[test]
+    fn contract_example_parses() {
+        let json = br#"{
+          "format": 1, "tool": "d1vault 0.1.0",
+          "database": { "name": "blog", "id": null, "source": "d1" },
+          "backup_id": "20261129T030012Z",
+          "started_at": "2026-11-29T03:00:12Z", "finished_at": "2026-11-29T03:00:19Z",
+          "bookmark": "00000085-0000024c-00004c6d-8e61117bf38d7adb71b934ebbf891683",
+          "export": { "no_data": false, "no_schema": false, "tables": [] },
+          "dump": { "key": "prod/blog/20261129T030012Z/dump.sql.zst", "compression": "zstd",
+                    "size": 1234, "sha256": "ab", "raw_size": 5678, "raw_sha256": "cd" },
+          "tables": [ { "name": "posts", "rows": 50 } ],
+          "migrations": [ "0001_init.sql" ],
+          "future_field": true
+        }"#;
+        let m = Manifest::from_json(json).unwrap();
+        assert_eq!(m.tables[0].rows, 50);
+        assert_eq!(m.newest_migration(), Some("0001_init.sql"));
+        let again = Manifest::from_json(&m.to_json()).unwrap();
+        assert_eq!(again, m);
+        assert!(Manifest::from_json(b"{\"format\": 2}").is_err());
+    }
+}

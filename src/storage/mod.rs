@@ -1,0 +1,132 @@
+//! Where backups live, behind one narrow async trait with a filesystem and an S3 implementation.
+//!
+//! Keys are `/`-separated relative paths (`prod/blog/20261129T030012Z/dump.sql.zst`); the layout itself is
+//! decided in [`crate::manifest`], not here. Implementations promise:
+//! * a streamed object becomes visible only when its whole body was read without error; a failed read, a
+//!   failed upload or a dropped future leaves nothing behind (temporary file removed, multipart aborted);
+//! * a listing either returns every object under the prefix or an error, never a partial list;
+//! * every error says what failed, on which key, and whether trying again can help.
+
+mod fs;
+mod s3;
+
+// pub use fs::FilesystemStorage;
+// pub use s3::S3Storage;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// One stored object as a listing reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// A boxed byte stream read from storage.
+pub type ObjectReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// The storage operations d1vault needs, and no more.
+#[async_trait]
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// A short human description for messages, e.g. `s3://d1-backups/prod` or `/var/backups/d1`.
+    fn describe(&self) -> String;
+
+    /// Streams `body` into `key` and returns the number of bytes stored. The object appears only if the
+    /// body reached EOF without error and the upload succeeded; otherwise nothing is left behind. Dropping
+    /// the returned future also leaves nothing behind (an S3 implementation aborts its multipart upload).
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64, StorageError>;
+
+    /// Writes a small object (a manifest) in one request.
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError>;
+
+    /// Opens `key` for a streaming read.
+    async fn get_stream(&self, key: &str) -> Result<ObjectReader, StorageError>;
+
+    /// Every object whose key starts with `prefix`, recursively, in no particular order.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
+
+    /// Deletes `key`; deleting a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+
+    /// Aborts unfinished uploads under `prefix` that started before `older_than` (S3 multipart uploads,
+    /// filesystem temporary files) and returns how many were cleared.
+    async fn abort_stale_uploads(
+        &self,
+        prefix: &str,
+        older_than: DateTime<Utc>,
+    ) -> Result<usize, StorageError>;
+
+    /// Checks that the store is reachable and writable in principle (the bucket or directory exists and the
+    /// credentials are accepted), so that a misconfiguration fails before a D1 export blocks a database.
+    async fn check(&self) -> Result<(), StorageError>;
+
+    /// Reads a whole small object (a manifest) into memory.
+    async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        let mut reader = self.get_stream(key).await?;
+        let mut buf = Vec::new();
+        reader
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| StorageError::retryable(format!("reading {key}: {e}")))?;
+        Ok(buf)
+    }
+}
+
+/// What kind of failure a storage operation met; decides whether a retry can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// Retrying will not help: missing bucket, denied credentials, bad configuration, disk full.
+    Permanent,
+    /// A transient failure: a dropped connection, a 5xx or `SlowDown`, a timeout.
+    Retryable,
+}
+
+/// A storage failure with a message that names the operation, the key and, where known, what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StorageError {
+    pub kind: StorageErrorKind,
+    pub message: String,
+}
+
+impl StorageError {
+    /// The object does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        StorageError {
+            kind: StorageErrorKind::NotFound,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that retrying will not fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        StorageError {
+            kind: StorageErrorKind::Permanent,
+            message: message.into(),
+        }
+    }
+
+    /// A transient failure.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        StorageError {
+            kind: StorageErrorKind::Retryable,
+            message: message.into(),
+        }
+    }
+
+    /// Whether trying again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind == StorageErrorKind::Retryable
+    }
+}

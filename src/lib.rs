@@ -15,6 +15,7 @@
 //! * [`schedule`], [`retention`]: pure policy functions that take `now` as an argument.
 //! * [`commands`]: one module per subcommand; `main.rs` only parses arguments and dispatches.
 
+pub mod backups;
 pub mod cli;
 pub mod cloudflare;
 pub mod commands;
@@ -25,6 +26,7 @@ pub mod logging;
 pub mod manifest;
 pub mod pipeline;
 pub mod retention;
+pub mod retry;
 pub mod schedule;
 pub mod secret;
 pub mod sql;

@@ -1,1 +1,48 @@
-fn main() {}
+//! The `d1vault` binary: parses the command line, sets up logging, loads the configuration and hands the
+//! subcommand to its module in `d1vault::commands`. Exit status: 0 success, 1 failure, 2 usage or
+//! configuration error.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use d1vault::cli::{Cli, Command};
+use d1vault::commands::{self, Failure};
+use d1vault::config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbosity = if cli.quiet { -1 } else { cli.verbose.min(3) as i8 };
+    d1vault::logging::init(cli.log_format, verbosity);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            for line in failure.message.lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(failure.exit_code)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), Failure> {
+    if let Command::Completions(args) = &cli.command {
+        clap_complete::generate(args.shell, &mut Cli::command(), "d1vault", &mut std::io::stdout());
+        return Ok(());
+    }
+    let path = config::find_config_path(cli.config.as_deref());
+    let config = config::load(&path).map_err(|errors| Failure::usage(errors.to_string()))?;
+    match &cli.command {
+        Command::Backup(args) => commands::backup::run(&config, args).await,
+        Command::List(args) => commands::list::run(&config, args).await,
+        Command::CheckConfig => commands::check_config::run(&config, chrono::Utc::now()).await,
+        Command::Completions(_) => unreachable!("handled above"),
+        other => Err(Failure::usage(format!("{other:?}: not available in this build yet"))),
+    }
+}

@@ -37,3 +37,49 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+pub mod backup;
+pub mod list;
+
+use std::sync::Arc;
+
+use crate::cloudflare::{self, RATE_LIMIT_WINDOW, RateLimiter};
+use crate::config::{Config, DatabaseConfig};
+use crate::pipeline::BackupSources;
+
+/// Opens the configured storage and, when configured, the Cloudflare client: what every command that
+/// touches backups needs.
+pub async fn open_sources(config: &Config) -> Result<BackupSources, Failure> {
+    let storage = crate::storage::open(&config.storage)
+        .await
+        .map_err(|e| Failure::failed(format!("opening storage: {e}")))?;
+    let cloudflare = match &config.cloudflare {
+        Some(cf) => {
+            let limiter = Arc::new(RateLimiter::new(cf.requests_per_5min, RATE_LIMIT_WINDOW));
+            Some(cloudflare::Client::new(cf, limiter).map_err(|e| Failure::failed(e.to_string()))?)
+        }
+        None => None,
+    };
+    Ok(BackupSources { storage, prefix: config.storage.prefix().to_string(), cloudflare })
+}
+
+/// The databases named on the command line (all configured ones when none is named); an unknown name is a
+/// usage error that lists the configured ones.
+pub fn select_databases<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a DatabaseConfig>, Failure> {
+    if names.is_empty() {
+        return Ok(config.databases.iter().collect());
+    }
+    names
+        .iter()
+        .map(|name| {
+            config.database(name).ok_or_else(|| {
+                let known: Vec<&str> = config.databases.iter().map(|d| d.name.as_str()).collect();
+                Failure::usage(format!(
+                    "no database named {name:?} in {}; configured: {}",
+                    config.path.display(),
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,54 @@
+//! `d1vault list [DB] [--json]`: complete backups in storage, newest first, read from manifests only.
+
+use super::{Failure, open_sources};
+use crate::backups;
+use crate::cli::ListArgs;
+use crate::config::Config;
+
+/// Prints the table, or the manifests as a JSON array.
+pub async fn run(config: &Config, args: &ListArgs) -> Result<(), Failure> {
+    let sources = open_sources(config).await?;
+    let manifests = backups::complete(sources.storage.as_ref(), &sources.prefix, args.database.as_deref())
+        .await
+        .map_err(|e| Failure::failed(format!("listing backups: {e}")))?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&manifests).expect("manifests serialize");
+        println!("{json}");
+        return Ok(());
+    }
+    if manifests.is_empty() {
+        eprintln!("no complete backups in {}", sources.storage.describe());
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<17} {:<20} {:>12} {:>12} {:>7} {:>10}  {}",
+        "DATABASE", "BACKUP ID", "STARTED (UTC)", "STORED", "SQL", "TABLES", "ROWS", "NEWEST MIGRATION"
+    );
+    for m in &manifests {
+        let rows: u64 = m.tables.iter().map(|t| t.rows).sum();
+        println!(
+            "{:<20} {:<17} {:<20} {:>12} {:>12} {:>7} {:>10}  {}",
+            m.database.name,
+            m.backup_id,
+            m.started_at.format("%Y-%m-%d %H:%M:%S"),
+            human_bytes(m.dump.size),
+            human_bytes(m.dump.raw_size),
+            m.tables.len(),
+            rows,
+            m.newest_migration().unwrap_or("-"),
+        );
+    }
+    Ok(())
+}
+
+/// `1234` -> `1.2 KiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}

@@ -1,0 +1,161 @@
+//! One backup of one database, from source to manifest.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::io::BufReader;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::compress::compress;
+use super::hashing::HashingReader;
+use super::inspect::{DumpError, DumpInspector, InspectingReader};
+use super::source::sqlite_dump;
+use crate::cloudflare::{self, ApiError, ExportOptions};
+use crate::config::{DatabaseConfig, Source};
+use crate::dump::DumpOptions;
+use crate::manifest::{self, Manifest, ManifestDatabase, ManifestDump, ManifestExport};
+use crate::storage::{Storage, StorageError};
+
+/// What a backup needs besides the database's own configuration.
+#[derive(Debug, Clone)]
+pub struct BackupSources {
+    pub storage: Arc<dyn Storage>,
+    /// The storage key prefix (`storage.prefix`).
+    pub prefix: String,
+    /// The D1 client; `None` when no database uses D1.
+    pub cloudflare: Option<cloudflare::Client>,
+}
+
+/// Why a backup failed. Every variant leaves storage without a manifest for this backup.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("Cloudflare: {0}")]
+    Api(#[from] ApiError),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    InvalidDump(#[from] DumpError),
+    #[error("source: {0}")]
+    Source(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl BackupError {
+    /// Whether running the backup again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            BackupError::Api(e) => e.is_retryable(),
+            BackupError::Storage(e) => e.is_retryable(),
+            BackupError::InvalidDump(_) => true,
+            BackupError::Source(_) | BackupError::Config(_) => false,
+        }
+    }
+}
+
+/// Backs up `database` now: streams its dump into storage and writes the manifest last. `started_at`
+/// names the backup (its id is the UTC start time).
+pub async fn run_backup(
+    database: &DatabaseConfig,
+    sources: &BackupSources,
+    started_at: DateTime<Utc>,
+) -> Result<Manifest, BackupError> {
+    let backup_id = manifest::backup_id(started_at);
+    let span = info_span!("backup", database = %database.name, backup_id = %backup_id);
+    async move {
+        info!("backup started");
+        let result = backup_inner(database, sources, started_at, &backup_id).await;
+        match &result {
+            Ok(m) => info!(raw_bytes = m.dump.raw_size, stored_bytes = m.dump.size, "backup complete"),
+            Err(e) => warn!(error = %e, "backup failed"),
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn backup_inner(
+    database: &DatabaseConfig,
+    sources: &BackupSources,
+    started_at: DateTime<Utc>,
+    backup_id: &str,
+) -> Result<Manifest, BackupError> {
+    let storage = &sources.storage;
+    // Fail on a missing bucket or bad credentials before an export blocks the database.
+    storage.check().await?;
+
+    let dump_key = manifest::object_key(&sources.prefix, &database.name, backup_id, database.compression.dump_file_name());
+    let export = ExportOptions { no_data: database.no_data, no_schema: false, tables: database.tables.clone() };
+
+    let (source_kind, database_id, bookmark, body, announced): (_, _, _, Box<dyn tokio::io::AsyncRead + Send + Unpin>, _) =
+        match &database.source {
+            Source::D1 { id } => {
+                let client = sources.cloudflare.as_ref().ok_or_else(|| {
+                    BackupError::Config(format!("database {} is a D1 source but [cloudflare] is not configured", database.name))
+                })?;
+                let uuid = match id {
+                    Some(id) => id.clone(),
+                    None => client.get_database(&database.name).await?.uuid,
+                };
+                let ready = client.export(&uuid, &export).await?;
+                let download = client.download(&ready.signed_url).await?;
+                if let Some(kind) = download.content_type.as_deref() {
+                    if kind.to_ascii_lowercase().starts_with("text/html") {
+                        return Err(DumpError::Html { start: format!("Content-Type: {kind}") }.into());
+                    }
+                }
+                ("d1", Some(uuid), Some(ready.at_bookmark), download.body, download.content_length)
+            }
+            Source::Sqlite { path } => {
+                let options = DumpOptions { no_data: export.no_data, no_schema: false, tables: export.tables.clone() };
+                let reader = sqlite_dump(path, options).map_err(|e| BackupError::Source(e.to_string()))?;
+                ("sqlite", None, None, Box::new(reader), None)
+            }
+        };
+
+    let mut inspecting = InspectingReader::new(body, DumpInspector::new(announced, &database.migrations_table));
+    let mut stored = HashingReader::new(compress(BufReader::with_capacity(256 * 1024, &mut inspecting), database.compression));
+    let upload = storage.put_stream(&dump_key, &mut stored).await;
+    let (stored_size, stored_sha256) = stored.finish();
+    let report = match (upload, inspecting.outcome()) {
+        (Ok(_), Some(Ok(report))) => report,
+        (_, Some(Err(dump_error))) => {
+            let _ = storage.delete(&dump_key).await;
+            return Err(dump_error.into());
+        }
+        (Err(e), _) => return Err(e.into()),
+        (Ok(_), None) => {
+            let _ = storage.delete(&dump_key).await;
+            return Err(BackupError::Source("the dump stream ended without a verdict".into()));
+        }
+    };
+
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        tool: crate::TOOL.to_string(),
+        database: ManifestDatabase { name: database.name.clone(), id: database_id, source: source_kind.into() },
+        backup_id: backup_id.to_string(),
+        started_at,
+        finished_at: Utc::now(),
+        bookmark,
+        export: ManifestExport { no_data: export.no_data, no_schema: false, tables: export.tables.clone() },
+        dump: ManifestDump {
+            key: dump_key.clone(),
+            compression: database.compression.name().into(),
+            size: stored_size,
+            sha256: stored_sha256,
+            raw_size: report.raw_size,
+            raw_sha256: report.raw_sha256,
+        },
+        tables: report.tables,
+        migrations: report.migrations,
+    };
+    let manifest_key = manifest::object_key(&sources.prefix, &database.name, backup_id, manifest::MANIFEST_FILE);
+    if let Err(e) = storage.put_bytes(&manifest_key, manifest.to_json()).await {
+        // Without its manifest the dump is not a backup; remove it rather than leave it for prune.
+        let _ = storage.delete(&dump_key).await;
+        return Err(e.into());
+    }
+    Ok(manifest)
+}

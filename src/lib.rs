@@ -25,6 +25,7 @@ pub mod emulator;
 pub mod logging;
 pub mod manifest;
 pub mod pipeline;
+pub mod restore;
 pub mod retention;
 pub mod retry;
 pub mod schedule;

@@ -41,6 +41,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Backup(args) => commands::backup::run(&config, args).await,
         Command::List(args) => commands::list::run(&config, args).await,
+        Command::Restore(args) => commands::restore::run(&config, args).await,
+        Command::Verify(args) => commands::verify::run(&config, args).await,
         Command::CheckConfig => commands::check_config::run(&config, chrono::Utc::now()).await,
         Command::Completions(_) => unreachable!("handled above"),
         other => Err(Failure::usage(format!("{other:?}: not available in this build yet"))),

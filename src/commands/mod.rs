@@ -40,6 +40,8 @@ impl std::error::Error for Failure {}
 
 pub mod backup;
 pub mod list;
+pub mod restore;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -40,7 +40,10 @@ impl std::error::Error for Failure {}
 
 pub mod backup;
 pub mod list;
+pub mod prune;
 pub mod restore;
+pub mod run;
+pub mod status;
 pub mod verify;
 
 use std::sync::Arc;

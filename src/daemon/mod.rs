@@ -1,0 +1,374 @@
+//! `d1vault run`: the scheduler daemon.
+//!
+//! One task per configured database sleeps until its next allowed start (cron in `daemon.timezone`,
+//! inside its window, plus jitter), waits for one of `max_concurrent` slots, runs the backup, records the
+//! run in the catalog, and applies retention. Because each database has exactly one task, a database never
+//! has two backups running at once.
+//!
+//! Shutdown follows the shape of mini-redis and the Tokio guide: a first SIGTERM/SIGINT cancels `stop_new`
+//! (sleeping tasks exit, nothing new starts), running backups get `daemon.shutdown_grace` to finish, then
+//! `abort` is cancelled: their futures are dropped (no manifest is ever written) and their multipart
+//! uploads are aborted explicitly. SIGHUP reloads the configuration; an invalid file keeps the old one.
+
+mod clock;
+mod http;
+pub mod metrics;
+
+pub use clock::Clock;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::backups;
+use crate::catalog::{Catalog, RunOutcome};
+use crate::config::{self, Config, DatabaseConfig};
+use crate::manifest;
+use crate::pipeline::{BackupSources, run_backup};
+use crate::prune;
+use crate::schedule::{self, PlannedRun};
+use metrics::{Metrics, RunResult};
+
+/// Control messages from signal handlers (or tests) to the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM/SIGINT. The first starts a graceful stop; a second one is handled by the caller (exit now).
+    Terminate,
+    /// SIGHUP: reload the configuration file.
+    Reload,
+}
+
+/// Everything the daemon needs to start.
+pub struct DaemonOptions {
+    /// Where to reload the configuration from on SIGHUP.
+    pub config_path: PathBuf,
+    pub config: Config,
+    /// The bound listener for `/healthz` and `/metrics` (`None`: disabled).
+    pub listener: Option<TcpListener>,
+    pub clock: Clock,
+}
+
+/// State shared by the database tasks and the HTTP handlers.
+pub struct Shared {
+    pub metrics: Metrics,
+    clock: Clock,
+    started_at: DateTime<Utc>,
+    config: watch::Receiver<Arc<Config>>,
+    /// Newest complete backup per database: seeded from storage at start, updated after each success.
+    newest: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+impl Shared {
+    /// Freshness of every configured database (contract: fresh while the newest complete backup is younger
+    /// than twice its schedule's interval plus its window).
+    pub fn health(&self) -> http::Health {
+        let config = self.config.borrow().clone();
+        let now = self.clock.now();
+        let newest = self.newest.lock().expect("newest lock").clone();
+        let databases: Vec<http::DatabaseHealth> = config
+            .databases
+            .iter()
+            .map(|db| {
+                let limit = schedule::freshness_limit(&db.schedule, db.window, config.daemon.timezone, now);
+                let newest_backup = newest.get(&db.name).copied();
+                let state = match newest_backup {
+                    Some(t) if now - t <= limit => "fresh",
+                    Some(_) => "stale",
+                    None if now - self.started_at <= limit => "pending",
+                    None => "stale",
+                };
+                http::DatabaseHealth {
+                    name: db.name.clone(),
+                    state,
+                    newest_backup: newest_backup.map(|t| t.to_rfc3339()),
+                    age_seconds: newest_backup.map(|t| (now - t).num_seconds()),
+                    limit_seconds: limit.num_seconds(),
+                }
+            })
+            .collect();
+        let healthy = databases.iter().all(|d| d.state != "stale");
+        http::Health { healthy, databases }
+    }
+}
+
+/// Runs the daemon until a [`Signal::Terminate`] arrives on `signals` and running backups are finished or
+/// aborted.
+pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) -> Result<(), String> {
+    let DaemonOptions { config_path, config, listener, clock } = options;
+    let catalog = Catalog::open(&config.daemon.state_dir)
+        .await
+        .map_err(|e| format!("opening the catalog in {}: {e}", config.daemon.state_dir.display()))?;
+    let now = clock.now();
+    catalog.mark_interrupted(now).await.map_err(|e| format!("catalog: {e}"))?;
+    let sources = crate::commands::open_sources(&config).await.map_err(|f| f.message)?;
+    let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+    let shared = Arc::new(Shared {
+        metrics: Metrics::default(),
+        clock: clock.clone(),
+        started_at: now,
+        config: config_rx.clone(),
+        newest: Mutex::new(HashMap::new()),
+    });
+    seed_newest(&shared, &sources, &config).await;
+
+    let stop_new = CancellationToken::new();
+    let abort = CancellationToken::new();
+    let http_stop = CancellationToken::new();
+    let mut http_task = None;
+    if let Some(listener) = listener {
+        let addr = listener.local_addr().ok();
+        info!(?addr, "serving /healthz and /metrics");
+        http_task = Some(tokio::spawn(http::serve(listener, shared.clone(), http_stop.clone())));
+    }
+    let slots = Arc::new(Semaphore::new(config.daemon.max_concurrent.max(1)));
+    let context = Arc::new(TaskContext { shared: shared.clone(), sources, catalog, slots, stop_new: stop_new.clone(), abort: abort.clone() });
+    let mut tasks = JoinSet::new();
+    let mut running: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
+    reconcile(&context, &config, &mut tasks, &mut running);
+    info!(databases = config.databases.len(), "daemon started");
+
+    let mut grace = config.daemon.shutdown_grace;
+    loop {
+        tokio::select! {
+            signal = signals.recv() => match signal {
+                Some(Signal::Reload) => match config::load(&config_path) {
+                    Ok(new) => {
+                        info!(path = %config_path.display(), "configuration reloaded");
+                        grace = new.daemon.shutdown_grace;
+                        reconcile(&context, &new, &mut tasks, &mut running);
+                        let _ = config_tx.send(Arc::new(new));
+                    }
+                    Err(errors) => error!(errors = %errors, "configuration reload failed; keeping the previous configuration"),
+                },
+                Some(Signal::Terminate) | None => break,
+            },
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done {
+                    if e.is_panic() { error!(error = %e, "a database task panicked"); }
+                }
+                running.retain(|_, handle| !handle.is_finished());
+            }
+        }
+    }
+
+    info!(grace_seconds = grace.as_secs(), "stopping: no new backups start; running ones may finish");
+    stop_new.cancel();
+    let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!("shutdown grace period over: aborting running backups");
+        abort.cancel();
+        while tasks.join_next().await.is_some() {}
+    }
+    http_stop.cancel();
+    if let Some(task) = http_task {
+        let _ = task.await;
+    }
+    info!("daemon stopped");
+    Ok(())
+}
+
+/// Starts a task for each configured database that has none (after start-up or a reload). Tasks of
+/// removed databases notice on their own and end after their current run.
+fn reconcile(
+    context: &Arc<TaskContext>,
+    config: &Config,
+    tasks: &mut JoinSet<()>,
+    running: &mut BTreeMap<String, tokio::task::AbortHandle>,
+) {
+    running.retain(|_, handle| !handle.is_finished());
+    for db in &config.databases {
+        context.shared.metrics.register(&db.name);
+        if !running.contains_key(&db.name) {
+            let handle = tasks.spawn(database_task(context.clone(), db.name.clone()));
+            running.insert(db.name.clone(), handle);
+        }
+    }
+}
+
+async fn seed_newest(shared: &Shared, sources: &BackupSources, config: &Config) {
+    for db in &config.databases {
+        match backups::complete(sources.storage.as_ref(), &sources.prefix, Some(&db.name)).await {
+            Ok(manifests) => {
+                if let Some(m) = manifests.first() {
+                    shared.newest.lock().expect("newest lock").insert(db.name.clone(), m.started_at);
+                    shared.metrics.set_last_success(&db.name, m.finished_at.timestamp() as f64);
+                }
+            }
+            Err(e) => warn!(database = %db.name, error = %e, "could not read existing backups at start-up"),
+        }
+    }
+}
+
+/// What every database task shares.
+struct TaskContext {
+    shared: Arc<Shared>,
+    sources: BackupSources,
+    catalog: Catalog,
+    slots: Arc<Semaphore>,
+    stop_new: CancellationToken,
+    abort: CancellationToken,
+}
+
+/// The life of one database: plan, sleep, run, record, prune, repeat.
+async fn database_task(ctx: Arc<TaskContext>, name: String) {
+    let clock = ctx.shared.clock.clone();
+    let mut config_rx = ctx.shared.config.clone();
+    let mut catch_up = {
+        let config = config_rx.borrow().clone();
+        let Some(db) = config.database(&name) else { return };
+        let last = ctx.catalog.last_scheduled(&name).await.unwrap_or_else(|e| {
+            warn!(database = %name, error = %e, "catalog read failed; no catch-up");
+            None
+        });
+        let missed = schedule::catch_up(&db.schedule, config.daemon.timezone, last, clock.now());
+        if let Some(due) = missed {
+            info!(database = %name, due = %due, "catching up a run missed while the daemon was down");
+        }
+        missed
+    };
+    let mut after = clock.now();
+    loop {
+        let config = config_rx.borrow_and_update().clone();
+        let Some(db) = config.database(&name).cloned() else {
+            info!(database = %name, "database removed from the configuration");
+            return;
+        };
+        let tz = config.daemon.timezone;
+        let due = match catch_up.take() {
+            Some(due) => due,
+            None => match db.schedule.next_after(after, tz) {
+                Some(due) => due,
+                None => {
+                    warn!(database = %name, "schedule has no future run");
+                    return;
+                }
+            },
+        };
+        // A catch-up is due in the past: plan it from now, so that it starts at the next allowed moment.
+        let plan_at = std::cmp::max(due, clock.now());
+        let (start, closes) = match schedule::plan_run(&db.schedule, db.window, tz, plan_at) {
+            PlannedRun::Skipped { reason, .. } => {
+                record_skip(&ctx, &name, due, &reason).await;
+                after = due;
+                continue;
+            }
+            PlannedRun::Start { start, window_closes_at, .. } => {
+                let start = schedule::jittered_start(start, window_closes_at, db.jitter, rand::random::<f64>());
+                (start, window_closes_at)
+            }
+        };
+        tokio::select! {
+            _ = clock.sleep_until(start) => {}
+            _ = ctx.stop_new.cancelled() => return,
+            changed = config_rx.changed() => {
+                if changed.is_err() { return; }
+                // Re-plan with the new configuration; a pending catch-up stays pending.
+                after = clock.now();
+                continue;
+            }
+        }
+        let permit = tokio::select! {
+            permit = ctx.slots.clone().acquire_owned() => permit.expect("semaphore never closes"),
+            _ = ctx.stop_new.cancelled() => return,
+        };
+        if let Some(closes) = closes {
+            if clock.now() >= closes {
+                record_skip(&ctx, &name, due, "the window closed while waiting for a free backup slot (max_concurrent)").await;
+                after = due;
+                drop(permit);
+                continue;
+            }
+        }
+        run_once(&ctx, &db, tz, due).await;
+        drop(permit);
+        after = std::cmp::max(due, clock.now());
+        if ctx.stop_new.is_cancelled() {
+            return;
+        }
+    }
+}
+
+async fn record_skip(ctx: &TaskContext, name: &str, due: DateTime<Utc>, reason: &str) {
+    warn!(database = %name, due = %due, reason, "run skipped");
+    let now = ctx.shared.clock.now();
+    if let Err(e) = ctx.catalog.record_skipped(name, due, now, reason).await {
+        warn!(database = %name, error = %e, "catalog write failed");
+    }
+    ctx.shared.metrics.record(name, RunResult::Skipped, 0.0, None, now.timestamp() as f64);
+}
+
+/// One scheduled run: backup, catalog, metrics, retention.
+async fn run_once(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::Tz, due: DateTime<Utc>) {
+    let clock = &ctx.shared.clock;
+    let started_at = clock.now();
+    let backup_id = manifest::backup_id(started_at);
+    let run_id = match ctx.catalog.start_run(&db.name, Some(due), started_at, &backup_id).await {
+        Ok(id) => Some(id),
+        Err(e) => {
+            warn!(database = %db.name, error = %e, "catalog write failed; running the backup anyway");
+            None
+        }
+    };
+    let outcome = tokio::select! {
+        result = run_backup(db, &ctx.sources, started_at) => Some(result),
+        _ = ctx.abort.cancelled() => None,
+    };
+    let finished_at = clock.now();
+    let duration = (finished_at - started_at).num_milliseconds() as f64 / 1000.0;
+    let (run_outcome, error, bytes) = match &outcome {
+        Some(Ok(m)) => (RunOutcome::Success, None, Some((m.dump.raw_size, m.dump.size))),
+        Some(Err(e)) => (RunOutcome::Failed, Some(e.to_string()), None),
+        None => {
+            // The backup future was dropped: no manifest was written. Abort its multipart upload, if any.
+            let key = manifest::object_key(&ctx.sources.prefix, &db.name, &backup_id, db.compression.dump_file_name());
+            let _ = ctx.sources.storage.abort_stale_uploads(&key, finished_at + chrono::Duration::seconds(1)).await;
+            warn!(database = %db.name, backup_id = %backup_id, "backup aborted at shutdown");
+            (RunOutcome::Aborted, Some("aborted at shutdown after the grace period".to_string()), None)
+        }
+    };
+    if let Some(run_id) = run_id {
+        let (raw, stored) = bytes.map(|(r, s)| (Some(r), Some(s))).unwrap_or((None, None));
+        if let Err(e) = ctx.catalog.finish_run(run_id, run_outcome, error.clone(), raw, stored, finished_at).await {
+            warn!(database = %db.name, error = %e, "catalog write failed");
+        }
+    }
+    let result = if matches!(run_outcome, RunOutcome::Success) { RunResult::Success } else { RunResult::Failure };
+    ctx.shared.metrics.record(&db.name, result, duration, bytes, finished_at.timestamp() as f64);
+    if let Some(Ok(m)) = &outcome {
+        ctx.shared.newest.lock().expect("newest lock").insert(db.name.clone(), m.started_at);
+        apply_retention(ctx, db, tz).await;
+    }
+}
+
+/// Retention after a successful backup of `db`. A listing failure deletes nothing.
+async fn apply_retention(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::Tz) {
+    if db.retention.is_empty() {
+        return;
+    }
+    let now = ctx.shared.clock.now();
+    let storage = ctx.sources.storage.as_ref();
+    match prune::plan(storage, &ctx.sources.prefix, &db.name, &db.retention, tz, now).await {
+        Ok(plan) => {
+            let outcome = prune::execute(storage, &ctx.sources.prefix, &plan, now).await;
+            if outcome.deleted_backups + outcome.removed_incomplete > 0 {
+                info!(database = %db.name, deleted = outcome.deleted_backups, incomplete = outcome.removed_incomplete, "retention applied");
+            }
+            for e in outcome.errors {
+                warn!(database = %db.name, error = %e, "retention");
+            }
+        }
+        Err(e) => warn!(database = %db.name, error = %e, "listing failed; retention deleted nothing"),
+    }
+}
+
+/// How long an idle wait may last before the wall clock is checked again (keeps long sleeps honest across
+/// suspend and clock changes, at one wake-up a minute).
+pub const MAX_SLEEP: Duration = Duration::from_secs(60);

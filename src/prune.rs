@@ -1,0 +1,134 @@
+//! Applying retention to storage: plan (pure decisions over a complete listing) and execute. A listing that
+//! fails deletes nothing; only complete backups are counted; incomplete leftovers (no manifest) are removed
+//! once they are older than a day; keys that do not fit the layout are never touched.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use tracing::{info, warn};
+
+use crate::backups::{self, StoredBackup};
+use crate::manifest;
+use crate::retention::{self, BackupRef, RetentionPolicy};
+use crate::storage::{Storage, StorageError};
+
+/// Incomplete backups younger than this are left alone: they may be uploads still in progress.
+pub const INCOMPLETE_GRACE: Duration = Duration::hours(24);
+
+/// What prune will do for one database.
+#[derive(Debug, Clone)]
+pub struct PrunePlan {
+    pub database: String,
+    /// One entry per complete backup, newest first.
+    pub complete: Vec<PlannedBackup>,
+    /// Incomplete backups old enough to remove.
+    pub incomplete: Vec<StoredBackup>,
+}
+
+/// A complete backup and the decision about it.
+#[derive(Debug, Clone)]
+pub struct PlannedBackup {
+    pub backup: StoredBackup,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+/// What executing a plan did.
+#[derive(Debug, Clone, Default)]
+pub struct PruneOutcome {
+    pub deleted_backups: usize,
+    pub removed_incomplete: usize,
+    pub aborted_uploads: usize,
+    /// Deletions that failed, in words; they are retried by the next prune.
+    pub errors: Vec<String>,
+}
+
+/// Builds the plan for `database` from one complete listing of its backups.
+pub async fn plan(
+    storage: &dyn Storage,
+    prefix: &str,
+    database: &str,
+    policy: &RetentionPolicy,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<PrunePlan, StorageError> {
+    let stored = backups::scan(storage, prefix, Some(database)).await?;
+    Ok(plan_from_listing(database, stored, policy, tz, now))
+}
+
+/// The pure part of [`plan`]: decisions from a listing.
+pub fn plan_from_listing(
+    database: &str,
+    stored: Vec<StoredBackup>,
+    policy: &RetentionPolicy,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> PrunePlan {
+    let (complete, incomplete): (Vec<_>, Vec<_>) = stored.into_iter().partition(|b| b.manifest.is_some());
+    let refs: Vec<BackupRef> = complete
+        .iter()
+        .map(|b| BackupRef {
+            id: b.backup_id.clone(),
+            time: b.manifest.as_ref().map(|m| m.started_at).expect("complete backups have a manifest"),
+        })
+        .collect();
+    let decisions = retention::apply(policy, &refs, tz, now);
+    let mut planned: Vec<PlannedBackup> = decisions
+        .into_iter()
+        .filter_map(|d| {
+            let backup = complete.iter().find(|b| b.backup_id == d.id)?.clone();
+            Some(PlannedBackup { backup, keep: d.keep, reasons: d.reasons })
+        })
+        .collect();
+    planned.sort_by(|a, b| b.backup.backup_id.cmp(&a.backup.backup_id));
+    let incomplete = incomplete
+        .into_iter()
+        .filter(|b| manifest::parse_backup_id(&b.backup_id).is_some_and(|t| now - t >= INCOMPLETE_GRACE))
+        .collect();
+    PrunePlan { database: database.to_string(), complete: planned, incomplete }
+}
+
+/// Deletes what the plan says. A complete backup loses its manifest first, so it stops existing in one
+/// step; a failure after that leaves an incomplete leftover that the next prune removes.
+pub async fn execute(
+    storage: &dyn Storage,
+    prefix: &str,
+    plan: &PrunePlan,
+    now: DateTime<Utc>,
+) -> PruneOutcome {
+    let mut outcome = PruneOutcome::default();
+    for planned in plan.complete.iter().filter(|p| !p.keep) {
+        match delete_backup(storage, prefix, &planned.backup).await {
+            Ok(()) => {
+                outcome.deleted_backups += 1;
+                info!(database = %plan.database, backup_id = %planned.backup.backup_id, "deleted backup");
+            }
+            Err(e) => outcome.errors.push(format!("deleting {}: {e}", planned.backup.backup_id)),
+        }
+    }
+    for leftover in &plan.incomplete {
+        match delete_backup(storage, prefix, leftover).await {
+            Ok(()) => outcome.removed_incomplete += 1,
+            Err(e) => outcome.errors.push(format!("removing incomplete {}: {e}", leftover.backup_id)),
+        }
+    }
+    let db_prefix = manifest::database_prefix(prefix, &plan.database);
+    match storage.abort_stale_uploads(&db_prefix, now - INCOMPLETE_GRACE).await {
+        Ok(n) => outcome.aborted_uploads = n,
+        Err(e) => {
+            warn!(error = %e, "could not clear stale uploads");
+            outcome.errors.push(format!("clearing stale uploads: {e}"));
+        }
+    }
+    outcome
+}
+
+async fn delete_backup(storage: &dyn Storage, prefix: &str, backup: &StoredBackup) -> Result<(), StorageError> {
+    let manifest_key = manifest::object_key(prefix, &backup.database, &backup.backup_id, manifest::MANIFEST_FILE);
+    if backup.objects.iter().any(|o| o.key == manifest_key) {
+        storage.delete(&manifest_key).await?;
+    }
+    for object in backup.objects.iter().filter(|o| o.key != manifest_key) {
+        storage.delete(&object.key).await?;
+    }
+    Ok(())
+}

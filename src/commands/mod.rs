@@ -39,6 +39,7 @@ impl fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 pub mod backup;
+pub mod healthcheck;
 pub mod list;
 pub mod prune;
 pub mod restore;

@@ -25,6 +25,7 @@ pub mod dump;
 pub mod emulator;
 pub mod logging;
 pub mod manifest;
+pub mod migrations;
 pub mod prune;
 pub mod pipeline;
 pub mod restore;

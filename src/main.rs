@@ -47,8 +47,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Status(args) => commands::status::run(&config, args).await,
         Command::Run => commands::run::run(&path, config).await,
         Command::Healthcheck => commands::healthcheck::run(&config).await,
+        Command::Migrations(command) => commands::migrations::run(&config, command).await,
         Command::CheckConfig => commands::check_config::run(&config, chrono::Utc::now()).await,
         Command::Completions(_) => unreachable!("handled above"),
-        other => Err(Failure::usage(format!("{other:?}: not available in this build yet"))),
     }
 }

@@ -41,6 +41,7 @@ impl std::error::Error for Failure {}
 pub mod backup;
 pub mod healthcheck;
 pub mod list;
+pub mod migrations;
 pub mod prune;
 pub mod restore;
 pub mod run;

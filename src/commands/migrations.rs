@@ -1,0 +1,207 @@
+//! `d1vault migrations create|list|apply`: wrangler-compatible migrations with a safety backup and
+//! all-or-nothing apply (see [`crate::migrations`]).
+
+use chrono::Utc;
+use rusqlite::Connection;
+use serde_json::Value;
+
+use super::{Failure, open_sources, select_databases};
+use crate::cli::MigrationsCommand;
+use crate::cloudflare::Client;
+use crate::config::{Config, DatabaseConfig, Source};
+use crate::migrations::{self, MigrationFile};
+use crate::pipeline::run_backup;
+
+/// Dispatches the migrations subcommand.
+pub async fn run(config: &Config, command: &MigrationsCommand) -> Result<(), Failure> {
+    match command {
+        MigrationsCommand::Create { database, name } => create(config, database, name),
+        MigrationsCommand::List { database } => list(config, database).await,
+        MigrationsCommand::Apply { database, no_backup, dry_run } => apply(config, database, *no_backup, *dry_run).await,
+    }
+}
+
+fn database<'a>(config: &'a Config, name: &str) -> Result<&'a DatabaseConfig, Failure> {
+    Ok(select_databases(config, &[name.to_string()])?[0])
+}
+
+fn files(db: &DatabaseConfig) -> Result<Vec<MigrationFile>, Failure> {
+    migrations::list_files(&db.migrations_dir)
+        .map_err(|e| Failure::failed(format!("reading migrations_dir {}: {e}", db.migrations_dir.display())))
+}
+
+fn create(config: &Config, name: &str, description: &str) -> Result<(), Failure> {
+    let db = database(config, name)?;
+    let files = files(db)?;
+    let file_name = migrations::next_file_name(&files, description);
+    let number = files.iter().filter_map(|f| f.number).max().unwrap_or(0) + 1;
+    std::fs::create_dir_all(&db.migrations_dir)
+        .map_err(|e| Failure::failed(format!("creating {}: {e}", db.migrations_dir.display())))?;
+    let path = db.migrations_dir.join(&file_name);
+    std::fs::write(&path, migrations::file_header(number, Utc::now()))
+        .map_err(|e| Failure::failed(format!("writing {}: {e}", path.display())))?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+/// The database a migration command talks to.
+enum Target {
+    D1 { client: Client, id: String },
+    Sqlite { path: std::path::PathBuf },
+}
+
+async fn target(config: &Config, db: &DatabaseConfig) -> Result<Target, Failure> {
+    match &db.source {
+        Source::Sqlite { path } => Ok(Target::Sqlite { path: path.clone() }),
+        Source::D1 { id } => {
+            let sources = open_sources(config).await?;
+            let client = sources.cloudflare.ok_or_else(|| Failure::usage("[cloudflare] is not configured"))?;
+            let id = match id {
+                Some(id) => id.clone(),
+                None => client.get_database(&db.name).await.map_err(|e| Failure::failed(e.to_string()))?.uuid,
+            };
+            Ok(Target::D1 { client, id })
+        }
+    }
+}
+
+/// The applied names; `create` makes the table first (as wrangler does), otherwise a missing table means
+/// nothing is applied.
+async fn applied(target: &Target, table: &str, create: bool) -> Result<Vec<String>, Failure> {
+    match target {
+        Target::D1 { client, id } => {
+            if create {
+                client.query(id, &migrations::create_table_sql(table), &[]).await.map_err(|e| Failure::failed(e.to_string()))?;
+            } else {
+                let exists = client
+                    .query(id, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", &[Value::String(table.into())])
+                    .await
+                    .map_err(|e| Failure::failed(e.to_string()))?;
+                if exists.first().is_none_or(|r| r.results.is_empty()) {
+                    return Ok(Vec::new());
+                }
+            }
+            let results = client.query(id, &migrations::select_applied_sql(table), &[]).await.map_err(|e| Failure::failed(e.to_string()))?;
+            Ok(results
+                .into_iter()
+                .next()
+                .map(|r| r.results.into_iter().filter_map(|row| row.get("name")?.as_str().map(str::to_string)).collect())
+                .unwrap_or_default())
+        }
+        Target::Sqlite { path } => {
+            let conn = Connection::open(path).map_err(|e| Failure::failed(format!("opening {}: {e}", path.display())))?;
+            let exists: bool = conn
+                .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| r.get::<_, i64>(0))
+                .map(|n| n > 0)
+                .map_err(|e| Failure::failed(e.to_string()))?;
+            if !exists {
+                if !create {
+                    return Ok(Vec::new());
+                }
+                conn.execute_batch(&migrations::create_table_sql(table)).map_err(|e| Failure::failed(e.to_string()))?;
+            }
+            let mut stmt = conn.prepare(&migrations::select_applied_sql(table)).map_err(|e| Failure::failed(e.to_string()))?;
+            let names = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| Failure::failed(e.to_string()))?;
+            Ok(names)
+        }
+    }
+}
+
+async fn list(config: &Config, name: &str) -> Result<(), Failure> {
+    let db = database(config, name)?;
+    let files = files(db)?;
+    let target = target(config, db).await?;
+    let applied = applied(&target, &db.migrations_table, false).await?;
+    for name in &applied {
+        println!("applied  {name}");
+    }
+    let pending = migrations::pending(&files, &applied);
+    for file in &pending {
+        println!("pending  {}", file.name);
+    }
+    if pending.is_empty() {
+        eprintln!("no migrations to apply");
+    }
+    Ok(())
+}
+
+async fn apply(config: &Config, name: &str, no_backup: bool, dry_run: bool) -> Result<(), Failure> {
+    let db = database(config, name)?;
+    let files = files(db)?;
+    let target = target(config, db).await?;
+    let applied_now = applied(&target, &db.migrations_table, !dry_run).await?;
+    let pending = migrations::pending(&files, &applied_now);
+    if pending.is_empty() {
+        println!("no migrations to apply");
+        return Ok(());
+    }
+    if dry_run {
+        for file in &pending {
+            println!("would apply  {}", file.name);
+        }
+        return Ok(());
+    }
+    let mut contents = Vec::new();
+    for file in &pending {
+        let text = std::fs::read_to_string(&file.path)
+            .map_err(|e| Failure::failed(format!("reading {}: {e}", file.path.display())))?;
+        contents.push((file.name.clone(), text));
+    }
+    if !no_backup {
+        let sources = open_sources(config).await?;
+        let manifest = run_backup(db, &sources, Utc::now())
+            .await
+            .map_err(|e| Failure::failed(format!("the backup before migrating failed, nothing was applied: {e}")))?;
+        println!("backup before migrating: {}", manifest.backup_id);
+    }
+    match &target {
+        Target::Sqlite { path } => apply_sqlite(path, &db.migrations_table, &contents),
+        Target::D1 { client, id } => apply_d1(client, id, &db.migrations_table, &contents).await,
+    }
+}
+
+/// SQLite sources: every pending file and its bookkeeping insert in one transaction; any failure rolls
+/// the whole run back, so the file is exactly as before.
+fn apply_sqlite(path: &std::path::Path, table: &str, contents: &[(String, String)]) -> Result<(), Failure> {
+    let mut conn = Connection::open(path).map_err(|e| Failure::failed(format!("opening {}: {e}", path.display())))?;
+    let tx = conn.transaction().map_err(|e| Failure::failed(e.to_string()))?;
+    for (name, text) in contents {
+        if let Err(e) = tx.execute_batch(&migrations::apply_sql(text, table, name)) {
+            drop(tx); // rolls back every file of this run
+            return Err(Failure::failed(format!(
+                "migration {name} failed: {e}; the database was rolled back to its state before this run"
+            )));
+        }
+        println!("applied  {name}");
+    }
+    tx.commit().map_err(|e| Failure::failed(format!("committing the migrations: {e}")))?;
+    Ok(())
+}
+
+/// D1: each file with its insert in one atomic request, as wrangler does; on a failure, restore the
+/// bookmark recorded before the run so that earlier files of this run are undone too.
+async fn apply_d1(client: &Client, id: &str, table: &str, contents: &[(String, String)]) -> Result<(), Failure> {
+    let bookmark = client
+        .bookmark(id)
+        .await
+        .map_err(|e| Failure::failed(format!("reading the Time Travel bookmark before migrating (nothing applied): {e}")))?;
+    println!("bookmark before migrating: {bookmark}");
+    for (name, text) in contents {
+        if let Err(e) = client.query(id, &migrations::apply_sql(text, table, name), &[]).await {
+            let undo = client.time_travel_restore(id, &bookmark).await;
+            let state = match undo {
+                Ok(_) => format!("the database was restored to bookmark {bookmark}, as before this run"),
+                Err(undo_error) => format!(
+                    "restoring bookmark {bookmark} ALSO FAILED ({undo_error}): restore it by hand with \
+                     `wrangler d1 time-travel restore DB --bookmark={bookmark}` or from the backup taken before"
+                ),
+            };
+            return Err(Failure::failed(format!("migration {name} failed: {e}; {state}")));
+        }
+        println!("applied  {name}");
+    }
+    Ok(())
+}

@@ -1,6 +1,8 @@
 //! One module per subcommand. Each exposes `pub async fn run(...) -> Result<(), Failure>`; `main.rs` maps a
 //! [`Failure`] to the contract's exit status (1 operation failed, 2 usage or configuration error).
 
+pub mod check_config;
+
 use std::fmt;
 
 /// Why a command did not succeed, with the exit status the contract assigns to it.

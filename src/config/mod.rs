@@ -6,7 +6,7 @@
 
 mod load;
 
-// pub use load::{ConfigError, ConfigErrors, find_config_path, load, load_str};
+pub use load::{ConfigError, ConfigErrors, find_config_path, load, load_str};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,181 @@
+//! `d1vault check-config`: the configuration has already been loaded and validated by the time this runs
+//! (a broken file exits 2 with every error before any command starts); this prints what d1vault understood,
+//! so the user can check that the schedule means what they meant.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::Failure;
+use crate::config::{Config, DatabaseConfig, Source, StorageConfig};
+
+/// How many upcoming runs are shown per database.
+const UPCOMING_RUNS: usize = 3;
+
+/// Prints the configuration path, where backups go and, per database, its source and next run times.
+/// Fails with exit 2 when a schedule never fires (for example `0 0 30 2 *`), which the loader cannot know
+/// without a clock.
+pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<(), Failure> {
+    let (report, problems) = report(config, now);
+    print!("{report}");
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::usage(problems.join("\n")))
+    }
+}
+
+/// The text `check-config` prints, and the problems found (databases that would never run).
+pub fn report(config: &Config, now: DateTime<Utc>) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let mut problems = Vec::new();
+    let tz = config.daemon.timezone;
+    let _ = writeln!(out, "configuration: {} (ok)", config.path.display());
+    let _ = writeln!(out, "storage: {}", describe_storage(&config.storage));
+    let _ = writeln!(out, "time zone: {tz}");
+    for db in &config.databases {
+        let _ = writeln!(out, "database {}:", db.name);
+        let _ = writeln!(out, "  source: {}", describe_source(&db.source));
+        let _ = writeln!(out, "  schedule: {}", db.schedule.expr());
+        let runs = upcoming_runs(db, tz, now);
+        if runs.is_empty() {
+            problems.push(format!(
+                "database {:?}: schedule {:?} never fires; fix its schedule",
+                db.name,
+                db.schedule.expr()
+            ));
+            let _ = writeln!(out, "  next runs: none (the schedule never fires)");
+        } else {
+            let _ = writeln!(out, "  next runs:");
+            for line in runs {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+    (out, problems)
+}
+
+/// The next run times of one database, formatted in `tz`. Kept in one place so that window-aware planning
+/// (which may delay a run to the window's start) can replace the plain cron times here.
+fn upcoming_runs(db: &DatabaseConfig, tz: Tz, now: DateTime<Utc>) -> Vec<String> {
+    let window_note = match db.window {
+        Some(w) => format!(
+            " (starts only inside the window {}-{}{})",
+            w.start.format("%H:%M"),
+            w.end.format("%H:%M"),
+            jitter_note(db),
+        ),
+        None => jitter_note(db)
+            .strip_prefix(", ")
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default(),
+    };
+    let mut times = Vec::with_capacity(UPCOMING_RUNS);
+    let mut after = now;
+    while times.len() < UPCOMING_RUNS {
+        let Some(next) = db.schedule.next_after(after, tz) else {
+            break;
+        };
+        times.push(format!(
+            "{}{window_note}",
+            next.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z")
+        ));
+        after = next;
+    }
+    times
+}
+
+/// `, plus up to 5m random delay` when a jitter is configured.
+fn jitter_note(db: &DatabaseConfig) -> String {
+    if db.jitter.is_zero() {
+        String::new()
+    } else {
+        format!(
+            ", plus up to {} random delay",
+            humantime::format_duration(db.jitter)
+        )
+    }
+}
+
+/// Where backups go, without credentials.
+fn describe_storage(storage: &StorageConfig) -> String {
+    let prefix = match storage.prefix() {
+        "" => String::new(),
+        p => format!(", prefix {p:?}"),
+    };
+    match storage {
+        StorageConfig::S3(s3) => {
+            let endpoint = s3.endpoint.as_deref().unwrap_or("AWS");
+            let credentials = if s3.access_key_id.is_some() {
+                "static keys from the configuration"
+            } else {
+                "the AWS default credential chain"
+            };
+            let style = if s3.force_path_style {
+                "path-style"
+            } else {
+                "virtual-hosted-style"
+            };
+            format!(
+                "s3 bucket {:?}{prefix} at {endpoint} (region {}, {style}, credentials: {credentials}, \
+                 parts of {} MiB, {} in flight)",
+                s3.bucket,
+                s3.region,
+                s3.part_size / (1024 * 1024),
+                s3.max_parts_in_flight
+            )
+        }
+        StorageConfig::Filesystem(fs) => format!("filesystem at {}{prefix}", fs.path.display()),
+    }
+}
+
+/// Where a database's data comes from.
+fn describe_source(source: &Source) -> String {
+    match source {
+        Source::D1 { id: Some(id) } => format!("Cloudflare D1 (id {id})"),
+        Source::D1 { id: None } => "Cloudflare D1 (looked up by name)".to_string(),
+        Source::Sqlite { path } => format!("SQLite file {}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn report_lists_three_runs_in_the_configured_zone() {
+        // Proves the report shows the next three runs, in local time, and no secret.
+        let text = r#"
+            [daemon]
+            timezone = "Europe/Berlin"
+            [cloudflare]
+            account_id = "acc"
+            api_token = "tok-very-secret"
+            [storage]
+            type = "s3"
+            bucket = "b"
+            access_key_id = "AKIA-SECRET-ID"
+            secret_access_key = "s3-very-secret"
+            [defaults]
+            window = "02:00-05:00"
+            jitter = "5m"
+            [[database]]
+            name = "blog"
+            schedule = "0 3 * * *"
+        "#;
+        let config =
+            crate::config::load_str(text, Path::new("/etc/d1vault/d1vault.toml"), &|_| None)
+                .unwrap();
+        let now = "2025-01-10T12:00:00Z".parse().unwrap();
+        let (out, problems) = report(&config, now);
+        assert!(problems.is_empty());
+        assert!(out.contains("2025-01-11 03:00:00 CET"), "{out}");
+        assert!(out.contains("2025-01-13 03:00:00 CET"), "{out}");
+        assert!(out.contains("window 02:00-05:00, plus up to 5m"), "{out}");
+        for secret in ["tok-very-secret", "AKIA-SECRET-ID", "s3-very-secret"] {
+            assert!(!out.contains(secret));
+        }
+    }
+}

@@ -10,14 +10,24 @@
 mod fs;
 mod s3;
 
-// pub use fs::FilesystemStorage;
-// pub use s3::S3Storage;
+pub use fs::FilesystemStorage;
+pub use s3::S3Storage;
 
 use std::fmt;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Builds the configured store.
+pub async fn open(config: &crate::config::StorageConfig) -> Result<Arc<dyn Storage>, StorageError> {
+    Ok(match config {
+        crate::config::StorageConfig::S3(s3) => Arc::new(S3Storage::new(s3).await?),
+        crate::config::StorageConfig::Filesystem(fs) => Arc::new(FilesystemStorage::new(&fs.path)),
+    })
+}
 
 /// One stored object as a listing reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,1 +1,636 @@
-//! S3 storage (written next).
+//! S3-compatible storage (AWS S3, Cloudflare R2, Garage, MinIO) through aws-sdk-s3.
+//!
+//! Bodies are cut into `part_size` buffers: a body that fits in one part is a single PutObject, a larger
+//! one a multipart upload with at most `max_parts_in_flight` parts uploading at once, so memory stays
+//! below `part_size * (max_parts_in_flight + 1)` whatever the dump size. Every failure, and a dropped
+//! future, aborts the multipart upload. Each request is retried by the SDK (standard mode, bounded
+//! attempts with exponential backoff); a part's bytes are kept in memory until it succeeds, so a retry
+//! resends exactly the same bytes.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinSet;
+
+use super::{ObjectInfo, ObjectReader, Storage, StorageError};
+use crate::config::S3Config;
+
+/// Attempts per request, the first included; with the backoff below a dead endpoint fails within seconds.
+const MAX_ATTEMPTS: u32 = 4;
+/// First retry delay; the SDK doubles it per attempt with jitter (capped at 20 s).
+const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+/// How long to wait for a TCP/TLS connection before counting the attempt as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound for one request attempt: generous enough for a large part on a slow uplink, finite so that
+/// a server that accepts and then hangs cannot block a backup forever.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+/// S3's limit on parts per multipart upload.
+const MAX_PARTS: i32 = 10_000;
+
+/// Backups stored as objects in an S3-compatible bucket.
+#[derive(Clone)]
+pub struct S3Storage {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    /// Where requests go, for messages: the configured endpoint or `AWS S3 (region)`.
+    endpoint: String,
+    part_size: usize,
+    max_parts_in_flight: usize,
+    list_page_size: Option<i32>,
+}
+
+impl fmt::Debug for S3Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The client holds credentials: print only what identifies the store.
+        f.debug_struct("S3Storage")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("part_size", &self.part_size)
+            .field("max_parts_in_flight", &self.max_parts_in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Storage {
+    /// Builds the client from the configuration: custom endpoint and path style for R2, Garage or MinIO;
+    /// static keys when both are given, the AWS default credentials chain otherwise; checksums only when an
+    /// operation requires them and never a storage-class header, which R2 and other stores reject.
+    pub async fn new(config: &S3Config) -> Result<Self, StorageError> {
+        if config.part_size < 5 * 1024 * 1024 {
+            return Err(StorageError::permanent(format!(
+                "storage.part_size {} is below S3's minimum of 5 MiB",
+                config.part_size
+            )));
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()));
+        match (&config.access_key_id, &config.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                loader = loader.credentials_provider(Credentials::new(
+                    id.expose(),
+                    secret.expose(),
+                    None,
+                    None,
+                    "d1vault-config",
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(StorageError::permanent(
+                    "storage.access_key_id and storage.secret_access_key must be given together \
+                     (or both left out to use the AWS default credentials chain)",
+                ));
+            }
+        }
+        if let Some(endpoint) = &config.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let shared = loader.load().await;
+        let s3_config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(config.force_path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(INITIAL_BACKOFF),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            )
+            .build();
+        let endpoint = match &config.endpoint {
+            Some(endpoint) => endpoint.trim_end_matches('/').to_string(),
+            None => format!("AWS S3 ({})", config.region),
+        };
+        Ok(S3Storage {
+            client: Client::from_conf(s3_config),
+            bucket: config.bucket.clone(),
+            prefix: config.prefix.clone(),
+            endpoint,
+            part_size: config.part_size,
+            max_parts_in_flight: config.max_parts_in_flight.max(1),
+            list_page_size: None,
+        })
+    }
+
+    /// Asks for at most `keys` keys per ListObjectsV2 page (S3's default and maximum is 1,000). Exists so
+    /// that tests can exercise pagination without creating thousands of objects.
+    pub fn with_list_page_size(mut self, keys: i32) -> Self {
+        self.list_page_size = Some(keys);
+        self
+    }
+
+    /// Turns an SDK error into a classified error whose message says what to check.
+    fn error<E>(
+        &self,
+        what: &str,
+        err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> StorageError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let bucket = &self.bucket;
+        let endpoint = &self.endpoint;
+        match &err {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+                return StorageError::retryable(format!(
+                    "{what}: cannot reach {endpoint}: {}",
+                    DisplayErrorContext(&err)
+                ));
+            }
+            SdkError::ResponseError(_) => {
+                return StorageError::retryable(format!(
+                    "{what}: unreadable response from {endpoint}: {}",
+                    DisplayErrorContext(&err)
+                ));
+            }
+            SdkError::ConstructionFailure(_) => {
+                return StorageError::permanent(format!(
+                    "{what}: could not build the request: {}",
+                    DisplayErrorContext(&err)
+                ));
+            }
+            _ => {}
+        }
+        let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
+        let service = err.as_service_error();
+        let code = service.and_then(|e| e.code()).unwrap_or("");
+        let detail = service.and_then(|e| e.message()).unwrap_or("");
+        let detail = if detail.is_empty() {
+            format!("HTTP {status} {code}")
+        } else {
+            format!("HTTP {status} {code}: {detail}")
+        };
+        match code {
+            "NoSuchBucket" => StorageError::permanent(format!(
+                "{what}: bucket {bucket} does not exist at {endpoint}: create it or fix storage.bucket"
+            )),
+            "NoSuchKey" | "NoSuchUpload" => StorageError::not_found(format!("{what}: {detail}")),
+            "AccessDenied" | "AllAccessDisabled" | "AccountProblem" => {
+                StorageError::permanent(format!(
+                    "{what}: access denied to bucket {bucket} at {endpoint} ({detail}): check that the key in \
+                 storage.access_key_id may read, write, list and delete in this bucket"
+                ))
+            }
+            "InvalidAccessKeyId" => StorageError::permanent(format!(
+                "{what}: {endpoint} does not know the access key ({detail}): check storage.access_key_id"
+            )),
+            "SignatureDoesNotMatch" => StorageError::permanent(format!(
+                "{what}: {endpoint} rejected the request signature ({detail}): check \
+                 storage.secret_access_key and storage.region"
+            )),
+            "AuthorizationHeaderMalformed" | "InvalidRequest" | "InvalidArgument" => {
+                StorageError::permanent(format!(
+                    "{what}: {endpoint} rejected the request ({detail}): check storage.region and \
+                     storage.force_path_style"
+                ))
+            }
+            "SlowDown"
+            | "InternalError"
+            | "ServiceUnavailable"
+            | "RequestTimeout"
+            | "RequestTimeTooSkewed" => {
+                StorageError::retryable(format!("{what}: {endpoint}: {detail}"))
+            }
+            _ => match status {
+                404 => StorageError::not_found(format!("{what}: {detail}")),
+                401 | 403 => StorageError::permanent(format!(
+                    "{what}: {endpoint} refused the credentials ({detail}): check storage.access_key_id, \
+                     storage.secret_access_key and the key's permissions on bucket {bucket}"
+                )),
+                408 | 429 | 500..=599 => {
+                    StorageError::retryable(format!("{what}: {endpoint}: {detail}"))
+                }
+                _ => StorageError::permanent(format!("{what}: {endpoint}: {detail}")),
+            },
+        }
+    }
+
+    /// Sends one buffered body as a single PutObject.
+    async fn put_single(&self, key: &str, body: Bytes) -> Result<(), StorageError> {
+        let len = body.len() as i64;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(len)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.error(&format!("uploading {key}"), e))?;
+        Ok(())
+    }
+
+    /// Uploads the two parts already read and the rest of `body` as a multipart upload, aborting it on any
+    /// failure; a [`AbortOnDrop`] guard covers a dropped future.
+    async fn put_multipart(
+        &self,
+        key: &str,
+        first: Bytes,
+        second: Bytes,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64, StorageError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error(&format!("starting the multipart upload of {key}"), e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        if upload_id.is_empty() {
+            return Err(StorageError::permanent(format!(
+                "starting the multipart upload of {key}: {} returned no upload id",
+                self.endpoint
+            )));
+        }
+        let mut guard = AbortOnDrop {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            upload_id: Some(upload_id.clone()),
+        };
+        match self
+            .upload_parts(key, &upload_id, first, second, body)
+            .await
+        {
+            Ok(total) => {
+                guard.upload_id = None;
+                Ok(total)
+            }
+            Err(err) => {
+                guard.upload_id = None;
+                self.abort(key, &upload_id).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// The body of [`Self::put_multipart`] between create and abort: parts, then complete.
+    async fn upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        first: Bytes,
+        second: Bytes,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64, StorageError> {
+        // Dropping the set (failure or dropped future) cancels the parts still in flight.
+        let mut in_flight: JoinSet<Result<CompletedPart, StorageError>> = JoinSet::new();
+        let mut done: Vec<CompletedPart> = Vec::new();
+        let mut total = (first.len() + second.len()) as u64;
+        let mut pending = vec![second, first];
+        let mut part_number: i32 = 0;
+        loop {
+            // Collect finished parts without waiting, so a failed part stops the upload early.
+            while let Some(joined) = in_flight.try_join_next() {
+                done.push(joined_part(joined)?);
+            }
+            while in_flight.len() >= self.max_parts_in_flight {
+                let joined = in_flight.join_next().await.expect("set is not empty");
+                done.push(joined_part(joined)?);
+            }
+            let part = match pending.pop() {
+                Some(part) => part,
+                None => {
+                    let part = read_part(body, self.part_size).await.map_err(|e| {
+                        StorageError::retryable(format!("reading the body for {key}: {e}"))
+                    })?;
+                    if part.is_empty() {
+                        break;
+                    }
+                    total += part.len() as u64;
+                    part
+                }
+            };
+            part_number += 1;
+            if part_number > MAX_PARTS {
+                return Err(StorageError::permanent(format!(
+                    "uploading {key}: the object needs more than {MAX_PARTS} parts of {} bytes: raise \
+                     storage.part_size",
+                    self.part_size
+                )));
+            }
+            let request = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(part_number)
+                .content_length(part.len() as i64)
+                // `Bytes` is cheap to clone and replayable: the SDK resends the same bytes on a retry.
+                .body(ByteStream::from(part));
+            let this = self.clone();
+            let key = key.to_string();
+            in_flight.spawn(async move {
+                let output = request.send().await.map_err(|e| {
+                    this.error(&format!("uploading part {part_number} of {key}"), e)
+                })?;
+                Ok(CompletedPart::builder()
+                    .part_number(part_number)
+                    .set_e_tag(output.e_tag().map(str::to_string))
+                    .build())
+            });
+        }
+        while let Some(joined) = in_flight.join_next().await {
+            done.push(joined_part(joined)?);
+        }
+        done.sort_by_key(|part| part.part_number());
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.error(&format!("completing the multipart upload of {key}"), e))?;
+        Ok(total)
+    }
+
+    /// Aborts a multipart upload after a failure; an abort that fails is logged, since the original error
+    /// is the one to report and `prune` clears stale uploads later.
+    async fn abort(&self, key: &str, upload_id: &str) {
+        let result = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        if let Err(e) = result {
+            let err = self.error(&format!("aborting the multipart upload of {key}"), e);
+            tracing::warn!(error = %err, "multipart upload left open; prune will clear it");
+        }
+    }
+}
+
+/// The outcome of one spawned part upload; a panicked or cancelled task counts as a failure.
+fn joined_part(
+    joined: Result<Result<CompletedPart, StorageError>, tokio::task::JoinError>,
+) -> Result<CompletedPart, StorageError> {
+    joined.map_err(|e| StorageError::retryable(format!("part upload task failed: {e}")))?
+}
+
+/// Reads up to `size` bytes, stopping early only at EOF; an empty result means the body had ended.
+async fn read_part(
+    body: &mut (dyn AsyncRead + Send + Unpin),
+    size: usize,
+) -> std::io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(size);
+    while buf.len() < size {
+        let n = (&mut *body)
+            .take((size - buf.len()) as u64)
+            .read_buf(&mut buf)
+            .await?;
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Aborts the multipart upload when dropped while armed (the put future was dropped mid-upload), so no
+/// upload stays open and billed. Drop cannot await, so the abort runs as a spawned task.
+struct AbortOnDrop {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: Option<String>,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(key = %self.key, "multipart upload left open (no runtime to abort it); prune will clear it");
+            return;
+        };
+        let request = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(upload_id);
+        let key = self.key.clone();
+        runtime.spawn(async move {
+            if let Err(e) = request.send().await {
+                tracing::warn!(key = %key, error = %DisplayErrorContext(&e), "could not abort a cancelled multipart upload; prune will clear it");
+            }
+        });
+    }
+}
+
+fn to_chrono(t: &aws_sdk_s3::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+#[async_trait]
+impl Storage for S3Storage {
+    fn describe(&self) -> String {
+        let location = if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        };
+        format!("{location} at {}", self.endpoint)
+    }
+
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64, StorageError> {
+        let read_error =
+            |e: std::io::Error| StorageError::retryable(format!("reading the body for {key}: {e}"));
+        let first = read_part(body, self.part_size).await.map_err(read_error)?;
+        if first.len() < self.part_size {
+            let len = first.len() as u64;
+            self.put_single(key, first).await?;
+            return Ok(len);
+        }
+        // Exactly one full part may still be the whole body: look one part ahead before going multipart.
+        let second = read_part(body, self.part_size).await.map_err(read_error)?;
+        if second.is_empty() {
+            let len = first.len() as u64;
+            self.put_single(key, first).await?;
+            return Ok(len);
+        }
+        self.put_multipart(key, first, second, body).await
+    }
+
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        self.put_single(key, Bytes::from(bytes)).await
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<ObjectReader, StorageError> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error(&format!("reading {key}"), e))?;
+        Ok(Box::new(output.body.into_async_read()))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let what = format!("listing {prefix:?} in bucket {}", self.bucket);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_max_keys(self.list_page_size)
+            .into_paginator()
+            .send();
+        let mut objects = Vec::new();
+        while let Some(page) = pages.next().await {
+            // Any failed page fails the listing: a partial list could make retention delete too much.
+            let page = page.map_err(|e| self.error(&what, e))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                objects.push(ObjectInfo {
+                    key: key.to_string(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    last_modified: object.last_modified().and_then(to_chrono),
+                });
+            }
+        }
+        Ok(objects)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = self.error(&format!("deleting {key}"), e);
+                if err.kind == super::StorageErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    async fn abort_stale_uploads(
+        &self,
+        prefix: &str,
+        older_than: DateTime<Utc>,
+    ) -> Result<usize, StorageError> {
+        let what = format!(
+            "listing unfinished uploads under {prefix:?} in bucket {}",
+            self.bucket
+        );
+        let mut stale = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut upload_id_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(upload_id_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.error(&what, e))?;
+            for upload in page.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let started = upload.initiated().and_then(to_chrono);
+                if started.is_some_and(|t| t < older_than) {
+                    stale.push((key.to_string(), id.to_string()));
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            upload_id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && upload_id_marker.is_none() {
+                break;
+            }
+        }
+        let mut aborted = 0;
+        for (key, upload_id) in stale {
+            let result = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            match result {
+                Ok(_) => aborted += 1,
+                Err(e) => {
+                    let err =
+                        self.error(&format!("aborting the stale multipart upload of {key}"), e);
+                    // Already gone (a concurrent abort or completion) is what we wanted.
+                    if err.kind != super::StorageErrorKind::NotFound {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        Ok(aborted)
+    }
+
+    async fn check(&self) -> Result<(), StorageError> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = self.error(&format!("checking bucket {}", self.bucket), e);
+                // HeadBucket has no body, so a missing bucket is a bare 404.
+                if err.kind == super::StorageErrorKind::NotFound {
+                    Err(StorageError::permanent(format!(
+                        "bucket {} does not exist at {}: create it or fix storage.bucket",
+                        self.bucket, self.endpoint
+                    )))
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! End-to-end backups through real parts: d1-emulator over HTTP as the Cloudflare API, an in-process S3
+//! server (s3s) or the filesystem as storage, SQLite as the source and the restore target. Every failure
+//! case asserts the three promises: the backup fails, nothing new is listed, no multipart upload is left.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use d1vault::backups;
+use d1vault::cloudflare::{Client, PollSettings, RATE_LIMIT_WINDOW, RateLimiter};
+use d1vault::config::{self, Config};
+use d1vault::emulator::{Emulator, EmulatorOptions};
+use d1vault::pipeline::{BackupError, BackupSources, run_backup};
+use d1vault::restore::{Progress, sqlite};
+use d1vault::retry::RetryPolicy;
+use serde_json::{Value, json};
+use support::TestS3;
+use support::fixture::{assert_same_contents, create_fixture_db};
+
+const TOKEN: &str = "test-token";
+const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
+
+/// A running emulator with the fixture as database `blog`, an S3 server, and a scratch directory.
+struct Env {
+    emulator: Emulator,
+    s3: TestS3,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d1");
+        std::fs::create_dir_all(&data).unwrap();
+        create_fixture_db(&data.join("blog.sqlite"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let options = EmulatorOptions { data_dir: data, token: TOKEN.into(), account_id: ACCOUNT.into() };
+        let emulator = Emulator::start(listener, options).await.unwrap();
+        let s3 = support::start_s3().await;
+        Env { emulator, s3, dir, http: reqwest::Client::new() }
+    }
+
+    fn source_db(&self) -> PathBuf {
+        self.dir.path().join("d1/blog.sqlite")
+    }
+
+    /// Writes a configuration file for this environment and loads it through the real loader.
+    fn config(&self, database_toml: &str, storage_toml: Option<String>) -> Config {
+        let storage = storage_toml.unwrap_or_else(|| {
+            format!(
+                "type = \"s3\"\nbucket = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nforce_path_style = true\n\
+                 access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprefix = \"test\"\n",
+                self.s3.bucket, self.s3.endpoint, self.s3.access_key_id, self.s3.secret_access_key
+            )
+        });
+        let text = format!(
+            "[daemon]\nstate_dir = \"state\"\nlisten = \"\"\n\n[cloudflare]\naccount_id = \"{ACCOUNT}\"\n\
+             api_token = \"{TOKEN}\"\napi_base_url = \"{}\"\n\n[storage]\n{storage}\n{database_toml}\n",
+            self.emulator.base_url()
+        );
+        let path = self.dir.path().join("d1vault.toml");
+        std::fs::write(&path, text).unwrap();
+        config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
+    }
+
+    /// Backup sources with short retry and poll waits, so fault tests run in a second or two.
+    async fn sources(&self, config: &Config) -> BackupSources {
+        let storage = d1vault::storage::open(&config.storage).await.unwrap();
+        let cf = config.cloudflare.as_ref().unwrap();
+        let limiter = Arc::new(RateLimiter::new(cf.requests_per_5min, RATE_LIMIT_WINDOW));
+        let client = Client::new(cf, limiter)
+            .unwrap()
+            .with_retry_policy(RetryPolicy {
+                max_attempts: 4,
+                base: Duration::from_millis(50),
+                cap: Duration::from_millis(200),
+                max_retry_after: Duration::from_secs(5),
+            })
+            .with_poll_settings(PollSettings { first_delay: Duration::from_millis(20), max_delay: Duration::from_millis(50) });
+        BackupSources { storage, prefix: config.storage.prefix().to_string(), cloudflare: Some(client) }
+    }
+
+    async fn set_faults(&self, faults: Value) {
+        let url = format!("http://{}/__emulator/faults", self.emulator.addr());
+        let response = self.http.post(url).bearer_auth(TOKEN).json(&faults).send().await.unwrap();
+        assert!(response.status().is_success(), "setting faults failed: {}", response.status());
+    }
+
+    async fn stats(&self) -> Value {
+        let url = format!("http://{}/__emulator/stats", self.emulator.addr());
+        self.http.get(url).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Restores `manifest` into a new SQLite file and returns its path.
+    async fn restore(&self, sources: &BackupSources, manifest: &d1vault::manifest::Manifest, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let report = sqlite::load_into_new_file(sources.storage.as_ref(), manifest, &path, &mut Progress::hidden())
+            .await
+            .unwrap();
+        assert!(report.problems(manifest).is_empty(), "{:?}", report.problems(manifest));
+        path
+    }
+}
+
+fn database(compression: &str) -> String {
+    format!("[[database]]\nname = \"blog\"\ncompression = \"{compression}\"\n")
+}
+
+async fn assert_nothing_listed(env: &Env, sources: &BackupSources) {
+    let listed = backups::complete(sources.storage.as_ref(), &sources.prefix, None).await.unwrap();
+    assert!(listed.is_empty(), "a failed backup was listed: {listed:?}");
+    assert_eq!(env.s3.open_multipart_uploads(), 0, "a multipart upload was left open");
+}
+
+/// For each compression, a D1 backup restores into SQLite with every row and schema object of the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d1_backup_round_trips_for_every_compression() {
+    let env = Env::start().await;
+    for compression in ["zstd", "gzip", "none"] {
+        let config = env.config(&database(compression), None);
+        let sources = env.sources(&config).await;
+        let manifest = run_backup(&config.databases[0], &sources, Utc::now()).await.unwrap();
+        assert_eq!(manifest.database.source, "d1");
+        assert_eq!(manifest.dump.compression, compression);
+        assert!(manifest.bookmark.is_some());
+        assert!(manifest.dump.key.ends_with(config.databases[0].compression.dump_file_name()));
+        assert_eq!(manifest.migrations, vec!["0001_init.sql".to_string(), "0002_add_tags.sql".to_string()]);
+        let restored = env.restore(&sources, &manifest, &format!("restored-{compression}.sqlite")).await;
+        assert_same_contents(&env.source_db(), &restored);
+        // Only a second apart can two backups of one database have distinct ids.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let config = env.config(&database("zstd"), None);
+    let sources = env.sources(&config).await;
+    let listed = backups::complete(sources.storage.as_ref(), &sources.prefix, Some("blog")).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed.windows(2).all(|w| w[0].started_at >= w[1].started_at), "newest first");
+}
+
+/// A local SQLite source backs up to the filesystem and restores identically, with no Cloudflare at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_source_to_filesystem_round_trips() {
+    let env = Env::start().await;
+    let source = env.dir.path().join("local.sqlite");
+    create_fixture_db(&source);
+    let storage = format!("type = \"filesystem\"\npath = \"{}\"\n", env.dir.path().join("backups").display());
+    let config = env.config(
+        &format!("[[database]]\nname = \"local\"\nsqlite_path = \"{}\"\ncompression = \"zstd\"\n", source.display()),
+        Some(storage),
+    );
+    let sources = env.sources(&config).await;
+    let manifest = run_backup(&config.databases[0], &sources, Utc::now()).await.unwrap();
+    assert_eq!(manifest.database.source, "sqlite");
+    assert_eq!(manifest.bookmark, None);
+    let restored = env.restore(&sources, &manifest, "restored-local.sqlite").await;
+    assert_same_contents(&source, &restored);
+}
+
+async fn expect_failure(env: &Env, faults: Value) -> BackupError {
+    let config = env.config(&database("zstd"), None);
+    let sources = env.sources(&config).await;
+    env.set_faults(faults).await;
+    let err = run_backup(&config.databases[0], &sources, Utc::now()).await.expect_err("backup must fail");
+    assert_nothing_listed(env, &sources).await;
+    err
+}
+
+/// A download cut off half-way is refused as truncated, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_download_is_not_a_backup() {
+    let env = Env::start().await;
+    let err = expect_failure(&env, json!({ "download": "truncate" })).await;
+    let text = err.to_string();
+    assert!(text.contains("truncated") || text.contains("interrupted"), "{text}");
+}
+
+/// An HTML error page served with status 200 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_page_is_not_a_backup() {
+    let env = Env::start().await;
+    let err = expect_failure(&env, json!({ "download": "html" })).await;
+    assert!(err.to_string().contains("HTML"), "{err}");
+}
+
+/// An empty body is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_download_is_not_a_backup() {
+    let env = Env::start().await;
+    let err = expect_failure(&env, json!({ "download": "empty" })).await;
+    assert!(err.to_string().contains("empty"), "{err}");
+}
+
+/// An expired download URL (404) fails with advice to run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_download_url_fails_clearly() {
+    let env = Env::start().await;
+    let err = expect_failure(&env, json!({ "download": "expired" })).await;
+    assert!(err.to_string().contains("expired"), "{err}");
+}
+
+/// An export that D1 reports as failed fails the backup with D1's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_error_fails_with_the_reason() {
+    let env = Env::start().await;
+    let err = expect_failure(&env, json!({ "export_error": "out of cheese" })).await;
+    assert!(err.to_string().contains("out of cheese"), "{err}");
+}
+
+/// A burst of 429s with Retry-After is waited out and the backup succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_burst_is_waited_out() {
+    let env = Env::start().await;
+    let config = env.config(&database("zstd"), None);
+    let sources = env.sources(&config).await;
+    env.set_faults(json!({ "rate_limit": { "count": 2, "retry_after_secs": 1 } })).await;
+    let started = std::time::Instant::now();
+    let manifest = run_backup(&config.databases[0], &sources, Utc::now()).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2), "Retry-After was not honoured");
+    assert!(manifest.tables.iter().any(|t| t.rows > 0));
+}
+
+/// 5xx answers are retried with backoff and the backup succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried() {
+    let env = Env::start().await;
+    let config = env.config(&database("gzip"), None);
+    let sources = env.sources(&config).await;
+    env.set_faults(json!({ "server_error": { "count": 2, "status": 502 } })).await;
+    run_backup(&config.databases[0], &sources, Utc::now()).await.unwrap();
+}
+
+/// An export that stays active for a while is polled until it completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_export_is_polled_to_completion() {
+    let env = Env::start().await;
+    let config = env.config(&database("zstd"), None);
+    let sources = env.sources(&config).await;
+    env.set_faults(json!({ "export_active_polls": 5 })).await;
+    run_backup(&config.databases[0], &sources, Utc::now()).await.unwrap();
+}
+
+/// A wrong token fails at once: one request, no retry storm, a message about the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_token_fails_without_retrying() {
+    let env = Env::start().await;
+    let mut config = env.config(&database("zstd"), None);
+    if let Some(cf) = config.cloudflare.as_mut() {
+        cf.api_token = d1vault::secret::Secret::new("wrong-token");
+    }
+    let sources = env.sources(&config).await;
+    let before = env.stats().await;
+    let err = run_backup(&config.databases[0], &sources, Utc::now()).await.expect_err("must fail");
+    let after = env.stats().await;
+    assert!(err.to_string().contains("token"), "{err}");
+    assert!(!err.to_string().contains("wrong-token"), "the token leaked into the message");
+    let requests = |v: &Value| v["total"].as_u64().unwrap_or(0);
+    assert_eq!(requests(&after) - requests(&before), 1, "retried a permanent failure");
+    assert_nothing_listed(&env, &sources).await;
+}
+
+/// An unknown database name fails with a message naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_database_fails_clearly() {
+    let env = Env::start().await;
+    let config = env.config("[[database]]\nname = \"nope\"\n", None);
+    let sources = env.sources(&config).await;
+    let err = run_backup(&config.databases[0], &sources, Utc::now()).await.expect_err("must fail");
+    assert!(err.to_string().contains("nope"), "{err}");
+    assert_nothing_listed(&env, &sources).await;
+}
+
+/// A missing bucket fails before any export blocks the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_bucket_fails_before_exporting() {
+    let env = Env::start().await;
+    let storage = format!(
+        "type = \"s3\"\nbucket = \"no-such-bucket\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nforce_path_style = true\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        env.s3.endpoint, env.s3.access_key_id, env.s3.secret_access_key
+    );
+    let config = env.config(&database("zstd"), Some(storage));
+    let sources = env.sources(&config).await;
+    let before = env.stats().await;
+    let err = run_backup(&config.databases[0], &sources, Utc::now()).await.expect_err("must fail");
+    assert!(err.to_string().contains("no-such-bucket"), "{err}");
+    assert_eq!(before["total"], env.stats().await["total"], "the export ran although storage was unusable");
+}
+
+/// An unreachable storage endpoint fails with a clear message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_storage_fails_clearly() {
+    let env = Env::start().await;
+    let storage = format!(
+        "type = \"s3\"\nbucket = \"b\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nforce_path_style = true\n\
+         access_key_id = \"a\"\nsecret_access_key = \"b\"\n",
+        support::unreachable_endpoint()
+    );
+    let config = env.config(&database("zstd"), Some(storage));
+    let sources = env.sources(&config).await;
+    let err = run_backup(&config.databases[0], &sources, Utc::now()).await.expect_err("must fail");
+    assert!(err.to_string().to_lowercase().contains("reach"), "{err}");
+}
+
+/// Exported object keys follow the contract layout and the manifest is valid JSON with the contract fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_layout_matches_the_contract() {
+    let env = Env::start().await;
+    let config = env.config(&database("zstd"), None);
+    let sources = env.sources(&config).await;
+    let m = run_backup(&config.databases[0], &sources, Utc::now()).await.unwrap();
+    let prefix = format!("test/blog/{}/", m.backup_id);
+    let mut keys: Vec<String> = sources.storage.list(&prefix).await.unwrap().into_iter().map(|o| o.key).collect();
+    keys.sort();
+    assert_eq!(keys, vec![format!("{prefix}dump.sql.zst"), format!("{prefix}manifest.json")]);
+    let raw: Value = serde_json::from_slice(&sources.storage.get_bytes(&format!("{prefix}manifest.json")).await.unwrap()).unwrap();
+    for field in ["format", "tool", "database", "backup_id", "started_at", "finished_at", "bookmark", "export", "dump", "tables", "migrations"] {
+        assert!(raw.get(field).is_some(), "manifest lacks {field}");
+    }
+    assert_eq!(raw["format"], 1);
+    assert_eq!(raw["dump"]["compression"], "zstd");
+}

@@ -1,0 +1,81 @@
+//! The shared test fixture (tests/fixtures/fixture.sql) and row-by-row comparison of SQLite databases.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+/// The fixture SQL: foreign keys to later tables, AUTOINCREMENT, an index, a trigger, a view, BLOBs,
+/// REALs, NULLs, quotes, newlines, carriage returns, unicode, an empty table, wrangler's d1_migrations.
+pub fn fixture_sql() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fixture.sql"))
+        .expect("tests/fixtures/fixture.sql")
+}
+
+/// Creates `path` as a SQLite database holding the fixture.
+pub fn create_fixture_db(path: &Path) {
+    let conn = Connection::open(path).expect("create fixture db");
+    conn.execute_batch(&fixture_sql()).expect("load fixture");
+}
+
+/// Every user table's rows (ordered by rowid, or by all columns for WITHOUT ROWID tables), typed.
+pub type Contents = BTreeMap<String, Vec<Vec<Value>>>;
+
+/// Reads every user table of the database at `path`.
+pub fn contents(path: &Path) -> Contents {
+    let conn = Connection::open(path).expect("open db");
+    contents_of(&conn)
+}
+
+/// Reads every user table of `conn`.
+pub fn contents_of(conn: &Connection) -> Contents {
+    let mut tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables.sort();
+    let mut out = Contents::new();
+    for table in tables {
+        let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {quoted} ORDER BY rowid"))
+            .or_else(|_| conn.prepare(&format!("SELECT * FROM {quoted} ORDER BY 1")))
+            .unwrap();
+        let columns = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| (0..columns).map(|i| r.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>())
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        out.insert(table, rows);
+    }
+    out
+}
+
+/// Names of indexes, triggers and views (the schema objects that must survive a round trip).
+pub fn schema_objects(path: &Path) -> Vec<(String, String)> {
+    let conn = Connection::open(path).expect("open db");
+    let mut objects: Vec<(String, String)> = conn
+        .prepare("SELECT type, name FROM sqlite_master WHERE type IN ('index','trigger','view') AND sql IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    objects.sort();
+    objects
+}
+
+/// Asserts that two databases hold the same tables with the same rows, value for value.
+pub fn assert_same_contents(expected: &Path, actual: &Path) {
+    let (a, b) = (contents(expected), contents(actual));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "tables differ");
+    for (table, rows) in &a {
+        assert_eq!(rows, &b[table], "rows of table {table} differ");
+    }
+    assert_eq!(schema_objects(expected), schema_objects(actual), "indexes, triggers or views differ");
+}

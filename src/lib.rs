@@ -13,9 +13,11 @@
 //! * [`pipeline`]: the streaming backup path: source -> validate + hash -> compress -> hash -> storage.
 //! * [`manifest`]: the `manifest.json` that marks a backup complete, and the storage layout.
 //! * [`schedule`], [`retention`]: pure policy functions that take `now` as an argument.
+//! * [`catalog`]: the daemon's run history in `state_dir/catalog.sqlite`.
 //! * [`commands`]: one module per subcommand; `main.rs` only parses arguments and dispatches.
 
 pub mod backups;
+pub mod catalog;
 pub mod cli;
 pub mod cloudflare;
 pub mod commands;

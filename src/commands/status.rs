@@ -33,7 +33,7 @@ pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), Failure> {
         let success = catalog.last_success(&db.name).await.map_err(|e| Failure::failed(e.to_string()))?;
         let failure = catalog.last_failure(&db.name).await.map_err(|e| Failure::failed(e.to_string()))?;
         let next = schedule::next_runs(&db.schedule, db.window, tz, now, 1).into_iter().find_map(|p| match p {
-            PlannedRun::Start { start, .. } => Some(start),
+            PlannedRun::Run { start, .. } => Some(start),
             PlannedRun::Skipped { .. } => None,
         });
         rows.push(DatabaseStatus {

@@ -242,25 +242,25 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
             return;
         };
         let tz = config.daemon.timezone;
-        let due = match catch_up.take() {
-            Some(due) => due,
+        let plan = match catch_up.take() {
+            // A missed run is due in the past: it starts at the next allowed moment from now.
+            Some(missed) => schedule::plan_catch_up(&db.schedule, db.window, tz, missed, clock.now()),
             None => match db.schedule.next_after(after, tz) {
-                Some(due) => due,
+                Some(due) => schedule::plan_run(&db.schedule, db.window, tz, due),
                 None => {
                     warn!(database = %name, "schedule has no future run");
                     return;
                 }
             },
         };
-        // A catch-up is due in the past: plan it from now, so that it starts at the next allowed moment.
-        let plan_at = std::cmp::max(due, clock.now());
-        let (start, closes) = match schedule::plan_run(&db.schedule, db.window, tz, plan_at) {
+        let due = plan.due();
+        let (start, closes) = match plan {
             PlannedRun::Skipped { reason, .. } => {
                 record_skip(&ctx, &name, due, &reason).await;
                 after = due;
                 continue;
             }
-            PlannedRun::Start { start, window_closes_at, .. } => {
+            PlannedRun::Run { start, window_closes_at, .. } => {
                 let start = schedule::jittered_start(start, window_closes_at, db.jitter, rand::random::<f64>());
                 (start, window_closes_at)
             }
@@ -310,7 +310,7 @@ async fn run_once(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::Tz, due
     let clock = &ctx.shared.clock;
     let started_at = clock.now();
     let backup_id = manifest::backup_id(started_at);
-    let run_id = match ctx.catalog.start_run(&db.name, Some(due), started_at, &backup_id).await {
+    let run_id = match ctx.catalog.start_run(&db.name, Some(due), started_at, Some(&backup_id)).await {
         Ok(id) => Some(id),
         Err(e) => {
             warn!(database = %db.name, error = %e, "catalog write failed; running the backup anyway");

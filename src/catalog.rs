@@ -218,7 +218,6 @@ impl Catalog {
 
     /// Records how a started run ended. Fails with [`CatalogError::NotRunning`] if it was already finished
     /// or marked interrupted.
-    #[allow(clippy::too_many_arguments)]
     pub async fn finish_run(
         &self,
         run: RunId,
@@ -431,7 +430,10 @@ fn open_blocking(state_dir: &Path) -> Result<Connection, CatalogError> {
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .map_err(open_err)?;
-    debug_assert_eq!(mode.to_ascii_lowercase(), "wal");
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Some network filesystems cannot do WAL; the catalog still works, with more locking.
+        tracing::warn!(path = %path.display(), %mode, "catalog could not switch to WAL journal mode");
+    }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(open_err)?;
 
@@ -491,40 +493,57 @@ fn to_sql_bytes(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// One row selected with [`COLUMNS`], as SQLite returns it, before its values are checked.
+struct RawRow {
+    id: i64,
+    database: String,
+    scheduled_for: Option<String>,
+    started_at: String,
+    finished_at: Option<String>,
+    outcome: String,
+    error: Option<String>,
+    raw_bytes: Option<i64>,
+    stored_bytes: Option<i64>,
+    backup_id: Option<String>,
+}
+
 /// Reads one row selected with [`COLUMNS`]; the outer error is SQLite's, the inner one a bad value.
 fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<RunRecord, CatalogError>> {
-    let id: i64 = row.get(0)?;
-    let database: String = row.get(1)?;
-    let scheduled_for: Option<String> = row.get(2)?;
-    let started_at: String = row.get(3)?;
-    let finished_at: Option<String> = row.get(4)?;
-    let outcome: String = row.get(5)?;
-    let error: Option<String> = row.get(6)?;
-    let raw_bytes: Option<i64> = row.get(7)?;
-    let stored_bytes: Option<i64> = row.get(8)?;
-    let backup_id: Option<String> = row.get(9)?;
-    Ok((|| {
-        Ok(RunRecord {
-            id: RunId(id),
-            database,
-            scheduled_for: scheduled_for
-                .map(|t| parse_time(id, "scheduled_for", &t))
-                .transpose()?,
-            started_at: parse_time(id, "started_at", &started_at)?,
-            finished_at: finished_at
-                .map(|t| parse_time(id, "finished_at", &t))
-                .transpose()?,
-            outcome: RunState::parse(&outcome).ok_or(CatalogError::Corrupt {
-                id,
-                column: "outcome",
-                value: outcome.clone(),
-            })?,
-            error,
-            raw_bytes: raw_bytes.map(|n| u64::try_from(n).unwrap_or(0)),
-            stored_bytes: stored_bytes.map(|n| u64::try_from(n).unwrap_or(0)),
-            backup_id,
-        })
-    })())
+    let raw = RawRow {
+        id: row.get(0)?,
+        database: row.get(1)?,
+        scheduled_for: row.get(2)?,
+        started_at: row.get(3)?,
+        finished_at: row.get(4)?,
+        outcome: row.get(5)?,
+        error: row.get(6)?,
+        raw_bytes: row.get(7)?,
+        stored_bytes: row.get(8)?,
+        backup_id: row.get(9)?,
+    };
+    Ok(record_from_raw(raw))
+}
+
+fn record_from_raw(raw: RawRow) -> Result<RunRecord, CatalogError> {
+    let id = raw.id;
+    let time = |column, text: Option<String>| text.map(|t| parse_time(id, column, &t)).transpose();
+    let outcome = RunState::parse(&raw.outcome).ok_or_else(|| CatalogError::Corrupt {
+        id,
+        column: "outcome",
+        value: raw.outcome.clone(),
+    })?;
+    Ok(RunRecord {
+        id: RunId(id),
+        database: raw.database,
+        scheduled_for: time("scheduled_for", raw.scheduled_for)?,
+        started_at: parse_time(id, "started_at", &raw.started_at)?,
+        finished_at: time("finished_at", raw.finished_at)?,
+        outcome,
+        error: raw.error,
+        raw_bytes: raw.raw_bytes.map(|n| u64::try_from(n).unwrap_or(0)),
+        stored_bytes: raw.stored_bytes.map(|n| u64::try_from(n).unwrap_or(0)),
+        backup_id: raw.backup_id,
+    })
 }
 
 #[cfg(test)]

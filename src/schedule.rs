@@ -56,7 +56,7 @@ impl Schedule {
     pub fn parse(expr: &str) -> Result<Schedule, String> {
         let trimmed = expr.trim();
         let fields = trimmed.split_whitespace().count();
-        if !trimmed.starts_with('@') && !(fields == 5 || fields == 6) {
+        if !trimmed.starts_with('@') && !matches!(fields, 5 | 6) {
             return Err(format!(
                 "cron expression {trimmed:?} has {fields} fields; use 5 (minute hour day month weekday), \
                  6 (with seconds first) or @hourly/@daily/@weekly"

@@ -181,9 +181,13 @@ impl DumpInspector {
         }
         self.sha256.update(chunk);
         if self.start.len() < 16 {
-            for &b in chunk.iter().skip_while(|b| self.start.is_empty() && b.is_ascii_whitespace()) {
+            for &b in chunk {
                 if self.start.len() == 16 {
                     break;
+                }
+                // Leading whitespace does not count: an HTML page may start with a newline.
+                if self.start.is_empty() && b.is_ascii_whitespace() {
+                    continue;
                 }
                 self.start.push(b);
             }

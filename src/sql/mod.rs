@@ -1,1 +1,46 @@
-//! (written next)
+//! SQL text handling shared by the emulator, the backup pipeline, verification and restore.
+//!
+//! Everything here is pure (no I/O): an incremental statement splitter that copes with dumps of any size,
+//! a light statement classifier, the parser for the single-row `INSERT` statements that D1's exporter and
+//! `sqlite3 .dump` write, and the quoting rules of D1's dump format.
+
+mod classify;
+mod insert;
+mod lexer;
+mod number;
+mod splitter;
+
+pub use classify::{StatementKind, classify};
+pub use insert::{InsertStatement, SqlValue, parse_insert, quote_identifier, quote_value};
+pub(crate) use insert::{
+    write_blob as write_blob_into, write_text as write_text_into, write_value as write_value_into,
+};
+pub use number::format_js_number;
+pub use splitter::{StatementSplitter, split_statements};
+
+/// Why SQL text could not be split into statements.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SqlError {
+    /// The input is not UTF-8; SQL dumps are always UTF-8 text, so the file is damaged or not a dump.
+    #[error(
+        "the SQL text is not valid UTF-8 (at byte {offset}); the file is damaged or is not a SQL dump"
+    )]
+    InvalidUtf8 {
+        /// Byte offset in the whole input where the invalid sequence starts.
+        offset: u64,
+    },
+    /// A statement grew beyond the configured limit (D1 refuses statements over 100,000 bytes).
+    #[error("a statement starting with {start:?} is longer than {limit} bytes")]
+    StatementTooLong {
+        /// The first characters of the offending statement, to find it in the file.
+        start: String,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// The input ended inside a string, quoted identifier or block comment.
+    #[error("the SQL text ends inside an unterminated {what}")]
+    Unterminated {
+        /// What was left open: "string", "quoted identifier" or "block comment".
+        what: &'static str,
+    },
+}

@@ -1,0 +1,549 @@
+//! An incremental SQL statement splitter.
+//!
+//! Dumps can be many gigabytes, so the splitter takes the input in chunks of bytes and holds only the
+//! statement it is currently reading. It knows SQLite's lexical rules that matter for finding the `;` that
+//! ends a statement: `'...'` strings (with `''`), `"..."`, `` `...` `` and `[...]` identifiers, `--` and
+//! `/* */` comments, and `CREATE TRIGGER ... BEGIN ... END;` bodies, whose inner semicolons (including
+//! those after `CASE ... END` expressions) do not end the statement.
+
+use super::SqlError;
+
+/// Where the splitter is inside the SQL text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Ordinary SQL text.
+    Normal,
+    /// Saw `-` in normal text; a second `-` starts a line comment.
+    Dash,
+    /// Saw `/` in normal text; a `*` starts a block comment.
+    Slash,
+    /// Inside a quoted token that ends with the given character.
+    Quoted(char),
+    /// Saw the closing quote character; a second one is an escaped quote (not for `]`).
+    QuoteEnd(char),
+    /// Inside `-- ...` up to the end of the line.
+    LineComment,
+    /// Inside `/* ... */`.
+    BlockComment,
+    /// Inside a block comment, just after a `*`.
+    BlockCommentStar,
+}
+
+/// What the splitter has learnt about the current statement from its leading keywords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Still reading the leading keywords.
+    Unknown,
+    /// Read `CREATE` (and possibly `TEMP`/`TEMPORARY`).
+    Create,
+    /// A `CREATE TRIGGER` statement: `BEGIN`/`CASE` ... `END` nest and hide semicolons.
+    Trigger,
+    /// Any other statement: the first `;` outside quotes and comments ends it.
+    Plain,
+}
+
+/// Longest keyword the splitter needs to recognise (`TEMPORARY`); longer words are never keywords.
+const MAX_KEYWORD_LEN: usize = 9;
+
+/// Splits SQL text, fed in arbitrary byte chunks, into complete statements.
+///
+/// Each statement is handed to the callback with its terminating `;`, without the whitespace and comments
+/// that preceded it. Comments inside a statement are kept (SQLite ignores them). Empty statements (a lone
+/// `;`) are dropped.
+#[derive(Debug)]
+pub struct StatementSplitter {
+    state: State,
+    shape: Shape,
+    /// Nesting depth of `BEGIN`/`CASE` ... `END` inside a trigger.
+    depth: u32,
+    /// The statement read so far (empty until its first significant character).
+    current: String,
+    /// The word being read in normal text, upper-cased; `None` once it is too long to be a keyword.
+    word: Option<String>,
+    /// Whether a word is being read.
+    in_word: bool,
+    /// Bytes of a UTF-8 character split across chunks.
+    pending: Vec<u8>,
+    /// Bytes consumed so far, for error offsets.
+    offset: u64,
+    /// Largest statement accepted, in bytes.
+    max_len: Option<usize>,
+}
+
+impl Default for StatementSplitter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StatementSplitter {
+    /// A splitter with no limit on statement length.
+    pub fn new() -> Self {
+        StatementSplitter {
+            state: State::Normal,
+            shape: Shape::Unknown,
+            depth: 0,
+            current: String::new(),
+            word: Some(String::new()),
+            in_word: false,
+            pending: Vec::new(),
+            offset: 0,
+            max_len: None,
+        }
+    }
+
+    /// A splitter that fails with [`SqlError::StatementTooLong`] once a statement exceeds `limit` bytes,
+    /// which also bounds its memory (D1 itself refuses statements over 100,000 bytes).
+    pub fn with_max_len(limit: usize) -> Self {
+        StatementSplitter {
+            max_len: Some(limit),
+            ..Self::new()
+        }
+    }
+
+    /// Feeds the next chunk of input; calls `on_statement` for every statement completed by it.
+    pub fn push(
+        &mut self,
+        chunk: &[u8],
+        on_statement: &mut dyn FnMut(&str),
+    ) -> Result<(), SqlError> {
+        let mut input = chunk;
+        // Complete a character split across the previous chunk boundary.
+        if !self.pending.is_empty() {
+            while !input.is_empty() && self.pending.len() < 4 {
+                self.pending.push(input[0]);
+                input = &input[1..];
+                match std::str::from_utf8(&self.pending) {
+                    Ok(text) => {
+                        let text = text.to_owned();
+                        let consumed = self.pending.len() as u64;
+                        self.pending.clear();
+                        self.feed(&text, on_statement)?;
+                        self.offset += consumed;
+                        break;
+                    }
+                    Err(e) if e.error_len().is_some() => {
+                        return Err(SqlError::InvalidUtf8 {
+                            offset: self.offset,
+                        });
+                    }
+                    Err(_) => {}
+                }
+            }
+            if !self.pending.is_empty() {
+                return if input.is_empty() {
+                    Ok(())
+                } else {
+                    Err(SqlError::InvalidUtf8 {
+                        offset: self.offset,
+                    })
+                };
+            }
+        }
+        match std::str::from_utf8(input) {
+            Ok(text) => {
+                self.feed(text, on_statement)?;
+                self.offset += input.len() as u64;
+            }
+            Err(e) => {
+                let valid = e.valid_up_to();
+                // `valid_up_to` guarantees this prefix is valid UTF-8.
+                let text = std::str::from_utf8(&input[..valid]).expect("valid prefix");
+                self.feed(text, on_statement)?;
+                self.offset += valid as u64;
+                if e.error_len().is_some() {
+                    return Err(SqlError::InvalidUtf8 {
+                        offset: self.offset,
+                    });
+                }
+                // An incomplete character at the end of the chunk: wait for the rest.
+                self.pending.extend_from_slice(&input[valid..]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the input: returns the text after the last `;` if it holds anything but whitespace and comments.
+    pub fn finish(mut self) -> Result<Option<String>, SqlError> {
+        if !self.pending.is_empty() {
+            return Err(SqlError::InvalidUtf8 {
+                offset: self.offset,
+            });
+        }
+        match self.state {
+            State::Quoted(q) => {
+                return Err(SqlError::Unterminated {
+                    what: if q == '\'' {
+                        "string"
+                    } else {
+                        "quoted identifier"
+                    },
+                });
+            }
+            State::BlockComment | State::BlockCommentStar if !self.current.is_empty() => {
+                return Err(SqlError::Unterminated {
+                    what: "block comment",
+                });
+            }
+            State::Dash | State::Slash => {
+                let c = if self.state == State::Dash { '-' } else { '/' };
+                self.current.push(c);
+            }
+            _ => {}
+        }
+        let rest = std::mem::take(&mut self.current);
+        if rest.trim().is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(rest))
+        }
+    }
+
+    fn feed(&mut self, text: &str, on_statement: &mut dyn FnMut(&str)) -> Result<(), SqlError> {
+        for c in text.chars() {
+            self.step(c, on_statement)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a significant character to the current statement.
+    fn keep(&mut self, c: char) -> Result<(), SqlError> {
+        self.current.push(c);
+        if let Some(limit) = self.max_len
+            && self.current.len() > limit
+        {
+            return Err(SqlError::StatementTooLong {
+                start: self.current.chars().take(60).collect(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, c: char, on_statement: &mut dyn FnMut(&str)) -> Result<(), SqlError> {
+        match self.state {
+            State::Quoted(q) => {
+                self.keep(c)?;
+                if c == q {
+                    self.state = if q == ']' {
+                        State::Normal
+                    } else {
+                        State::QuoteEnd(q)
+                    };
+                }
+                Ok(())
+            }
+            State::QuoteEnd(q) => {
+                if c == q {
+                    self.keep(c)?;
+                    self.state = State::Quoted(q);
+                    Ok(())
+                } else {
+                    self.state = State::Normal;
+                    self.normal(c, on_statement)
+                }
+            }
+            State::LineComment => {
+                if c == '\n' {
+                    self.state = State::Normal;
+                    self.normal(c, on_statement)?;
+                } else if !self.current.is_empty() {
+                    self.keep(c)?;
+                }
+                Ok(())
+            }
+            State::BlockComment | State::BlockCommentStar => {
+                if !self.current.is_empty() {
+                    self.keep(c)?;
+                }
+                self.state = match (self.state, c) {
+                    (State::BlockCommentStar, '/') => State::Normal,
+                    (_, '*') => State::BlockCommentStar,
+                    _ => State::BlockComment,
+                };
+                Ok(())
+            }
+            State::Dash => {
+                if c == '-' {
+                    self.end_word();
+                    if !self.current.is_empty() {
+                        self.keep('-')?;
+                        self.keep('-')?;
+                    }
+                    self.state = State::LineComment;
+                    Ok(())
+                } else {
+                    self.state = State::Normal;
+                    self.normal('-', on_statement)?;
+                    self.step(c, on_statement)
+                }
+            }
+            State::Slash => {
+                if c == '*' {
+                    self.end_word();
+                    if !self.current.is_empty() {
+                        self.keep('/')?;
+                        self.keep('*')?;
+                    }
+                    self.state = State::BlockComment;
+                    Ok(())
+                } else {
+                    self.state = State::Normal;
+                    self.normal('/', on_statement)?;
+                    self.step(c, on_statement)
+                }
+            }
+            State::Normal => match c {
+                '-' => {
+                    self.state = State::Dash;
+                    Ok(())
+                }
+                '/' => {
+                    self.state = State::Slash;
+                    Ok(())
+                }
+                _ => self.normal(c, on_statement),
+            },
+        }
+    }
+
+    /// Handles a character of ordinary SQL text (not a possible comment start).
+    fn normal(&mut self, c: char, on_statement: &mut dyn FnMut(&str)) -> Result<(), SqlError> {
+        let is_word_char =
+            c.is_alphanumeric() || c == '_' || c == '$' || !c.is_ascii() && !c.is_whitespace();
+        if is_word_char {
+            if !self.in_word {
+                self.in_word = true;
+                self.word = Some(String::new());
+            }
+            if let Some(word) = &mut self.word {
+                if word.len() < MAX_KEYWORD_LEN {
+                    word.push(c.to_ascii_uppercase());
+                } else {
+                    self.word = None;
+                }
+            }
+            return self.keep(c);
+        }
+        self.end_word();
+        match c {
+            '\'' | '"' | '`' => {
+                self.state = State::Quoted(c);
+                self.keep(c)
+            }
+            '[' => {
+                self.state = State::Quoted(']');
+                self.keep(c)
+            }
+            ';' => {
+                if self.shape == Shape::Trigger && self.depth > 0 {
+                    return self.keep(c);
+                }
+                if !self.current.is_empty() {
+                    self.keep(c)?;
+                    on_statement(&self.current);
+                }
+                self.current.clear();
+                self.shape = Shape::Unknown;
+                self.depth = 0;
+                Ok(())
+            }
+            c if c.is_whitespace() && self.current.is_empty() => Ok(()),
+            c => self.keep(c),
+        }
+    }
+
+    /// Finishes the word being read and updates the statement's shape and trigger nesting.
+    fn end_word(&mut self) {
+        if !self.in_word {
+            return;
+        }
+        self.in_word = false;
+        let word = self.word.take().unwrap_or_default();
+        match self.shape {
+            Shape::Unknown => {
+                self.shape = if word == "CREATE" {
+                    Shape::Create
+                } else {
+                    Shape::Plain
+                };
+            }
+            Shape::Create => {
+                self.shape = match word.as_str() {
+                    "TEMP" | "TEMPORARY" => Shape::Create,
+                    "TRIGGER" => Shape::Trigger,
+                    _ => Shape::Plain,
+                };
+            }
+            Shape::Trigger => match word.as_str() {
+                "BEGIN" | "CASE" => self.depth += 1,
+                "END" => self.depth = self.depth.saturating_sub(1),
+                _ => {}
+            },
+            Shape::Plain => {}
+        }
+    }
+}
+
+/// Splits a whole SQL text into statements; a trailing statement without `;` is included as is.
+pub fn split_statements(sql: &str) -> Result<Vec<String>, SqlError> {
+    let mut statements = Vec::new();
+    let mut splitter = StatementSplitter::new();
+    splitter.push(sql.as_bytes(), &mut |s| statements.push(s.to_owned()))?;
+    if let Some(rest) = splitter.finish()? {
+        statements.push(rest);
+    }
+    Ok(statements)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(sql: &str) -> Vec<String> {
+        split_statements(sql).unwrap()
+    }
+
+    #[test]
+    fn splits_simple_statements_and_trims_leading_whitespace() {
+        // Proves statements keep their `;`, lose leading whitespace, and empty statements vanish.
+        assert_eq!(
+            split("SELECT 1;\n\n  SELECT 2 ;;\nSELECT 3"),
+            vec!["SELECT 1;", "SELECT 2 ;", "SELECT 3"]
+        );
+    }
+
+    #[test]
+    fn semicolons_in_strings_identifiers_and_comments_do_not_split() {
+        // Proves quotes of every kind, escaped quotes and comments hide semicolons.
+        let sql = "INSERT INTO t VALUES('a;b''c;');\n-- a comment; with semicolon\nSELECT \"x;y\", `p;q`, [r;s] /* c;d */ FROM t;";
+        assert_eq!(
+            split(sql),
+            vec![
+                "INSERT INTO t VALUES('a;b''c;');",
+                "SELECT \"x;y\", `p;q`, [r;s] /* c;d */ FROM t;"
+            ]
+        );
+    }
+
+    #[test]
+    fn leading_comments_are_dropped_and_trailing_comments_are_not_a_statement() {
+        // Proves comments between statements belong to no statement and `finish` ignores them.
+        let mut out = Vec::new();
+        let mut s = StatementSplitter::new();
+        s.push(
+            b"/* head; */ -- x;\nSELECT 1; -- tail;\n/* end */ ",
+            &mut |st| out.push(st.to_owned()),
+        )
+        .unwrap();
+        assert_eq!(out, vec!["SELECT 1;"]);
+        assert_eq!(s.finish().unwrap(), None);
+    }
+
+    #[test]
+    fn trigger_bodies_keep_their_semicolons() {
+        // Proves `CREATE TRIGGER ... BEGIN ...; ...; END;` (with CASE ... END inside) is one statement.
+        let trigger = "CREATE TEMP TRIGGER IF NOT EXISTS \"trg\" AFTER INSERT ON t BEGIN\n  UPDATE t SET x = CASE WHEN new.y > 0 THEN 1 ELSE 2 END;\n  DELETE FROM u WHERE 'END;' = 'x';\nEND;";
+        let sql = format!("BEGIN TRANSACTION;\n{trigger}\nSELECT CASE WHEN 1 THEN 2 END;\nCOMMIT;");
+        assert_eq!(
+            split(&sql),
+            vec![
+                "BEGIN TRANSACTION;".to_owned(),
+                trigger.to_owned(),
+                "SELECT CASE WHEN 1 THEN 2 END;".to_owned(),
+                "COMMIT;".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn operators_that_look_like_comment_starts_are_kept() {
+        // Proves a lone `-` or `/` is ordinary text, including at the very end of the input.
+        assert_eq!(
+            split("SELECT 4-2, 4/2;SELECT -1"),
+            vec!["SELECT 4-2, 4/2;", "SELECT -1"]
+        );
+        assert_eq!(split("SELECT 1 -"), vec!["SELECT 1 -"]);
+    }
+
+    #[test]
+    fn every_chunk_boundary_gives_the_same_statements() {
+        // Proves state survives chunk boundaries at every byte offset, including inside UTF-8 characters.
+        let sql = "CREATE TABLE \"t;\" (a TEXT); -- c;\nINSERT INTO \"t;\" VALUES('é😀;''x');/* ; */\nCREATE TRIGGER tr AFTER INSERT ON \"t;\" BEGIN SELECT CASE 1 WHEN 1 THEN 'a;' END; END;\nSELECT [a;b], `c;d` FROM x; SELECT 1";
+        let expected = split(sql);
+        assert_eq!(expected.len(), 5);
+        let bytes = sql.as_bytes();
+        for cut in 0..=bytes.len() {
+            for cut2 in cut..=bytes.len().min(cut + 3) {
+                let mut out = Vec::new();
+                let mut s = StatementSplitter::new();
+                for part in [&bytes[..cut], &bytes[cut..cut2], &bytes[cut2..]] {
+                    s.push(part, &mut |st| out.push(st.to_owned())).unwrap();
+                }
+                if let Some(rest) = s.finish().unwrap() {
+                    out.push(rest);
+                }
+                assert_eq!(out, expected, "cut at {cut}/{cut2}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time_works() {
+        // Proves the splitter copes with the smallest possible chunks.
+        let sql = "SELECT '日本;語'; SELECT 2;";
+        let mut out = Vec::new();
+        let mut s = StatementSplitter::new();
+        for b in sql.as_bytes() {
+            s.push(std::slice::from_ref(b), &mut |st| out.push(st.to_owned()))
+                .unwrap();
+        }
+        assert_eq!(out, vec!["SELECT '日本;語';", "SELECT 2;"]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_with_its_offset() {
+        // Proves invalid bytes are refused, whether inside a chunk or split across chunks.
+        let mut s = StatementSplitter::new();
+        let err = s
+            .push(b"SELECT 1; SELECT '\xff';", &mut |_| {})
+            .unwrap_err();
+        assert_eq!(err, SqlError::InvalidUtf8 { offset: 18 });
+
+        let mut s = StatementSplitter::new();
+        s.push(b"SELECT '\xe6", &mut |_| {}).unwrap();
+        let err = s.push(b"A'", &mut |_| {}).unwrap_err();
+        assert_eq!(err, SqlError::InvalidUtf8 { offset: 8 });
+
+        let mut s = StatementSplitter::new();
+        s.push(b"SELECT '\xe6\x97", &mut |_| {}).unwrap();
+        assert!(matches!(s.finish(), Err(SqlError::InvalidUtf8 { .. })));
+    }
+
+    #[test]
+    fn unterminated_string_is_an_error_and_incomplete_statement_is_returned() {
+        // Proves `finish` reports an open string, and returns trailing text without `;`.
+        let mut s = StatementSplitter::new();
+        s.push(b"SELECT 'abc", &mut |_| {}).unwrap();
+        assert_eq!(s.finish(), Err(SqlError::Unterminated { what: "string" }));
+
+        let mut s = StatementSplitter::new();
+        s.push(b"SELECT 1;\n  INSERT INTO t VALUES(1)\n", &mut |_| {})
+            .unwrap();
+        assert_eq!(
+            s.finish().unwrap().as_deref(),
+            Some("INSERT INTO t VALUES(1)\n")
+        );
+    }
+
+    #[test]
+    fn statement_length_limit_is_enforced() {
+        // Proves the optional limit bounds a statement's size.
+        let mut s = StatementSplitter::with_max_len(20);
+        s.push(b"SELECT 1;", &mut |_| {}).unwrap();
+        let err = s
+            .push(b"SELECT 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';", &mut |_| {})
+            .unwrap_err();
+        assert!(matches!(err, SqlError::StatementTooLong { limit: 20, .. }));
+    }
+}

@@ -473,3 +473,56 @@ fn the_command_line_path_wins() {
         PathBuf::from("/x/y.toml")
     );
 }
+
+#[test]
+fn truncated_configs_never_panic() {
+    // Proves the loader returns errors rather than panicking on any prefix of every example config (a
+    // cheap stand-in for fuzzing: cut-off strings, tables, arrays and keys at every position).
+    let credentials = credentials_dir();
+    let env = test_env(credentials.path());
+    for file in toml_files(&repo_path("config")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for end in (0..text.len()).filter(|&i| text.is_char_boundary(i)) {
+            let result = std::panic::catch_unwind(|| {
+                load_str(&text[..end], &file, &|name| env.get(name).cloned())
+            });
+            assert!(
+                result.is_ok(),
+                "{} cut at byte {end} panicked",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn standard_tables_and_dotted_keys_work_like_inline_ones() {
+    // Proves `[defaults.retention]` tables, dotted keys and `retention = {}` (keep everything) are read,
+    // and that problems inside them still carry their dotted key and position.
+    let text = r#"storage.type = "filesystem"
+storage.path = "/b"
+
+[defaults.retention]
+keep_daily = 7
+
+[[database]]
+name = "a"
+sqlite_path = "a.sqlite"
+
+[[database]]
+name = "b"
+sqlite_path = "b.sqlite"
+retention = {}
+"#;
+    let config = load_text(text, &[]).unwrap();
+    assert_eq!(config.databases[0].retention.keep_daily, Some(7));
+    assert!(config.databases[1].retention.is_empty());
+
+    let broken = text.replace("keep_daily = 7", "keep_daily = \"7\"");
+    let errors = load_text(&broken, &[]).unwrap_err();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert_eq!(
+        errors.0[0].to_string(),
+        "/etc/d1vault/d1vault.toml:5:14: defaults.retention.keep_daily: expected an integer, found string"
+    );
+}

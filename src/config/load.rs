@@ -602,56 +602,69 @@ impl<'a> Loader<'a> {
     /// `Ok(None)` when neither is set, `Err(())` when a problem was reported.
     fn secret(&mut self, section: Section<'_>, key: &str) -> Result<Option<Secret>, ()> {
         let file_key = format!("{key}_file");
-        let inline = section.get(key);
-        let from_file = section.get(&file_key);
-        if let (Some(_), Some((_, offset))) = (inline, from_file) {
+        // Both forms are read even when both are set, so that each value is known to `finish` and
+        // redacted should it appear in another key's message.
+        let inline = section
+            .get(key)
+            .map(|(item, offset)| self.inline_secret(item, offset, &section.key_path(key)));
+        let from_file = section
+            .table
+            .contains_key(&file_key)
+            .then(|| self.file_secret(section, &file_key));
+        match (inline, from_file) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    section.key_offset(&file_key),
+                    &section.key_path(&file_key),
+                    format!("set either `{key}` or `{file_key}`, not both"),
+                );
+                Err(())
+            }
+            (Some(value), None) | (None, Some(value)) => value.map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// A secret written in the file, usually as `"${VAR}"`.
+    fn inline_secret(&mut self, item: &Item, offset: usize, key: &str) -> Result<Secret, ()> {
+        let value = self.string_value(item, offset, key).ok_or(())?;
+        if value.is_empty() {
             self.error(
                 offset,
-                &section.key_path(&file_key),
-                format!("set either `{key}` or `{file_key}`, not both"),
+                key,
+                "is empty; set the secret or its environment variable",
             );
             return Err(());
         }
-        if let Some((item, offset)) = inline {
-            let path = section.key_path(key);
-            let value = self.string_value(item, offset, &path).ok_or(())?;
-            if value.is_empty() {
-                self.error(
-                    offset,
-                    &path,
-                    "is empty; set the secret or its environment variable",
-                );
-                return Err(());
-            }
-            self.secrets.push(value.clone());
-            return Ok(Some(Secret::new(value)));
-        }
-        if from_file.is_some() {
-            let at = self.path(section, &file_key).ok_or(())?;
-            let value = match std::fs::read_to_string(&at.value) {
-                Ok(value) => value,
-                Err(e) => {
-                    self.error(
-                        at.offset,
-                        &at.key,
-                        format!("cannot read secret file {}: {e}", at.value.display()),
-                    );
-                    return Err(());
-                }
-            };
-            let value = value.trim_end_matches(['\n', '\r']).to_string();
-            if value.is_empty() {
+        self.secrets.push(value.clone());
+        Ok(Secret::new(value))
+    }
+
+    /// A secret read from the file named by `file_key`, without its trailing newline.
+    fn file_secret(&mut self, section: Section<'_>, file_key: &str) -> Result<Secret, ()> {
+        let at = self.path(section, file_key).ok_or(())?;
+        let value = match std::fs::read_to_string(&at.value) {
+            Ok(value) => value,
+            Err(e) => {
                 self.error(
                     at.offset,
                     &at.key,
-                    format!("secret file {} is empty", at.value.display()),
+                    format!("cannot read secret file {}: {e}", at.value.display()),
                 );
                 return Err(());
             }
-            self.secrets.push(value.clone());
-            return Ok(Some(Secret::new(value)));
+        };
+        let value = value.trim_end_matches(['\n', '\r']).to_string();
+        if value.is_empty() {
+            self.error(
+                at.offset,
+                &at.key,
+                format!("secret file {} is empty", at.value.display()),
+            );
+            return Err(());
         }
-        Ok(None)
+        self.secrets.push(value.clone());
+        Ok(Secret::new(value))
     }
 
     // ---- sections -------------------------------------------------------------------------------------
@@ -1277,11 +1290,11 @@ impl<'a> Loader<'a> {
                     jitter_at.offset,
                     &jitter_at.key,
                     format!(
-                        "jitter {} is longer than the window {} ({}) of database {database:?}: a \
+                        "jitter {} is longer than the {} window ({}) of database {database:?}: a \
                          delayed start would fall outside it; shorten the jitter or widen the window",
                         humantime::format_duration(jitter_at.value),
-                        window_at.key,
                         humantime::format_duration(length),
+                        window_at.key,
                     ),
                 );
                 return None;

@@ -1,0 +1,528 @@
+//! The configuration loader through its public API: the shipped example configs load, every file of the
+//! bad-configuration corpus fails with the error its first line announces, all errors of a file are
+//! reported together, and no secret ever reaches an error message.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use d1vault::config::{
+    Compression, ConfigErrors, Source, StorageConfig, find_config_path, load, load_str,
+};
+
+const TOKEN: &str = "cf-token-4f1b9e-SECRET";
+const ACCESS_KEY: &str = "AKIA-ACCESS-SECRET-77";
+const SECRET_KEY: &str = "s3-secret-key-VERY-SECRET-99";
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// The environment the example configs and the corpus expect, with secrets that tests look for.
+fn test_env(credentials_dir: &Path) -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    for (name, value) in [
+        ("CLOUDFLARE_ACCOUNT_ID", "0123456789abcdef0123456789abcdef"),
+        ("CLOUDFLARE_API_TOKEN", TOKEN),
+        ("R2_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("MINIO_ACCESS_KEY", ACCESS_KEY),
+        ("MINIO_SECRET_KEY", SECRET_KEY),
+        ("GARAGE_KEY_ID", ACCESS_KEY),
+        ("HOME", "/home/tester"),
+    ] {
+        env.insert(name.to_string(), value.to_string());
+    }
+    env.insert(
+        "CREDENTIALS_DIRECTORY".to_string(),
+        credentials_dir.display().to_string(),
+    );
+    env
+}
+
+/// A systemd-style credentials directory holding every secret file the example configs name.
+fn credentials_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["r2-secret", "garage-secret"] {
+        std::fs::write(dir.path().join(name), format!("{SECRET_KEY}\n")).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("cloudflare-api-token"),
+        format!("{TOKEN}\n"),
+    )
+    .unwrap();
+    dir
+}
+
+fn load_with(
+    path: &Path,
+    env: &HashMap<String, String>,
+) -> Result<d1vault::config::Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).unwrap();
+    load_str(&text, path, &|name| env.get(name).cloned())
+}
+
+fn load_text(text: &str, env: &[(&str, &str)]) -> Result<d1vault::config::Config, ConfigErrors> {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    load_str(text, Path::new("/etc/d1vault/d1vault.toml"), &|name| {
+        env.get(name).cloned()
+    })
+}
+
+fn toml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_config_loads() {
+    // Proves each shipped example in config/ is valid with the environment its comments describe.
+    let credentials = credentials_dir();
+    let env = test_env(credentials.path());
+    let files = toml_files(&repo_path("config"));
+    for name in [
+        "quickstart.toml",
+        "r2.toml",
+        "aws-s3.toml",
+        "minio.toml",
+        "garage.toml",
+    ] {
+        assert!(
+            files.iter().any(|f| f.ends_with(name)),
+            "config/{name} is missing"
+        );
+    }
+    for file in &files {
+        if let Err(errors) = load_with(file, &env) {
+            panic!("{} does not load:\n{errors}", file.display());
+        }
+    }
+}
+
+#[test]
+fn quickstart_needs_no_account_and_stays_inside_the_repository() {
+    // Proves the README's first command works without Cloudflare: a SQLite source, local storage, and
+    // paths resolved against config/ rather than the working directory.
+    let path = repo_path("config/quickstart.toml");
+    let config = load_with(&path, &HashMap::new()).unwrap();
+    let config_dir = repo_path("config");
+    assert!(config.cloudflare.is_none());
+    assert_eq!(
+        config.daemon.state_dir,
+        config_dir.join("../.d1vault-state")
+    );
+    match &config.storage {
+        StorageConfig::Filesystem(fs) => assert_eq!(fs.path, config_dir.join("../backups")),
+        other => panic!("quickstart storage should be a filesystem, got {other:?}"),
+    }
+    let db = config.database("sample").unwrap();
+    assert_eq!(
+        db.source,
+        Source::Sqlite {
+            path: config_dir.join("sample.sqlite")
+        }
+    );
+    assert_eq!(db.schedule.expr(), "* * * * *");
+    assert_eq!(db.compression, Compression::Zstd { level: 3 });
+    assert!(!db.retention.is_empty());
+}
+
+#[test]
+fn every_bad_config_fails_with_its_expected_error() {
+    // Proves each file of the corpus is rejected, without panicking, with the exact error its first line
+    // announces (key and position included), in the `FILE:LINE:COLUMN: KEY: MESSAGE` form.
+    let dir = repo_path("tests/fixtures/bad-config");
+    let files = toml_files(&dir);
+    assert!(
+        files.len() >= 25,
+        "the corpus should hold at least 25 files, has {}",
+        files.len()
+    );
+    let credentials = credentials_dir();
+    let env = test_env(credentials.path());
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} lacks a `# expect: ` first line", file.display()))
+            .trim()
+            .to_string();
+        let result = std::panic::catch_unwind(|| load_with(file, &env));
+        let outcome = match result {
+            Err(_) => "panicked".to_string(),
+            Ok(Ok(_)) => "loaded without error".to_string(),
+            Ok(Err(errors)) => {
+                let shown = errors.to_string();
+                let prefix = format!("{}:", file.display());
+                let matching = shown
+                    .lines()
+                    .any(|line| line.starts_with(&prefix) && line.contains(&expected));
+                if matching {
+                    continue;
+                }
+                format!("reported:\n{shown}")
+            }
+        };
+        failures.push(format!(
+            "{}: expected an error containing {expected:?}, but it {outcome}",
+            file.display()
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn three_distinct_errors_are_all_reported() {
+    // Proves the loader does not stop at the first problem: three errors in three sections, in file order.
+    let text = r#"[daemon]
+timezone = "Mars/Olympus"
+
+[storage]
+type = "filesystem"
+path = "/backups"
+buckt = "x"
+
+[[database]]
+name = "app"
+sqlite_path = "app.sqlite"
+schedule = "61 * * * *"
+"#;
+    let errors = load_text(text, &[]).unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.0.len(), 3, "{errors}");
+    assert!(
+        lines[0].starts_with("/etc/d1vault/d1vault.toml:2:12: daemon.timezone: unknown time zone")
+    );
+    assert!(lines[1].starts_with("/etc/d1vault/d1vault.toml:7:1: storage.buckt: unknown key"));
+    assert!(
+        lines[2].starts_with("/etc/d1vault/d1vault.toml:12:12: database[0].schedule: invalid cron")
+    );
+    assert_eq!(errors.to_string().lines().count(), 3);
+}
+
+#[test]
+fn a_defaults_error_is_reported_once_not_per_database() {
+    // Proves a bad [defaults] value inherited by two databases yields one error, at the defaults key.
+    let text = r#"[storage]
+type = "filesystem"
+path = "/b"
+[defaults]
+compression = "gzip"
+compression_level = 15
+[[database]]
+name = "a"
+sqlite_path = "a.sqlite"
+[[database]]
+name = "b"
+sqlite_path = "b.sqlite"
+compression = "zstd"
+"#;
+    let errors = load_text(text, &[]).unwrap_err();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert_eq!(errors.0[0].key, "defaults.compression_level");
+    assert_eq!((errors.0[0].line, errors.0[0].column), (6, 21));
+    assert!(errors.0[0].message.contains("gzip"), "{errors}");
+}
+
+#[test]
+fn secret_values_never_appear_in_errors() {
+    // Proves that no secret, whether inline, from the environment or from a file, is quoted by any error,
+    // even when a secret is pasted into a non-secret key whose error quotes the value.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key"), format!("{SECRET_KEY}\n")).unwrap();
+    let config_path = dir.path().join("d1vault.toml");
+    let text = format!(
+        r#"[cloudflare]
+account_id = 42
+api_token = "${{CLOUDFLARE_API_TOKEN}}"
+api_token_file = "key"
+
+[storage]
+type = "s3"
+bucket = "b"
+prefix = "${{CLOUDFLARE_API_TOKEN}}/../x"
+endpoint = "${{CLOUDFLARE_API_TOKEN}}"
+access_key_id = "{ACCESS_KEY}"
+secret_access_key_file = "key"
+region = 7
+
+[daemon]
+timezone = "{SECRET_KEY}"
+listen = "{ACCESS_KEY}"
+
+[[database]]
+name = "{SECRET_KEY}!"
+"#
+    );
+    let env = test_env(dir.path());
+    let errors = load_str(&text, &config_path, &|name| env.get(name).cloned()).unwrap_err();
+    assert!(errors.0.len() >= 6, "{errors}");
+    let shown = format!("{errors}\n{errors:?}");
+    for secret in [TOKEN, ACCESS_KEY, SECRET_KEY] {
+        assert!(!shown.contains(secret), "{secret} leaked:\n{shown}");
+    }
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    // Proves the built-in defaults match CONTRACT.md and the documented extras.
+    let text = r#"[storage]
+type = "s3"
+bucket = "b"
+[[database]]
+name = "app"
+sqlite_path = "/data/app.sqlite"
+"#;
+    let config = load_text(text, &[]).unwrap();
+    assert_eq!(config.daemon.state_dir, PathBuf::from("/var/lib/d1vault"));
+    assert_eq!(
+        config.daemon.listen,
+        Some("127.0.0.1:9180".parse().unwrap())
+    );
+    assert_eq!(config.daemon.timezone, chrono_tz::UTC);
+    assert_eq!(config.daemon.max_concurrent, 2);
+    assert_eq!(config.daemon.shutdown_grace, Duration::from_secs(300));
+    let StorageConfig::S3(s3) = &config.storage else {
+        panic!("expected s3")
+    };
+    assert_eq!(s3.region, "auto");
+    assert!(!s3.force_path_style);
+    assert!(s3.endpoint.is_none() && s3.access_key_id.is_none());
+    assert_eq!(s3.part_size, 16 * 1024 * 1024);
+    assert_eq!(s3.max_parts_in_flight, 2);
+    assert_eq!(s3.prefix, "");
+    let db = &config.databases[0];
+    assert_eq!(db.schedule.expr(), "0 3 * * *");
+    assert_eq!(db.window, None);
+    assert_eq!(db.jitter, Duration::ZERO);
+    assert_eq!(db.compression, Compression::Zstd { level: 3 });
+    assert!(db.retention.is_empty());
+    assert!(!db.no_data && db.tables.is_empty());
+    assert_eq!(db.migrations_dir, PathBuf::from("/etc/d1vault/migrations"));
+    assert_eq!(db.migrations_table, "d1_migrations");
+}
+
+#[test]
+fn databases_override_defaults_key_by_key() {
+    // Proves every [defaults] key reaches databases that do not set it and yields to those that do
+    // (retention is replaced as a whole).
+    let text = r#"[daemon]
+listen = ""
+timezone = "Europe/Berlin"
+[cloudflare]
+account_id = "acc"
+api_token = "tok"
+api_base_url = "http://127.0.0.1:8787/client/v4/"
+[storage]
+type = "filesystem"
+path = "backups"
+prefix = "/prod/"
+[defaults]
+schedule = "@hourly"
+window = "22:00-02:00"
+jitter = "3h"
+compression = "gzip"
+compression_level = 9
+retention = { keep_last = 2, keep_daily = 0 }
+tables = ["a", "b"]
+[[database]]
+name = "one"
+[[database]]
+name = "two"
+id = "8F3C2A1E-5B6D-4C7E-9F00-112233445566"
+compression = "none"
+retention = { keep_weekly = 4 }
+window = "01:00-05:00"
+jitter = "1h"
+"#;
+    let config = load_text(text, &[]).unwrap();
+    assert_eq!(config.daemon.listen, None);
+    assert_eq!(config.daemon.timezone, chrono_tz::Europe::Berlin);
+    let cf = config.cloudflare.as_ref().unwrap();
+    assert_eq!(cf.api_base_url, "http://127.0.0.1:8787/client/v4");
+    assert_eq!(cf.requests_per_5min, 1000);
+    assert_eq!(cf.export_timeout, Duration::from_secs(30 * 60));
+    assert_eq!(cf.api_token.expose(), "tok");
+    assert_eq!(config.storage.prefix(), "prod");
+    let one = config.database("one").unwrap();
+    assert_eq!(one.source, Source::D1 { id: None });
+    assert_eq!(one.schedule.expr(), "@hourly");
+    assert_eq!(one.jitter, Duration::from_secs(3 * 3600));
+    assert_eq!(one.compression, Compression::Gzip { level: 9 });
+    assert_eq!(one.retention.keep_last, Some(2));
+    assert_eq!(one.retention.keep_daily, None);
+    assert_eq!(one.tables, vec!["a", "b"]);
+    let two = config.database("two").unwrap();
+    assert_eq!(
+        two.source,
+        Source::D1 {
+            id: Some("8f3c2a1e-5b6d-4c7e-9f00-112233445566".into())
+        }
+    );
+    assert_eq!(two.compression, Compression::None);
+    assert_eq!(two.retention.keep_last, None);
+    assert_eq!(two.retention.keep_weekly, Some(4));
+    assert_eq!(two.jitter, Duration::from_secs(3600));
+}
+
+#[test]
+fn variables_expand_in_any_string_and_dollars_escape() {
+    // Proves `${VAR}` works in paths, names and arrays, `$$` is a literal dollar, and systemd's
+    // STATE_DIRECTORY becomes the default state_dir.
+    let text = r#"[storage]
+type = "filesystem"
+path = "${BASE}/backups"
+prefix = "cost$$"
+[defaults]
+tables = ["${TABLE}"]
+[[database]]
+name = "${DB}"
+sqlite_path = "${BASE}/db.sqlite"
+"#;
+    let config = load_text(
+        text,
+        &[
+            ("BASE", "/srv"),
+            ("TABLE", "users"),
+            ("DB", "app"),
+            ("STATE_DIRECTORY", "/var/lib/d1vault-unit:/other"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        config.daemon.state_dir,
+        PathBuf::from("/var/lib/d1vault-unit")
+    );
+    assert_eq!(config.storage.prefix(), "cost$");
+    let db = config.database("app").unwrap();
+    assert_eq!(db.tables, vec!["users"]);
+    assert_eq!(
+        db.source,
+        Source::Sqlite {
+            path: "/srv/db.sqlite".into()
+        }
+    );
+}
+
+#[test]
+fn secret_files_are_read_relative_to_the_config_and_trimmed() {
+    // Proves `*_file` secrets resolve against the config file's directory and lose their trailing newline.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "tok-from-file\r\n").unwrap();
+    std::fs::write(dir.path().join("id"), "id-from-file\n").unwrap();
+    std::fs::write(dir.path().join("secret"), "secret-from-file").unwrap();
+    let path = dir.path().join("d1vault.toml");
+    std::fs::write(
+        &path,
+        r#"[cloudflare]
+account_id = "acc"
+api_token_file = "token"
+[storage]
+type = "s3"
+bucket = "b"
+access_key_id_file = "./id"
+secret_access_key_file = "secret"
+[[database]]
+name = "app"
+"#,
+    )
+    .unwrap();
+    let config = load(&path).unwrap();
+    assert_eq!(
+        config.cloudflare.unwrap().api_token.expose(),
+        "tok-from-file"
+    );
+    let StorageConfig::S3(s3) = config.storage else {
+        panic!("expected s3")
+    };
+    assert_eq!(s3.access_key_id.unwrap().expose(), "id-from-file");
+    assert_eq!(s3.secret_access_key.unwrap().expose(), "secret-from-file");
+}
+
+#[test]
+fn a_missing_file_is_one_clear_error() {
+    // Proves load() on a path that does not exist reports the path and how to point at another file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.toml");
+    let errors = load(&path).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    let line = errors.to_string();
+    assert!(
+        line.starts_with(&format!("{}: cannot read", path.display())),
+        "{line}"
+    );
+    assert!(line.contains("--config"));
+}
+
+#[test]
+fn the_command_line_path_wins() {
+    // Proves `--config` takes precedence over every other source.
+    assert_eq!(
+        find_config_path(Some(Path::new("/x/y.toml"))),
+        PathBuf::from("/x/y.toml")
+    );
+}
+
+#[test]
+fn truncated_configs_never_panic() {
+    // Proves the loader returns errors rather than panicking on any prefix of every example config (a
+    // cheap stand-in for fuzzing: cut-off strings, tables, arrays and keys at every position).
+    let credentials = credentials_dir();
+    let env = test_env(credentials.path());
+    for file in toml_files(&repo_path("config")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for end in (0..text.len()).filter(|&i| text.is_char_boundary(i)) {
+            let result = std::panic::catch_unwind(|| {
+                load_str(&text[..end], &file, &|name| env.get(name).cloned())
+            });
+            assert!(
+                result.is_ok(),
+                "{} cut at byte {end} panicked",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn standard_tables_and_dotted_keys_work_like_inline_ones() {
+    // Proves `[defaults.retention]` tables, dotted keys and `retention = {}` (keep everything) are read,
+    // and that problems inside them still carry their dotted key and position.
+    let text = r#"storage.type = "filesystem"
+storage.path = "/b"
+
+[defaults.retention]
+keep_daily = 7
+
+[[database]]
+name = "a"
+sqlite_path = "a.sqlite"
+
+[[database]]
+name = "b"
+sqlite_path = "b.sqlite"
+retention = {}
+"#;
+    let config = load_text(text, &[]).unwrap();
+    assert_eq!(config.databases[0].retention.keep_daily, Some(7));
+    assert!(config.databases[1].retention.is_empty());
+
+    let broken = text.replace("keep_daily = 7", "keep_daily = \"7\"");
+    let errors = load_text(&broken, &[]).unwrap_err();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert_eq!(
+        errors.0[0].to_string(),
+        "/etc/d1vault/d1vault.toml:5:14: defaults.retention.keep_daily: expected an integer, found string"
+    );
+}

@@ -56,8 +56,7 @@ pub fn report(config: &Config, now: DateTime<Utc>) -> (String, Vec<String>) {
     (out, problems)
 }
 
-/// The next run times of one database, formatted in `tz`. Kept in one place so that window-aware planning
-/// (which may delay a run to the window's start) can replace the plain cron times here.
+/// The next start times of one database, formatted in `tz`.
 fn upcoming_runs(db: &DatabaseConfig, tz: Tz, now: DateTime<Utc>) -> Vec<String> {
     let window_note = match db.window {
         Some(w) => format!(
@@ -71,19 +70,12 @@ fn upcoming_runs(db: &DatabaseConfig, tz: Tz, now: DateTime<Utc>) -> Vec<String>
             .map(|s| format!(" ({s})"))
             .unwrap_or_default(),
     };
-    let mut times = Vec::with_capacity(UPCOMING_RUNS);
-    let mut after = now;
-    while times.len() < UPCOMING_RUNS {
-        let Some(next) = db.schedule.next_after(after, tz) else {
-            break;
-        };
-        times.push(format!(
-            "{}{window_note}",
-            next.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z")
-        ));
-        after = next;
-    }
-    times
+    // Window-aware: a run due outside its window is shown at the window's opening.
+    crate::schedule::next_runs(&db.schedule, db.window, tz, now, UPCOMING_RUNS)
+        .into_iter()
+        .filter_map(|run| run.start())
+        .map(|start| format!("{}{window_note}", start.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z")))
+        .collect()
 }
 
 /// `, plus up to 5m random delay` when a jitter is configured.

@@ -50,9 +50,20 @@ impl FilesystemStorage {
         Ok(self.root.join(key))
     }
 
-    /// Fails with an actionable message when the root directory is missing, so that a backup never
-    /// silently creates it (it may be an unmounted volume's mount point).
+    /// Makes sure the root directory exists. A missing root is created only when its parent exists (the
+    /// quickstart's `./backups`); a missing parent is an error, so that a mistyped path or an absent volume
+    /// is reported instead of silently growing a new directory tree.
     async fn require_root(&self) -> Result<(), StorageError> {
+        let parent_exists = self.root.parent().is_some_and(|p| p.as_os_str().is_empty() || p.is_dir());
+        if parent_exists && !self.root.exists() {
+            match tokio::fs::create_dir(&self.root).await {
+                Ok(()) => tracing::info!(path = %self.root.display(), "created the backup directory"),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(io_error(&format!("creating backup directory {}", self.root.display()), &e));
+                }
+            }
+        }
         match tokio::fs::metadata(&self.root).await {
             Ok(meta) if meta.is_dir() => Ok(()),
             Ok(_) => Err(StorageError::permanent(format!(

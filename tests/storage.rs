@@ -353,7 +353,7 @@ macro_rules! contract {
                 }
             )*
         }
-        mod s3s {
+        mod in_process_s3 {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,3 +385,458 @@ contract!(
     dropped_put_leaves_nothing,
     listing_paginates,
 );
+
+/// Writes `data` and calls `at_byte` once the consumer has read past `trigger` bytes: a failure injected
+/// at a known point of an upload.
+struct HookReader<F: FnMut() + Send + Unpin> {
+    data: Vec<u8>,
+    pos: usize,
+    trigger: usize,
+    hook: Option<F>,
+}
+
+impl<F: FnMut() + Send + Unpin> tokio::io::AsyncRead for HookReader<F> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.pos >= this.trigger
+            && let Some(mut hook) = this.hook.take()
+        {
+            hook();
+        }
+        let n = buf.remaining().min(this.data.len() - this.pos);
+        buf.put_slice(&this.data[this.pos..this.pos + n]);
+        this.pos += n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Failure cases of the filesystem store.
+mod filesystem_failures {
+    use super::*;
+
+    #[tokio::test]
+    async fn missing_root_fails_check_put_and_list_naming_the_path() {
+        // Proves a missing backup directory is reported up front with its path, and never created by a put.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("not-mounted");
+        let store = FilesystemStorage::new(&root);
+        let err = store.check().await.unwrap_err();
+        assert_eq!(err.kind, StorageErrorKind::Permanent);
+        assert!(err.message.contains(&root.display().to_string()), "{err}");
+        assert!(err.message.contains("does not exist"), "{err}");
+        let err = store.put_bytes("a/b", b"x".to_vec()).await.unwrap_err();
+        assert!(err.message.contains(&root.display().to_string()), "{err}");
+        assert!(store.list("").await.is_err());
+        assert!(!root.exists());
+    }
+
+    #[tokio::test]
+    async fn check_passes_and_leaves_no_probe_behind() {
+        // Proves check writes a probe to prove writability and removes it.
+        let dir = tempfile::tempdir().unwrap();
+        FilesystemStorage::new(dir.path()).check().await.unwrap();
+        assert!(support::files_under(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn disk_full_is_permanent_names_the_place_and_leaves_nothing() {
+        // Proves ENOSPC becomes a permanent "disk is full" error naming the directory, with the temporary
+        // file removed (on a 1 MiB tmpfs; needs root, skipped otherwise).
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipping disk_full test: cannot mount a tmpfs (not root?)");
+            return;
+        }
+        struct Unmount(std::path::PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(&self.0).status();
+            }
+        }
+        let _unmount = Unmount(dir.path().to_path_buf());
+
+        let store = FilesystemStorage::new(dir.path());
+        let data = test_bytes(3 * 1024 * 1024, 9);
+        let err = store
+            .put_stream("prod/db/1/dump.sql", &mut data.as_slice())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StorageErrorKind::Permanent, "{err}");
+        assert!(err.message.contains("disk is full"), "{err}");
+        assert!(
+            err.message.contains(&dir.path().display().to_string()),
+            "{err}"
+        );
+        assert!(
+            support::files_under(dir.path()).is_empty(),
+            "left behind: {:?}",
+            support::files_under(dir.path())
+        );
+        // The space came back: a small write now succeeds.
+        store
+            .put_bytes("prod/db/1/manifest.json", b"{}".to_vec())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn abort_stale_uploads_removes_only_old_temporary_files_under_the_prefix() {
+        // Proves cleanup removes temporary files older than the cutoff under the prefix, and leaves recent
+        // ones, other prefixes and real objects alone.
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemStorage::new(dir.path());
+        store
+            .put_bytes("prod/db/1/dump.sql", b"keep".to_vec())
+            .await
+            .unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(7200);
+        let mk = |rel: &str, mtime: Option<std::time::SystemTime>| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let file = std::fs::File::create(&path).unwrap();
+            if let Some(t) = mtime {
+                file.set_modified(t).unwrap();
+            }
+            path
+        };
+        let stale = mk(
+            "prod/db/2/.dump.sql.d1vault-tmp-00000000000000aa",
+            Some(old),
+        );
+        let fresh = mk("prod/db/3/.dump.sql.d1vault-tmp-00000000000000bb", None);
+        let elsewhere = mk(
+            "other/db/2/.dump.sql.d1vault-tmp-00000000000000cc",
+            Some(old),
+        );
+        // Temporary files never show in listings.
+        assert_eq!(sorted_keys(&store, "").await, ["prod/db/1/dump.sql"]);
+
+        let cutoff = chrono::Utc::now() - chrono::Duration::hours(1);
+        assert_eq!(
+            store.abort_stale_uploads("prod/db", cutoff).await.unwrap(),
+            1
+        );
+        assert!(!stale.exists());
+        assert!(fresh.exists());
+        assert!(elsewhere.exists());
+        assert_eq!(
+            store.abort_stale_uploads("prod/db", cutoff).await.unwrap(),
+            0
+        );
+        assert_eq!(sorted_keys(&store, "").await, ["prod/db/1/dump.sql"]);
+    }
+
+    #[tokio::test]
+    async fn deleting_the_last_object_removes_emptied_directories_but_not_the_root() {
+        // Proves pruning does not leave a trail of empty backup directories behind.
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemStorage::new(dir.path());
+        store
+            .put_bytes("prod/db/1/dump.sql", b"x".to_vec())
+            .await
+            .unwrap();
+        store
+            .put_bytes("prod/db/2/dump.sql", b"x".to_vec())
+            .await
+            .unwrap();
+        store.delete("prod/db/1/dump.sql").await.unwrap();
+        assert!(!dir.path().join("prod/db/1").exists());
+        assert!(dir.path().join("prod/db/2").exists());
+        store.delete("prod/db/2/dump.sql").await.unwrap();
+        assert!(!dir.path().join("prod").exists());
+        assert!(dir.path().exists());
+    }
+
+    #[tokio::test]
+    async fn open_builds_a_filesystem_store() {
+        // Proves storage::open dispatches on the configuration and describe names the directory.
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            d1vault::config::StorageConfig::Filesystem(d1vault::config::FilesystemConfig {
+                path: dir.path().to_path_buf(),
+                prefix: "prod".to_string(),
+            });
+        let store = d1vault::storage::open(&config).await.unwrap();
+        assert_eq!(store.describe(), dir.path().display().to_string());
+        store.check().await.unwrap();
+    }
+}
+
+/// Failure cases of the S3 store against the in-process server.
+mod s3_failures {
+    use super::*;
+    use ::s3s::S3ErrorCode;
+    use d1vault::secret::Secret;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn missing_bucket_is_permanent_and_names_the_bucket() {
+        // Proves a wrong bucket name fails check and list permanently, saying which bucket and where.
+        let server = support::start_s3().await;
+        let mut config = server.s3_config("prod");
+        config.bucket = "no-such-bucket".to_string();
+        let store = S3Storage::new(&config).await.unwrap();
+        // s3s-fs creates a missing bucket on PutObject, so puts are covered by the Garage test.
+        for err in [
+            store.check().await.unwrap_err(),
+            store.list("prod/").await.unwrap_err(),
+        ] {
+            assert_eq!(err.kind, StorageErrorKind::Permanent, "{err}");
+            assert!(
+                err.message.contains("bucket no-such-bucket does not exist"),
+                "{err}"
+            );
+            assert!(err.message.contains(&server.endpoint), "{err}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unreachable_endpoint_is_retryable() {
+        // Proves a store nobody listens on is a retryable "cannot reach" error, after bounded retries.
+        let server = support::start_s3().await;
+        let mut config = server.s3_config("prod");
+        let endpoint = support::unreachable_endpoint();
+        config.endpoint = Some(endpoint.clone());
+        let store = S3Storage::new(&config).await.unwrap();
+        let started = std::time::Instant::now();
+        let err = store.check().await.unwrap_err();
+        assert_eq!(err.kind, StorageErrorKind::Retryable, "{err}");
+        assert!(
+            err.message.contains(&format!("cannot reach {endpoint}")),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "retries are not bounded"
+        );
+        let err = store.put_bytes("prod/x", b"x".to_vec()).await.unwrap_err();
+        assert_eq!(err.kind, StorageErrorKind::Retryable, "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wrong_secret_key_is_permanent_and_never_printed() {
+        // Proves a wrong secret is a permanent error that points at the secret key setting without
+        // showing it.
+        let server = support::start_s3().await;
+        let mut config = server.s3_config("prod");
+        config.secret_access_key = Some(Secret::new("wrong-secret-value-123"));
+        let store = S3Storage::new(&config).await.unwrap();
+        for err in [
+            store.check().await.unwrap_err(),
+            store.put_bytes("prod/x", b"x".to_vec()).await.unwrap_err(),
+        ] {
+            assert_eq!(err.kind, StorageErrorKind::Permanent, "{err}");
+            assert!(
+                err.message.contains("storage.secret_access_key")
+                    || err.message.contains("credentials"),
+                "{err}"
+            );
+            assert!(!err.message.contains("wrong-secret-value-123"), "{err}");
+            assert!(
+                !err.message.contains(support::TEST_SECRET_ACCESS_KEY),
+                "{err}"
+            );
+        }
+        assert!(!format!("{store:?}").contains("wrong-secret-value-123"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_down_is_retried_until_it_passes() {
+        // Proves 503 SlowDown is retried by the client and a put succeeds once the store recovers.
+        let server = support::start_s3().await;
+        let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
+        server.inject_errors("PutObject", S3ErrorCode::SlowDown, 2);
+        store.put_bytes("prod/x", b"hello".to_vec()).await.unwrap();
+        assert_eq!(server.requests("PutObject"), 3);
+        assert_eq!(store.get_bytes("prod/x").await.unwrap(), b"hello");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn persistent_slow_down_fails_retryable_after_a_bounded_number_of_attempts() {
+        // Proves retries are bounded: a store that keeps answering SlowDown yields a retryable error after
+        // a few attempts, not a request storm.
+        let server = support::start_s3().await;
+        let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
+        server.inject_errors("PutObject", S3ErrorCode::SlowDown, 1000);
+        let err = store
+            .put_bytes("prod/x", b"hello".to_vec())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StorageErrorKind::Retryable, "{err}");
+        assert!(err.message.contains("SlowDown"), "{err}");
+        let attempts = server.requests("PutObject");
+        assert!((2..=5).contains(&attempts), "{attempts} attempts");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retried_part_resends_the_same_bytes() {
+        // Proves failed UploadPart requests are retried with the buffered part, so the object is intact.
+        let server = support::start_s3().await;
+        let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
+        server.inject_errors("UploadPart", S3ErrorCode::InternalError, 2);
+        let data = test_bytes(12 * 1024 * 1024, 11);
+        store
+            .put_stream("prod/big", &mut data.as_slice())
+            .await
+            .unwrap();
+        assert_eq!(server.requests("UploadPart"), 5);
+        assert!(read_all(&store, "prod/big").await == data);
+        assert_eq!(server.open_multipart_uploads(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_part_that_keeps_failing_aborts_the_upload() {
+        // Proves a part failing every retry fails the put and aborts the multipart upload.
+        let server = support::start_s3().await;
+        let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
+        server.inject_errors("UploadPart", S3ErrorCode::InternalError, 1000);
+        let data = test_bytes(12 * 1024 * 1024, 12);
+        let err = store
+            .put_stream("prod/big", &mut data.as_slice())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StorageErrorKind::Retryable, "{err}");
+        assert!(err.message.contains("uploading part"), "{err}");
+        assert_eq!(server.open_multipart_uploads(), 0);
+        assert!(!server.object_path("prod/big").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_complete_aborts_the_upload() {
+        // Proves a rejected CompleteMultipartUpload fails the put and aborts the upload.
+        let server = support::start_s3().await;
+        let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
+        server.inject_errors("CompleteMultipartUpload", S3ErrorCode::AccessDenied, 1);
+        let data = test_bytes(11 * 1024 * 1024, 13);
+        let err = store
+            .put_stream("prod/big", &mut data.as_slice())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StorageErrorKind::Permanent, "{err}");
+        assert!(err.message.contains("access denied"), "{err}");
+        assert_eq!(server.open_multipart_uploads(), 0);
+        assert!(store.list("prod/").await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_that_dies_mid_upload_gives_a_retryable_error_and_no_object() {
+        // Proves an outage in the middle of a multipart upload ends in a bounded, retryable failure and
+        // the object never appears.
+        let server = support::start_s3().await;
+        let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
+        let mut body = HookReader {
+            data: test_bytes(16 * 1024 * 1024, 14),
+            pos: 0,
+            trigger: 11 * 1024 * 1024,
+            hook: Some(|| server.stop()),
+        };
+        let err = store.put_stream("prod/big", &mut body).await.unwrap_err();
+        assert_eq!(err.kind, StorageErrorKind::Retryable, "{err}");
+        assert!(
+            err.message.contains("cannot reach") || err.message.contains("unreadable response"),
+            "{err}"
+        );
+        assert!(!server.object_path("prod/big").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_and_describe_name_bucket_prefix_and_endpoint() {
+        // Proves storage::open builds an S3 store whose description identifies it without secrets.
+        let server = support::start_s3().await;
+        let store = d1vault::storage::open(&server.storage_config("prod"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.describe(),
+            format!("s3://d1-backups/prod at {}", server.endpoint)
+        );
+        store.check().await.unwrap();
+        let debug = format!("{store:?}");
+        assert!(!debug.contains(support::TEST_SECRET_ACCESS_KEY), "{debug}");
+    }
+}
+
+/// Failure cases and stale-upload cleanup against Garage (skipped unless `D1VAULT_TEST_S3_*` is set).
+mod garage_failures {
+    use super::*;
+    use d1vault::secret::Secret;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn missing_bucket_and_wrong_secret_are_permanent() {
+        // Proves Garage's answers for a missing bucket and a bad secret map to permanent, actionable errors.
+        let Some(garage) = support::external_s3("garage missing_bucket_and_wrong_secret") else {
+            return;
+        };
+        let mut config = garage.s3_config("prod");
+        config.bucket = "no-such-bucket".to_string();
+        let store = S3Storage::new(&config).await.unwrap();
+        for err in [
+            store.check().await.unwrap_err(),
+            store.put_bytes("prod/x", b"x".to_vec()).await.unwrap_err(),
+        ] {
+            assert_eq!(err.kind, StorageErrorKind::Permanent, "{err}");
+            assert!(
+                err.message.contains("bucket no-such-bucket does not exist"),
+                "{err}"
+            );
+        }
+        let mut config = garage.s3_config("prod");
+        config.secret_access_key = Some(Secret::new("0".repeat(64)));
+        let store = S3Storage::new(&config).await.unwrap();
+        for err in [
+            store.check().await.unwrap_err(),
+            store.put_bytes("prod/x", b"x".to_vec()).await.unwrap_err(),
+        ] {
+            assert_eq!(err.kind, StorageErrorKind::Permanent, "{err}");
+            assert!(!err.message.contains(&"0".repeat(64)), "{err}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abort_stale_uploads_aborts_only_old_uploads_under_the_prefix() {
+        // Proves stale multipart uploads (a crashed backup) are found and aborted by age and prefix.
+        let Some(garage) = support::external_s3("garage abort_stale_uploads") else {
+            return;
+        };
+        let prefix = support::unique_prefix("stale");
+        let other = support::unique_prefix("stale-other");
+        let client = garage_client(&garage).await;
+        for key in [
+            format!("{prefix}/db/1/dump.sql"),
+            format!("{other}/db/1/dump.sql"),
+        ] {
+            client
+                .create_multipart_upload()
+                .bucket(&garage.bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        }
+        let store = S3Storage::new(&garage.s3_config(&prefix)).await.unwrap();
+        let an_hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+        assert_eq!(
+            store
+                .abort_stale_uploads(&prefix, an_hour_ago)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(garage_open_uploads(&garage, &prefix).await, 1);
+        let soon = chrono::Utc::now() + chrono::Duration::minutes(5);
+        assert_eq!(store.abort_stale_uploads(&prefix, soon).await.unwrap(), 1);
+        assert_eq!(garage_open_uploads(&garage, &prefix).await, 0);
+        assert_eq!(garage_open_uploads(&garage, &other).await, 1);
+        // Tidy the other prefix's upload.
+        assert_eq!(store.abort_stale_uploads(&other, soon).await.unwrap(), 1);
+    }
+}

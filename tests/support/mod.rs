@@ -5,9 +5,11 @@
 //! Use from a test file with `mod support;`. Not every test file uses every helper.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,7 +42,46 @@ pub struct TestS3 {
     pub secret_access_key: String,
     /// s3s-fs's root directory: one sub-directory per bucket, objects as plain files.
     pub dir: tempfile::TempDir,
+    faults: Arc<Faults>,
+    /// The accept loop; it owns every connection task, so aborting it cuts them all.
     server: JoinHandle<()>,
+}
+
+/// Injected failures and per-operation request counts, consulted by the server before each request.
+#[derive(Default)]
+struct Faults {
+    /// Operation name (`PutObject`, `UploadPart`, ... or `*`) -> error code and how many requests to fail.
+    pending: Mutex<HashMap<String, (s3s::S3ErrorCode, usize)>>,
+    /// Operation name -> requests seen (failed ones included).
+    seen: Mutex<HashMap<String, usize>>,
+}
+
+/// The server's access hook, which is where s3s lets a test fail a request before it runs.
+struct FaultHook(Arc<Faults>);
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for FaultHook {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        let op = cx.s3_op().name().to_string();
+        *self.0.seen.lock().unwrap().entry(op.clone()).or_default() += 1;
+        let mut pending = self.0.pending.lock().unwrap();
+        for name in [op.as_str(), "*"] {
+            if let Some((code, left)) = pending.get_mut(name)
+                && *left > 0
+            {
+                *left -= 1;
+                return Err(s3s::S3Error::with_message(
+                    code.clone(),
+                    "injected by the test server",
+                ));
+            }
+        }
+        // What s3s does without an access hook: signed requests only.
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3s::S3Error::new(s3s::S3ErrorCode::AccessDenied)),
+        }
+    }
 }
 
 /// Starts an in-process S3 server with bucket `d1-backups` and the fixed test credentials.
@@ -50,12 +91,14 @@ pub async fn start_s3() -> TestS3 {
     // An s3s-fs bucket is a directory under its root.
     std::fs::create_dir(dir.path().join(&bucket)).expect("create the test bucket");
     let fs = s3s_fs::FileSystem::new(dir.path()).expect("s3s-fs root");
+    let faults = Arc::new(Faults::default());
     let service = {
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
         builder.set_auth(s3s::auth::SimpleAuth::from_single(
             TEST_ACCESS_KEY_ID,
             TEST_SECRET_ACCESS_KEY,
         ));
+        builder.set_access(FaultHook(faults.clone()));
         builder.build()
     };
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -64,14 +107,17 @@ pub async fn start_s3() -> TestS3 {
     let endpoint = format!("http://{}", listener.local_addr().expect("local address"));
     let server = tokio::spawn(async move {
         let http = ConnBuilder::new(TokioExecutor::new());
+        // Dropped with this task, which aborts every open connection: `TestS3::stop` is a hard outage.
+        let mut connections = tokio::task::JoinSet::new();
         loop {
             let Ok((socket, _)) = listener.accept().await else {
                 continue;
             };
+            while connections.try_join_next().is_some() {}
             let conn = http
                 .serve_connection(TokioIo::new(socket), service.clone())
                 .into_owned();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let _ = conn.await;
             });
         }
@@ -82,6 +128,7 @@ pub async fn start_s3() -> TestS3 {
         access_key_id: TEST_ACCESS_KEY_ID.to_string(),
         secret_access_key: TEST_SECRET_ACCESS_KEY.to_string(),
         dir,
+        faults,
         server,
     }
 }
@@ -136,6 +183,35 @@ impl TestS3 {
     /// Where s3s-fs keeps object `key` on disk.
     pub fn object_path(&self, key: &str) -> PathBuf {
         self.dir.path().join(&self.bucket).join(key)
+    }
+}
+
+impl TestS3 {
+    /// Makes the next `count` requests for `operation` (an S3 operation name such as `PutObject`,
+    /// `UploadPart`, `CompleteMultipartUpload`, `ListObjectsV2`, or `*` for any) fail with `code`, e.g.
+    /// `S3ErrorCode::SlowDown` (503) or `S3ErrorCode::InternalError` (500). The request body is not read.
+    pub fn inject_errors(&self, operation: &str, code: s3s::S3ErrorCode, count: usize) {
+        self.faults
+            .pending
+            .lock()
+            .unwrap()
+            .insert(operation.to_string(), (code, count));
+    }
+
+    /// How many requests for `operation` (or `*`: all) reached the server, injected failures included.
+    pub fn requests(&self, operation: &str) -> usize {
+        let seen = self.faults.seen.lock().unwrap();
+        if operation == "*" {
+            seen.values().sum()
+        } else {
+            seen.get(operation).copied().unwrap_or(0)
+        }
+    }
+
+    /// Stops the server at once: the listener closes (later connections are refused) and open
+    /// connections are cut mid-request, like a crashed or unplugged store.
+    pub fn stop(&self) {
+        self.server.abort();
     }
 }
 

@@ -234,7 +234,7 @@ mod cases {
         store.put_bytes(&a, b"a".to_vec()).await.unwrap();
         store.put_bytes(&b, b"b".to_vec()).await.unwrap();
         store.delete(&a).await.unwrap();
-        assert_eq!(sorted_keys(store, &env.prefix).await, [b.clone()]);
+        assert_eq!(sorted_keys(store, &env.prefix).await, [b.as_str()]);
         store.delete(&a).await.unwrap();
         store.delete(&env.key("never/existed")).await.unwrap();
         let err = store

@@ -422,7 +422,8 @@ mod filesystem_failures {
     async fn missing_root_fails_check_put_and_list_naming_the_path() {
         // Proves a missing backup directory is reported up front with its path, and never created by a put.
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("not-mounted");
+        // The parent is missing too: a root whose parent exists is created on first write (see below).
+        let root = dir.path().join("not-mounted").join("backups");
         let store = FilesystemStorage::new(&root);
         let err = store.check().await.unwrap_err();
         assert_eq!(err.kind, StorageErrorKind::Permanent);
@@ -432,6 +433,18 @@ mod filesystem_failures {
         assert!(err.message.contains(&root.display().to_string()), "{err}");
         assert!(store.list("").await.is_err());
         assert!(!root.exists());
+    }
+
+    #[tokio::test]
+    async fn a_missing_root_with_an_existing_parent_is_created_on_first_write() {
+        // Proves the quickstart's `./backups` appears on the first backup, while listing creates nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("backups");
+        let store = FilesystemStorage::new(&root);
+        assert!(store.list("").await.is_err());
+        assert!(!root.exists(), "listing must not create the directory");
+        store.put_bytes("a/b", b"x".to_vec()).await.unwrap();
+        assert!(root.join("a/b").is_file());
     }
 
     #[tokio::test]

@@ -5,6 +5,8 @@
 //! Use from a test file with `mod support;`. Not every test file uses every helper.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};

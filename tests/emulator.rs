@@ -1,5 +1,8 @@
 //! The d1-emulator, driven over real HTTP on 127.0.0.1:0 with reqwest: every endpoint, error and fault.
 
+#[path = "emulator/wrangler.rs"]
+mod wrangler;
+
 use std::io::BufRead;
 use std::time::Duration;
 

@@ -259,7 +259,8 @@ fn run_one(conn: &Connection, sql: &str, params: &[Value]) -> Result<StatementRe
         meta: Meta {
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             changes,
-            last_row_id: conn.last_insert_rowid(),
+            // Reads report 0, not the connection's last insert from an earlier request.
+            last_row_id: if changes > 0 { conn.last_insert_rowid() } else { 0 },
             changed_db: changes > 0,
             rows_read: rows_out.len() as u64 + changes,
             rows_written: changes,

@@ -128,7 +128,7 @@ async fn d1_backup_round_trips_for_every_compression() {
         assert_eq!(manifest.dump.compression, compression);
         assert!(manifest.bookmark.is_some());
         assert!(manifest.dump.key.ends_with(config.databases[0].compression.dump_file_name()));
-        assert_eq!(manifest.migrations, vec!["0001_init.sql".to_string(), "0002_add_tags.sql".to_string()]);
+        assert_eq!(manifest.migrations, vec!["0001_init.sql".to_string(), "0002_add_comments.sql".to_string()]);
         let restored = env.restore(&sources, &manifest, &format!("restored-{compression}.sqlite")).await;
         assert_same_contents(&env.source_db(), &restored);
         // Only a second apart can two backups of one database have distinct ids.

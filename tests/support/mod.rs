@@ -5,6 +5,7 @@
 //! Use from a test file with `mod support;`. Not every test file uses every helper.
 #![allow(dead_code)]
 
+pub mod env;
 pub mod fixture;
 
 use std::collections::HashMap;

@@ -641,12 +641,15 @@ async fn download_faults_misbehave_as_configured() {
     let h = Harness::new().await;
     let (result, _) = h.export(&h.fixture_id(), json!({})).await;
     let url = result["result"]["signed_url"].as_str().unwrap().to_owned();
+    // A client without connection reuse: the truncated download kills its connection mid-body, and a
+    // pooled connection could be picked for the next request while the server is closing it.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
 
     h.emulator.faults().set(Faults {
         download: Some(DownloadFault::Truncate),
         ..Default::default()
     });
-    let response = h.client.get(&url).send().await.unwrap();
+    let response = client.get(&url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let announced = response.content_length().unwrap();
     assert!(
@@ -658,7 +661,7 @@ async fn download_faults_misbehave_as_configured() {
         download: Some(DownloadFault::Html),
         ..Default::default()
     });
-    let response = h.client.get(&url).send().await.unwrap();
+    let response = client.get(&url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]
@@ -671,7 +674,7 @@ async fn download_faults_misbehave_as_configured() {
         download: Some(DownloadFault::Empty),
         ..Default::default()
     });
-    let response = h.client.get(&url).send().await.unwrap();
+    let response = client.get(&url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.bytes().await.unwrap().is_empty());
 
@@ -680,11 +683,11 @@ async fn download_faults_misbehave_as_configured() {
         ..Default::default()
     });
     assert_eq!(
-        h.client.get(&url).send().await.unwrap().status(),
+        client.get(&url).send().await.unwrap().status(),
         StatusCode::NOT_FOUND
     );
 
-    let response = h.client.get(&url).send().await.unwrap();
+    let response = client.get(&url).send().await.unwrap();
     assert_eq!(response.bytes().await.unwrap().len() as u64, announced);
     let unknown = format!("http://{}/__emulator/exports/nope", h.emulator.addr());
     assert_eq!(

@@ -269,6 +269,9 @@ pub(crate) async fn download(state: Arc<AppState>, token: String) -> Response {
         let half = size / 2;
         let stream = tokio_util::io::ReaderStream::new(tokio::io::AsyncReadExt::take(file, half))
             .chain(futures_util::stream::once(async {
+                // Pause before failing: while the body is pending, hyper flushes the headers and the half
+                // already produced, so the client sees a response that stops short, not a refused request.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 Err(std::io::Error::other("injected truncation"))
             }));
         Body::from_stream(stream)
@@ -282,6 +285,11 @@ pub(crate) async fn download(state: Arc<AppState>, token: String) -> Response {
         HeaderValue::from_static("application/octet-stream"),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    if fault == Some(DownloadFault::Truncate) {
+        // Tell the client not to reuse this connection: it dies mid-body, and a pooled client would
+        // otherwise send its next request into the closing socket.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 

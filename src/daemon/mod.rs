@@ -128,7 +128,8 @@ pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) ->
         info!(?addr, "serving /healthz and /metrics");
         http_task = Some(tokio::spawn(http::serve(listener, shared.clone(), http_stop.clone())));
     }
-    let slots = Arc::new(Semaphore::new(config.daemon.max_concurrent.max(1)));
+    let mut slot_count = config.daemon.max_concurrent.max(1);
+    let slots = Arc::new(Semaphore::new(slot_count));
     let context = Arc::new(TaskContext { shared: shared.clone(), sources, catalog, slots, stop_new: stop_new.clone(), abort: abort.clone() });
     let mut tasks = JoinSet::new();
     let mut running: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
@@ -143,6 +144,7 @@ pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) ->
                     Ok(new) => {
                         info!(path = %config_path.display(), "configuration reloaded");
                         grace = new.daemon.shutdown_grace;
+                        resize_slots(&context.slots, &mut slot_count, new.daemon.max_concurrent.max(1));
                         reconcile(&context, &new, &mut tasks, &mut running);
                         let _ = config_tx.send(Arc::new(new));
                     }
@@ -173,6 +175,24 @@ pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) ->
     }
     info!("daemon stopped");
     Ok(())
+}
+
+/// Applies a reloaded `max_concurrent`. Growing adds permits at once; shrinking takes permits away as
+/// running backups release them (a background task acquires and forgets them), so no running backup is
+/// interrupted by a reload.
+fn resize_slots(slots: &Arc<Semaphore>, current: &mut usize, wanted: usize) {
+    if wanted > *current {
+        slots.add_permits(wanted - *current);
+    } else if wanted < *current {
+        let surplus = u32::try_from(*current - wanted).unwrap_or(u32::MAX);
+        let slots = slots.clone();
+        tokio::spawn(async move {
+            if let Ok(permits) = slots.acquire_many_owned(surplus).await {
+                permits.forget();
+            }
+        });
+    }
+    *current = wanted;
 }
 
 /// Starts a task for each configured database that has none (after start-up or a reload). Tasks of
@@ -256,6 +276,19 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
         let due = plan.due();
         let (start, closes) = match plan {
             PlannedRun::Skipped { reason, .. } => {
+                // A skip is recorded when its due time arrives, never ahead of it: a future-dated row would
+                // make `Catalog::last_scheduled` claim that a due time was dealt with before it happened,
+                // hiding a run missed during a later outage from catch-up, and a reload that widens the
+                // window could not undo it.
+                tokio::select! {
+                    _ = clock.sleep_until(due) => {}
+                    _ = ctx.stop_new.cancelled() => return,
+                    changed = config_rx.changed() => {
+                        if changed.is_err() { return; }
+                        after = clock.now();
+                        continue;
+                    }
+                }
                 record_skip(&ctx, &name, due, &reason).await;
                 after = due;
                 continue;
@@ -270,22 +303,40 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
             _ = ctx.stop_new.cancelled() => return,
             changed = config_rx.changed() => {
                 if changed.is_err() { return; }
-                // Re-plan with the new configuration; a pending catch-up stays pending.
-                after = clock.now();
+                // Re-plan with the new configuration. A run that is already due (a catch-up, or a run waiting
+                // for its window to open) stays pending: it is re-planned like a missed run, so a reload
+                // never drops it. A future due time is simply re-derived from the new schedule.
+                let now = clock.now();
+                if due <= now {
+                    catch_up = Some(due);
+                }
+                after = now;
                 continue;
             }
         }
+        // Wait for a slot, but not past the window's close: a run never starts outside its window.
+        let window_closed = async {
+            match closes {
+                Some(closes) => clock.sleep_until(closes).await,
+                None => std::future::pending().await,
+            }
+        };
         let permit = tokio::select! {
             permit = ctx.slots.clone().acquire_owned() => permit.expect("semaphore never closes"),
-            _ = ctx.stop_new.cancelled() => return,
-        };
-        if let Some(closes) = closes {
-            if clock.now() >= closes {
+            _ = window_closed => {
+                warn!(database = %name, due = %due, "window closed while waiting for a free backup slot");
                 record_skip(&ctx, &name, due, "the window closed while waiting for a free backup slot (max_concurrent)").await;
                 after = due;
-                drop(permit);
                 continue;
             }
+            _ = ctx.stop_new.cancelled() => return,
+        };
+        if closes.is_some_and(|closes| clock.now() >= closes) {
+            // The slot came free in the same instant the window closed.
+            record_skip(&ctx, &name, due, "the window closed while waiting for a free backup slot (max_concurrent)").await;
+            after = due;
+            drop(permit);
+            continue;
         }
         run_once(&ctx, &db, tz, due).await;
         drop(permit);
@@ -297,7 +348,7 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
 }
 
 async fn record_skip(ctx: &TaskContext, name: &str, due: DateTime<Utc>, reason: &str) {
-    warn!(database = %name, due = %due, reason, "run skipped");
+    info!(database = %name, due = %due, reason, "run skipped");
     let now = ctx.shared.clock.now();
     if let Err(e) = ctx.catalog.record_skipped(name, due, now, reason).await {
         warn!(database = %name, error = %e, "catalog write failed");

@@ -12,9 +12,7 @@
 //!   shutdown grace). A backup is made slow by holding an exclusive lock on its SQLite source: the dump
 //!   waits on SQLite's busy timeout until the test releases the lock.
 
-// tests/support/mod.rs (the S3 server) is not on this branch yet; the fixture helpers are used directly.
-#[path = "support/fixture.rs"]
-mod fixture;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,7 +22,8 @@ use d1vault::backups;
 use d1vault::catalog::{Catalog, RunOutcome, RunRecord, RunState};
 use d1vault::config::{self, Config};
 use d1vault::daemon::{self, Clock, DaemonOptions, Signal};
-use fixture::create_fixture_db;
+use support::env::{ACCOUNT, Env, TOKEN};
+use support::fixture::create_fixture_db;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -684,4 +683,428 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The `d1vault` binary as a process: `run` against d1-emulator and the in-process S3 server, and `prune`.
+
+const BIN: &str = env!("CARGO_BIN_EXE_d1vault");
+
+/// Writes a config for `env` (emulator source `blog`, S3 storage) and returns its path.
+fn write_env_config(env: &Env, daemon: &str, database: &str) -> PathBuf {
+    let text = format!(
+        "[daemon]\nstate_dir = \"state\"\n{daemon}\n\n[cloudflare]\naccount_id = \"{ACCOUNT}\"\napi_token = \"{TOKEN}\"\n\
+         api_base_url = \"{}\"\n\n[storage]\ntype = \"s3\"\nbucket = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+         force_path_style = true\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprefix = \"test\"\n\n\
+         [[database]]\nname = \"blog\"\n{database}\n",
+        env.emulator.base_url(),
+        env.s3.bucket,
+        env.s3.endpoint,
+        env.s3.access_key_id,
+        env.s3.secret_access_key
+    );
+    let path = env.dir.path().join("d1vault.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs a one-shot `d1vault` command and returns (exit code, stdout, stderr).
+async fn d1vault(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// The backup ids `list --json` prints, newest first.
+async fn list_ids(config: &Path) -> Vec<String> {
+    let (code, stdout, stderr) = d1vault(config, &["list", "--json"]).await;
+    assert_eq!(code, 0, "list failed: {stderr}");
+    let manifests: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    manifests
+        .iter()
+        .map(|m| m["backup_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `d1vault run` as a child process, with its stderr lines collected.
+struct DaemonProcess {
+    child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    log: Vec<String>,
+}
+
+impl DaemonProcess {
+    fn spawn(config: &Path) -> DaemonProcess {
+        let mut child = tokio::process::Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut reader = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        DaemonProcess {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits (bounded) for a stderr line containing `needle` and returns it.
+    async fn wait_for_line(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                _ => panic!(
+                    "no log line containing {needle:?} within {limit:?}; stderr so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The address from the "serving /healthz and /metrics addr=..." line.
+    async fn http_addr(&mut self) -> String {
+        let line = self
+            .wait_for_line("serving /healthz and /metrics", Duration::from_secs(30))
+            .await;
+        let addr = line
+            .split("addr=")
+            .nth(1)
+            .expect("addr field")
+            .split_whitespace()
+            .next()
+            .unwrap();
+        addr.trim_matches('"').to_string()
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("still running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Sends SIGTERM and returns the exit code and how long the exit took.
+    async fn terminate(&mut self, limit: Duration) -> (i32, Duration) {
+        let before = std::time::Instant::now();
+        self.signal("TERM");
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the daemon did not exit within {limit:?} of SIGTERM"))
+            .unwrap();
+        (status.code().unwrap_or(-1), before.elapsed())
+    }
+}
+
+/// Polls `check` every 200 ms until it returns Some, for at most `limit`.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_binary_backs_up_on_a_seconds_cron_keeps_two_serves_health_and_metrics_and_exits_on_sigterm()
+ {
+    // Proves the real daemon process end to end: a 6-field cron against d1-emulator and S3 makes backups,
+    // retention keep_last = 2 leaves exactly the two newest, /healthz and /metrics answer on the port the
+    // daemon bound (listen = 127.0.0.1:0, read from its log), and SIGTERM ends it with exit 0 in time.
+    let env = Env::start().await;
+    let config = write_env_config(
+        &env,
+        "listen = \"127.0.0.1:0\"\nshutdown_grace = \"20s\"",
+        "schedule = \"*/2 * * * * *\"\nretention = { keep_last = 2 }",
+    );
+    let mut daemon = DaemonProcess::spawn(&config);
+    let addr = daemon.http_addr().await;
+    daemon
+        .wait_for_line("daemon started", Duration::from_secs(30))
+        .await;
+
+    let state_dir = env.dir.path().join("state");
+    let successes = || async {
+        let catalog = Catalog::open(&state_dir).await.unwrap();
+        let runs = catalog.recent_runs("blog", 100).await.unwrap();
+        runs.into_iter()
+            .filter(|r| r.outcome == RunState::Finished(RunOutcome::Success))
+            .collect::<Vec<_>>()
+    };
+    eventually(Duration::from_secs(60), "four successful runs", || async {
+        (successes().await.len() >= 4).then_some(())
+    })
+    .await;
+
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["databases"][0]["name"], "blog", "{body}");
+    assert_eq!(body["databases"][0]["state"], "fresh", "{body}");
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "d1vault_last_success_timestamp_seconds{database=\"blog\"}",
+        "d1vault_backups_total{database=\"blog\",result=\"success\"}",
+        "d1vault_backup_duration_seconds{database=\"blog\"}",
+        "d1vault_backup_bytes{database=\"blog\",kind=\"raw\"}",
+        "d1vault_backup_bytes{database=\"blog\",kind=\"stored\"}",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
+    }
+
+    let (code, took) = daemon.terminate(Duration::from_secs(25)).await;
+    assert_eq!(
+        code,
+        0,
+        "exit status after SIGTERM; stderr:\n{}",
+        daemon.log.join("\n")
+    );
+    assert!(took < Duration::from_secs(20), "exit took {took:?}");
+
+    // Retention after each success: exactly the two newest successful backups remain.
+    let mut newest: Vec<String> = successes()
+        .await
+        .into_iter()
+        .filter_map(|r| r.backup_id)
+        .collect();
+    newest.sort();
+    newest.reverse();
+    assert_eq!(list_ids(&config).await, newest[..2].to_vec());
+    assert_eq!(env.s3.open_multipart_uploads(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_an_export_in_flight_waits_for_a_long_grace_and_aborts_after_a_short_one() {
+    // Proves the shutdown grace with the real process: an export that stays `active` for many polls is
+    // still running at SIGTERM; with a long grace it completes and is listed, with a short grace the daemon
+    // exits 0 promptly, the run is recorded as aborted, nothing new is listed and no upload stays open.
+    let env = Env::start().await;
+    for (grace, polls, completes) in [("60s", 3, true), ("1s", 1000, false)] {
+        let before = list_ids(&write_env_config(
+            &env,
+            "listen = \"\"",
+            "schedule = \"@daily\"",
+        ))
+        .await;
+        let config = write_env_config(
+            &env,
+            &format!("listen = \"\"\nshutdown_grace = \"{grace}\""),
+            "schedule = \"* * * * * *\"",
+        );
+        env.set_faults(serde_json::json!({ "export_active_polls": polls }))
+            .await;
+        let mut daemon = DaemonProcess::spawn(&config);
+        daemon
+            .wait_for_line("daemon started", Duration::from_secs(30))
+            .await;
+        // The next second's run starts the export, which stays active.
+        let state_dir = env.dir.path().join("state");
+        eventually(Duration::from_secs(20), "a running backup", || async {
+            let catalog = Catalog::open(&state_dir).await.unwrap();
+            let runs = catalog.recent_runs("blog", 1).await.unwrap();
+            runs.first()
+                .is_some_and(|r| r.outcome == RunState::Running)
+                .then_some(())
+        })
+        .await;
+        let (code, took) = daemon.terminate(Duration::from_secs(70)).await;
+        assert_eq!(code, 0, "grace {grace}: stderr:\n{}", daemon.log.join("\n"));
+        let catalog = Catalog::open(&state_dir).await.unwrap();
+        let last = catalog.recent_runs("blog", 1).await.unwrap().remove(0);
+        let after = list_ids(&config).await;
+        if completes {
+            assert_eq!(
+                last.outcome,
+                RunState::Finished(RunOutcome::Success),
+                "{last:#?}"
+            );
+            assert_eq!(
+                after.len(),
+                before.len() + 1,
+                "the backup finished during the grace period"
+            );
+        } else {
+            assert!(
+                took < Duration::from_secs(6),
+                "exit took {took:?} with a 1 s grace"
+            );
+            assert_eq!(
+                last.outcome,
+                RunState::Finished(RunOutcome::Aborted),
+                "{last:#?}"
+            );
+            assert_eq!(after, before, "an aborted backup is not listed");
+            assert_eq!(
+                env.s3.wait_for_no_open_uploads().await,
+                0,
+                "a multipart upload was left open"
+            );
+        }
+        env.set_faults(serde_json::json!({ "export_active_polls": 0 }))
+            .await;
+    }
+}
+
+/// Copies the complete backup `from` in a filesystem store to backup id `to` (manifest rewritten to match).
+fn clone_backup(db_dir: &Path, from: &str, to: &str) {
+    let src = db_dir.join(from);
+    let dst = db_dir.join(to);
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "manifest.json" {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            let started = d1vault::manifest::parse_backup_id(to).unwrap();
+            let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+            m["backup_id"] = to.into();
+            m["started_at"] = started
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                .into();
+            m["finished_at"] = (started + chrono::Duration::seconds(5))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                .into();
+            m["dump"]["key"] = m["dump"]["key"].as_str().unwrap().replace(from, to).into();
+            std::fs::write(dst.join(&name), serde_json::to_string_pretty(&m).unwrap()).unwrap();
+        } else {
+            std::fs::copy(entry.path(), dst.join(&name)).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_dry_run_changes_nothing_and_prune_applies_the_policy_and_removes_old_incomplete_backups()
+ {
+    // Proves `prune --dry-run` prints keep/delete with reasons and changes no file; `prune` then deletes
+    // exactly what the policy does not keep, removes an incomplete backup older than a day, leaves a recent
+    // incomplete one (it may be in progress) and never touches keys outside the layout.
+    let setup = Setup::new(&["blog"]);
+    setup.write_config(
+        "timezone = \"UTC\"",
+        &[("blog", "retention = { keep_last = 2 }")],
+    );
+    let config = setup.config_path();
+    let (code, _, stderr) = d1vault(&config, &["backup", "blog"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let first = list_ids(&config).await.remove(0);
+    let db_dir = setup.path().join("store/p/blog");
+    for old in ["20250101T030000Z", "20250102T030000Z", "20250103T030000Z"] {
+        clone_backup(&db_dir, &first, old);
+    }
+    // Incomplete: a dump without a manifest, one old, one from a minute ago.
+    let recent = d1vault::manifest::backup_id(Utc::now() - chrono::Duration::minutes(1));
+    for incomplete in ["20240101T000000Z", recent.as_str()] {
+        std::fs::create_dir_all(db_dir.join(incomplete)).unwrap();
+        std::fs::write(db_dir.join(incomplete).join("dump.sql"), "partial").unwrap();
+    }
+    // Unrelated keys under the prefix and the database's directory.
+    std::fs::write(db_dir.join("notes.txt"), "mine").unwrap();
+    std::fs::create_dir_all(db_dir.join("not-a-backup")).unwrap();
+    std::fs::write(db_dir.join("not-a-backup/file"), "mine").unwrap();
+    std::fs::write(setup.path().join("store/p/README"), "mine").unwrap();
+
+    let store = setup.path().join("store");
+    let before = walk(&store);
+    let (code, stdout, stderr) = d1vault(&config, &["prune", "--dry-run"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(walk(&store), before, "--dry-run changed the store");
+    let line = |id: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(id))
+            .unwrap_or_else(|| panic!("no line for {id}:\n{stdout}"))
+            .to_string()
+    };
+    assert!(
+        line(&first).starts_with("keep") && line(&first).contains("last"),
+        "{stdout}"
+    );
+    assert!(line("20250103T030000Z").starts_with("keep"), "{stdout}");
+    for deleted in ["20250101T030000Z", "20250102T030000Z"] {
+        assert!(
+            line(deleted).starts_with("would delete") && line(deleted).contains('('),
+            "{stdout}"
+        );
+    }
+    assert!(
+        line("20240101T000000Z").starts_with("would remove"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(&recent),
+        "a recent incomplete backup is not touched:\n{stdout}"
+    );
+
+    let (code, stdout, stderr) = d1vault(&config, &["prune"]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        list_ids(&config).await,
+        vec![first.clone(), "20250103T030000Z".to_string()]
+    );
+    for gone in ["20250101T030000Z", "20250102T030000Z", "20240101T000000Z"] {
+        assert!(!db_dir.join(gone).exists(), "{gone} should be gone");
+    }
+    assert!(
+        db_dir.join(&recent).join("dump.sql").exists(),
+        "recent incomplete backup kept"
+    );
+    for kept in [
+        "store/p/blog/notes.txt",
+        "store/p/blog/not-a-backup/file",
+        "store/p/README",
+    ] {
+        assert!(setup.path().join(kept).exists(), "{kept} was touched");
+    }
 }

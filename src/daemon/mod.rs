@@ -124,8 +124,10 @@ pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) ->
     let http_stop = CancellationToken::new();
     let mut http_task = None;
     if let Some(listener) = listener {
-        let addr = listener.local_addr().ok();
-        info!(?addr, "serving /healthz and /metrics");
+        // The bound address, not the configured one: with `listen = "127.0.0.1:0"` this line is how a
+        // supervisor (or a test) learns the port.
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        info!(%addr, "serving /healthz and /metrics");
         http_task = Some(tokio::spawn(http::serve(listener, shared.clone(), http_stop.clone())));
     }
     let mut slot_count = config.daemon.max_concurrent.max(1);

@@ -268,6 +268,21 @@ async fn due_times_that_cannot_start_in_their_own_window_are_recorded_as_skipped
             "reason names the window: {reason}"
         );
     }
+    // `status --json` shows the latest skip and its reason.
+    let (code, stdout, stderr) = d1vault(&setup.config_path(), &["status", "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        status[0]["last_skipped"], "2026-01-10T06:00:00+00:00",
+        "{status}"
+    );
+    assert!(
+        status[0]["last_skipped_reason"]
+            .as_str()
+            .unwrap()
+            .contains("outside window"),
+        "{status}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

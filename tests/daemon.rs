@@ -1123,3 +1123,81 @@ async fn prune_dry_run_changes_nothing_and_prune_applies_the_policy_and_removes_
         assert!(setup.path().join(kept).exists(), "{kept} was touched");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_200_while_the_newest_backup_is_fresh_and_503_once_it_is_stale() {
+    // Proves the /healthz freshness rule: a daily schedule allows twice its interval; a backup one hour
+    // old is fresh (200), the same backup seen three days later is stale (503), and the body names the
+    // database and its state.
+    let setup = Setup::new(&["blog"]);
+    setup.write_config(
+        "timezone = \"UTC\"",
+        &[("blog", "schedule = \"0 3 * * *\"")],
+    );
+    let (code, _, stderr) = d1vault(&setup.config_path(), &["backup", "blog"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    for (offset, status, state) in [
+        (chrono::Duration::hours(1), 200, "fresh"),
+        (chrono::Duration::days(3), 503, "stale"),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel(8);
+        let options = DaemonOptions {
+            config_path: setup.config_path(),
+            config: setup.load(),
+            listener: Some(listener),
+            clock: Clock::tokio_at(Utc::now() + offset),
+        };
+        let handle = tokio::spawn(daemon::run(options, rx));
+        let response = eventually(Duration::from_secs(10), "/healthz", || async {
+            reqwest::get(format!("http://{addr}/healthz")).await.ok()
+        })
+        .await;
+        assert_eq!(response.status(), status);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["databases"][0]["name"], "blog", "{body}");
+        assert_eq!(body["databases"][0]["state"], state, "{body}");
+        assert_eq!(body["databases"][0]["limit_seconds"], 2 * 86_400, "{body}");
+        tx.send(Signal::Terminate).await.unwrap();
+        handle.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_exits_at_once() {
+    // Proves the escape hatch: during a long shutdown grace with an export in flight, a second SIGTERM ends
+    // the process immediately (non-zero: the backup was cut short).
+    let env = Env::start().await;
+    let config = write_env_config(
+        &env,
+        "listen = \"\"\nshutdown_grace = \"5m\"",
+        "schedule = \"* * * * * *\"",
+    );
+    env.set_faults(serde_json::json!({ "export_active_polls": 1000 }))
+        .await;
+    let mut daemon = DaemonProcess::spawn(&config);
+    daemon
+        .wait_for_line("daemon started", Duration::from_secs(30))
+        .await;
+    let state_dir = env.dir.path().join("state");
+    eventually(Duration::from_secs(20), "a running backup", || async {
+        let catalog = Catalog::open(&state_dir).await.unwrap();
+        let runs = catalog.recent_runs("blog", 1).await.unwrap();
+        runs.first()
+            .is_some_and(|r| r.outcome == RunState::Running)
+            .then_some(())
+    })
+    .await;
+    daemon.signal("TERM");
+    daemon
+        .wait_for_line("stopping", Duration::from_secs(10))
+        .await;
+    let (code, took) = daemon.terminate(Duration::from_secs(10)).await;
+    assert_ne!(code, 0);
+    assert!(
+        took < Duration::from_secs(3),
+        "second SIGTERM took {took:?}"
+    );
+    assert!(list_ids(&config).await.is_empty());
+}

@@ -1201,3 +1201,66 @@ async fn a_second_sigterm_exits_at_once() {
     );
     assert!(list_ids(&config).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_binary_killed_with_sigkill_neither_loses_nor_repeats_its_run() {
+    // Proves restart safety of the real process: a daemon SIGKILLed in the middle of a backup is restarted;
+    // the interrupted due time is retried once (and succeeds); SIGKILLed again and restarted, it does not
+    // run that due time a third time.
+    let setup = Setup::new(&["blog"]);
+    let due = Utc::now() + chrono::Duration::seconds(3);
+    let due = due - chrono::Duration::nanoseconds(due.timestamp_subsec_nanos() as i64);
+    let cron = due.format("%-S %-M %-H * * *").to_string();
+    setup.write_config(
+        "timezone = \"UTC\"",
+        &[("blog", &format!("schedule = \"{cron}\""))],
+    );
+    let config = setup.config_path();
+    let lock = SourceLock::hold(&setup.path().join("blog.sqlite"));
+
+    let mut daemon = DaemonProcess::spawn(&config);
+    daemon
+        .wait_for_line("daemon started", Duration::from_secs(30))
+        .await;
+    eventually(Duration::from_secs(20), "the run to start", || async {
+        let runs = setup.runs("blog").await;
+        runs.first()
+            .is_some_and(|r| r.outcome == RunState::Running)
+            .then_some(())
+    })
+    .await;
+    daemon.signal("KILL");
+    daemon.child.wait().await.unwrap();
+    drop(lock);
+
+    let mut daemon = DaemonProcess::spawn(&config);
+    daemon
+        .wait_for_line("catching up", Duration::from_secs(30))
+        .await;
+    eventually(
+        Duration::from_secs(20),
+        "the retried run to succeed",
+        || async { (successes(&setup.runs("blog").await).len() == 1).then_some(()) },
+    )
+    .await;
+    daemon.signal("KILL");
+    daemon.child.wait().await.unwrap();
+
+    let mut daemon = DaemonProcess::spawn(&config);
+    daemon
+        .wait_for_line("daemon started", Duration::from_secs(30))
+        .await;
+    let (code, _) = daemon.terminate(Duration::from_secs(10)).await;
+    assert_eq!(code, 0);
+    let runs = setup.runs("blog").await;
+    let states: Vec<_> = runs.iter().map(|r| (r.scheduled_for, r.outcome)).collect();
+    assert_eq!(
+        states,
+        vec![
+            (Some(due), RunState::Interrupted),
+            (Some(due), RunState::Finished(RunOutcome::Success))
+        ],
+        "{runs:#?}"
+    );
+    assert_eq!(list_ids(&config).await.len(), 1);
+}

@@ -250,6 +250,13 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
             warn!(database = %name, error = %e, "catalog read failed; no catch-up");
             None
         });
+        // `last_scheduled` leaves out a due time whose only attempt was interrupted (so it is retried). If
+        // that was the database's first run, nothing is left and `catch_up` would take the database for a
+        // new one and never retry it: count the history as starting just before the interrupted due time.
+        let last = match last {
+            Some(last) => Some(last),
+            None => first_interrupted_due(&ctx.catalog, &name).await.map(|due| due - chrono::Duration::seconds(1)),
+        };
         let missed = schedule::catch_up(&db.schedule, config.daemon.timezone, last, clock.now());
         if let Some(due) = missed {
             info!(database = %name, due = %due, "catching up a run missed while the daemon was down");
@@ -347,6 +354,12 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
             return;
         }
     }
+}
+
+/// The earliest due time among a database's recent interrupted runs, if any.
+async fn first_interrupted_due(catalog: &Catalog, name: &str) -> Option<DateTime<Utc>> {
+    let runs = catalog.recent_runs(name, 20).await.ok()?;
+    runs.iter().filter(|r| r.outcome == crate::catalog::RunState::Interrupted).filter_map(|r| r.scheduled_for).min()
 }
 
 async fn record_skip(ctx: &TaskContext, name: &str, due: DateTime<Utc>, reason: &str) {

@@ -114,10 +114,9 @@ pub async fn execute(
     let db_prefix = manifest::database_prefix(prefix, &plan.database);
     match storage.abort_stale_uploads(&db_prefix, now - INCOMPLETE_GRACE).await {
         Ok(n) => outcome.aborted_uploads = n,
-        Err(e) => {
-            warn!(error = %e, "could not clear stale uploads");
-            outcome.errors.push(format!("clearing stale uploads: {e}"));
-        }
+        // Not a prune failure: some S3-compatible stores do not implement ListMultipartUploads, and an
+        // unfinished upload is never a listed backup. Bucket lifecycle rules can clear them instead.
+        Err(e) => warn!(error = %e, "could not clear stale multipart uploads; consider a bucket lifecycle rule"),
     }
     outcome
 }

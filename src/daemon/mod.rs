@@ -117,6 +117,11 @@ pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) ->
         config: config_rx.clone(),
         newest: Mutex::new(HashMap::new()),
     });
+    // Report a misconfigured store at start-up rather than at the first scheduled run (and create the
+    // quickstart's backup directory).
+    if let Err(e) = sources.storage.check().await {
+        warn!(error = %e, "storage check failed; backups will fail until this is fixed");
+    }
     seed_newest(&shared, &sources, &config).await;
 
     let stop_new = CancellationToken::new();

@@ -20,7 +20,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let result = runtime.block_on(dispatch(cli));
+    // Do not wait for blocking threads still running: a SQLite source's dump thread can sit in SQLite's
+    // busy timeout (up to 30 s) after `run` aborted its backup at the end of the shutdown grace, and the
+    // process must exit within the grace period. Every such thread's work was already abandoned.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             for line in failure.message.lines() {

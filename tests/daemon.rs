@@ -1264,3 +1264,34 @@ async fn the_run_binary_killed_with_sigkill_neither_loses_nor_repeats_its_run() 
     );
     assert_eq!(list_ids(&config).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_binary_exits_within_the_grace_when_a_sqlite_dump_is_stuck_on_a_lock() {
+    // Proves the process exits soon after a short shutdown grace even when the aborted backup's SQLite dump
+    // thread is still blocked (waiting on a lock held by another process for up to SQLite's busy timeout).
+    let setup = Setup::new(&["blog"]);
+    setup.write_config(
+        "timezone = \"UTC\"\nshutdown_grace = \"1s\"",
+        &[("blog", "schedule = \"* * * * * *\"")],
+    );
+    let lock = SourceLock::hold(&setup.path().join("blog.sqlite"));
+    let mut daemon = DaemonProcess::spawn(&setup.config_path());
+    daemon
+        .wait_for_line("daemon started", Duration::from_secs(30))
+        .await;
+    eventually(Duration::from_secs(20), "a running backup", || async {
+        let runs = setup.runs("blog").await;
+        runs.first()
+            .is_some_and(|r| r.outcome == RunState::Running)
+            .then_some(())
+    })
+    .await;
+    let (code, took) = daemon.terminate(Duration::from_secs(40)).await;
+    drop(lock);
+    assert_eq!(code, 0, "{}", daemon.log.join("\n"));
+    assert!(
+        took < Duration::from_secs(5),
+        "exit took {took:?} with a 1 s grace"
+    );
+    assert!(list_ids(&setup.config_path()).await.is_empty());
+}

@@ -56,12 +56,12 @@ async fn lib_sources(
 }
 
 /// Proves that four concurrent backups hit by a burst of 429s with `Retry-After` never send more than the
-/// shared limiter allows (3 per second at the emulator), send no request beyond one retry per 429, and
+/// shared limiter allows (2 per second, measured at the emulator with one of slack), send no request beyond one retry per 429, and
 /// all succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_storm_is_held_by_the_shared_limiter() {
     let bed = Bed::with_emulator(&NAMES).await;
-    let limiter = Arc::new(RateLimiter::new(3, Duration::from_secs(1)));
+    let limiter = Arc::new(RateLimiter::new(2, Duration::from_secs(1)));
     let (config, sources) = lib_sources(&bed, limiter, 6).await;
     bed.set_faults(json!({ "rate_limit": { "count": 4, "retry_after_secs": 1 } }))
         .await;

@@ -423,3 +423,30 @@ pub fn create_big_db(path: &Path, mib: usize) {
     }
     tx.commit().unwrap();
 }
+
+/// Asserts a `prune` run succeeded. s3s-fs does not implement ListMultipartUploads, so prune's stale-upload
+/// sweep reports an error there; that one error (and only that one) is accepted (Garage covers the sweep
+/// in tests/storage.rs).
+pub fn assert_prune_ok(output: &Output) {
+    if output.status.success() {
+        return;
+    }
+    let err = stderr(output);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert!(
+        output.status.code() == Some(1)
+            && !errors.is_empty()
+            && errors
+                .iter()
+                .all(|l| l.contains("ListMultipartUploads is not implemented")),
+        "prune failed:\n{err}"
+    );
+}
+
+/// Waits (at most a second) until a backup started now gets a different id than `id`: ids have
+/// one-second resolution, and two backups of one database in the same second share a directory.
+pub async fn after_backup_id(id: &str) {
+    while d1vault::manifest::backup_id(chrono::Utc::now()) == id {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

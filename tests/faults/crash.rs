@@ -206,7 +206,7 @@ async fn sigkill_between_dump_and_manifest_leaves_a_leftover_that_prune_clears()
     std::fs::create_dir_all(old_path.parent().unwrap()).unwrap();
     std::fs::copy(bed.s3.object_path(dump_key), &old_path).unwrap();
     let pruned = run(&direct, &["prune"], &secrets).await;
-    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    common::assert_prune_ok(&pruned);
     assert!(
         stdout(&pruned).contains("20200101T000000Z"),
         "{}",

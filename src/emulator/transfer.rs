@@ -433,6 +433,7 @@ fn run_import(
         "PRAGMA foreign_keys=OFF"
     })
     .map_err(|e| d1_message(&e))?;
+    db.before_write(&conn);
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| d1_message(&e))?;
     let before = conn.total_changes();
@@ -461,9 +462,7 @@ fn run_import(
             if n == 0 {
                 break;
             }
-            splitter
-                .push(&buffer[..n], &mut run)
-                .map_err(split_error)?;
+            splitter.push(&buffer[..n], &mut run).map_err(split_error)?;
             if failure.borrow().is_some() {
                 return Ok(());
             }

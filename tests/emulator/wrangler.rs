@@ -346,30 +346,61 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
     let migrations = cwd.join("migrations");
     std::fs::create_dir_all(&migrations).unwrap();
     let files = [
-        ("0001_users.sql", "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT UNIQUE);\n"),
-        ("0002_seed.sql", "INSERT OR IGNORE INTO users (email) VALUES ('ada@example.com');\n"),
-        ("0003_notes.sql", "CREATE TABLE notes (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id));\n"),
+        (
+            "0001_users.sql",
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT UNIQUE);\n",
+        ),
+        (
+            "0002_seed.sql",
+            "INSERT OR IGNORE INTO users (email) VALUES ('ada@example.com');\n",
+        ),
+        (
+            "0003_notes.sql",
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id));\n",
+        ),
     ];
     for (name, sql) in &files[..2] {
         std::fs::write(migrations.join(name), sql).unwrap();
     }
-    must(wrangler(&wrangler_bin, &server, cwd, &["d1", "create", "mig"]), "d1 create mig");
     must(
-        wrangler(&wrangler_bin, &server, cwd, &["d1", "migrations", "apply", "mig", "--remote"]),
+        wrangler(&wrangler_bin, &server, cwd, &["d1", "create", "mig"]),
+        "d1 create mig",
+    );
+    must(
+        wrangler(
+            &wrangler_bin,
+            &server,
+            cwd,
+            &["d1", "migrations", "apply", "mig", "--remote"],
+        ),
         "d1 migrations apply (two files)",
     );
 
     std::fs::write(migrations.join(files[2].0), files[2].1).unwrap();
     let (ok, listed) = d1vault(&config, &["migrations", "list", "mig"]);
     assert!(ok, "d1vault migrations list failed");
-    assert!(listed.contains("applied  0001_users.sql") && listed.contains("applied  0002_seed.sql"), "{listed}");
+    assert!(
+        listed.contains("applied  0001_users.sql") && listed.contains("applied  0002_seed.sql"),
+        "{listed}"
+    );
     assert!(listed.contains("pending  0003_notes.sql"), "{listed}");
-    assert!(!listed.contains("pending  0001") && !listed.contains("pending  0002"), "{listed}");
+    assert!(
+        !listed.contains("pending  0001") && !listed.contains("pending  0002"),
+        "{listed}"
+    );
     let pending = must(
-        wrangler(&wrangler_bin, &server, cwd, &["d1", "migrations", "list", "mig", "--remote"]),
+        wrangler(
+            &wrangler_bin,
+            &server,
+            cwd,
+            &["d1", "migrations", "list", "mig", "--remote"],
+        ),
         "d1 migrations list (one pending)",
     );
-    assert!(pending.contains("0003_notes.sql") && !pending.contains("0002_seed.sql"), "{pending}");
+    assert!(
+        pending.contains("0003_notes.sql") && !pending.contains("0002_seed.sql"),
+        "{pending}"
+    );
 
     let (ok, applied) = d1vault(&config, &["migrations", "apply", "mig"]);
     assert!(ok, "d1vault migrations apply failed");
@@ -381,12 +412,22 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
         .trim()
         .to_owned();
     let none = must(
-        wrangler(&wrangler_bin, &server, cwd, &["d1", "migrations", "list", "mig", "--remote"]),
+        wrangler(
+            &wrangler_bin,
+            &server,
+            cwd,
+            &["d1", "migrations", "list", "mig", "--remote"],
+        ),
         "d1 migrations list (none pending)",
     );
     assert!(none.contains("No migrations to apply"), "{none}");
     let again = must(
-        wrangler(&wrangler_bin, &server, cwd, &["d1", "migrations", "apply", "mig", "--remote"]),
+        wrangler(
+            &wrangler_bin,
+            &server,
+            cwd,
+            &["d1", "migrations", "apply", "mig", "--remote"],
+        ),
         "d1 migrations apply (nothing to do)",
     );
     assert!(again.contains("No migrations to apply"), "{again}");
@@ -397,12 +438,23 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
             &wrangler_bin,
             &server,
             cwd,
-            &["d1", "time-travel", "restore", "mig", &format!("--bookmark={bookmark}"), "--json"],
+            &[
+                "d1",
+                "time-travel",
+                "restore",
+                "mig",
+                &format!("--bookmark={bookmark}"),
+                "--json",
+            ],
         ),
         "d1 time-travel restore",
     );
-    let answer: serde_json::Value = serde_json::from_str(&restored).expect("wrangler --json prints JSON");
-    assert!(answer["bookmark"].as_str().unwrap() > bookmark.as_str(), "{answer}");
+    let answer: serde_json::Value =
+        serde_json::from_str(&restored).expect("wrangler --json prints JSON");
+    assert!(
+        answer["bookmark"].as_str().unwrap() > bookmark.as_str(),
+        "{answer}"
+    );
     assert!(answer["previous_bookmark"].is_string(), "{answer}");
     let (ok, listed) = d1vault(&config, &["migrations", "list", "mig"]);
     assert!(ok && listed.contains("pending  0003_notes.sql"), "{listed}");

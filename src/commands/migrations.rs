@@ -17,7 +17,11 @@ pub async fn run(config: &Config, command: &MigrationsCommand) -> Result<(), Fai
     match command {
         MigrationsCommand::Create { database, name } => create(config, database, name),
         MigrationsCommand::List { database } => list(config, database).await,
-        MigrationsCommand::Apply { database, no_backup, dry_run } => apply(config, database, *no_backup, *dry_run).await,
+        MigrationsCommand::Apply {
+            database,
+            no_backup,
+            dry_run,
+        } => apply(config, database, *no_backup, *dry_run).await,
     }
 }
 
@@ -26,8 +30,12 @@ fn database<'a>(config: &'a Config, name: &str) -> Result<&'a DatabaseConfig, Fa
 }
 
 fn files(db: &DatabaseConfig) -> Result<Vec<MigrationFile>, Failure> {
-    migrations::list_files(&db.migrations_dir)
-        .map_err(|e| Failure::failed(format!("reading migrations_dir {}: {e}", db.migrations_dir.display())))
+    migrations::list_files(&db.migrations_dir).map_err(|e| {
+        Failure::failed(format!(
+            "reading migrations_dir {}: {e}",
+            db.migrations_dir.display()
+        ))
+    })
 }
 
 fn create(config: &Config, name: &str, description: &str) -> Result<(), Failure> {
@@ -55,10 +63,18 @@ async fn target(config: &Config, db: &DatabaseConfig) -> Result<Target, Failure>
         Source::Sqlite { path } => Ok(Target::Sqlite { path: path.clone() }),
         Source::D1 { id } => {
             let sources = open_sources(config).await?;
-            let client = sources.cloudflare.ok_or_else(|| Failure::usage("[cloudflare] is not configured"))?;
+            let client = sources
+                .cloudflare
+                .ok_or_else(|| Failure::usage("[cloudflare] is not configured"))?;
             let id = match id {
                 Some(id) => id.clone(),
-                None => client.get_database(&db.name).await.map_err(|e| Failure::failed(e.to_string()))?.uuid,
+                None => {
+                    client
+                        .get_database(&db.name)
+                        .await
+                        .map_err(|e| Failure::failed(e.to_string()))?
+                        .uuid
+                }
             };
             Ok(Target::D1 { client, id })
         }
@@ -71,36 +87,59 @@ async fn applied(target: &Target, table: &str, create: bool) -> Result<Vec<Strin
     match target {
         Target::D1 { client, id } => {
             if create {
-                client.query(id, &migrations::create_table_sql(table), &[]).await.map_err(|e| Failure::failed(e.to_string()))?;
+                client
+                    .query(id, &migrations::create_table_sql(table), &[])
+                    .await
+                    .map_err(|e| Failure::failed(e.to_string()))?;
             } else {
                 let exists = client
-                    .query(id, "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", &[Value::String(table.into())])
+                    .query(
+                        id,
+                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        &[Value::String(table.into())],
+                    )
                     .await
                     .map_err(|e| Failure::failed(e.to_string()))?;
                 if exists.first().is_none_or(|r| r.results.is_empty()) {
                     return Ok(Vec::new());
                 }
             }
-            let results = client.query(id, &migrations::select_applied_sql(table), &[]).await.map_err(|e| Failure::failed(e.to_string()))?;
+            let results = client
+                .query(id, &migrations::select_applied_sql(table), &[])
+                .await
+                .map_err(|e| Failure::failed(e.to_string()))?;
             Ok(results
                 .into_iter()
                 .next()
-                .map(|r| r.results.into_iter().filter_map(|row| row.get("name")?.as_str().map(str::to_string)).collect())
+                .map(|r| {
+                    r.results
+                        .into_iter()
+                        .filter_map(|row| row.get("name")?.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default())
         }
         Target::Sqlite { path } => {
-            let conn = Connection::open(path).map_err(|e| Failure::failed(format!("opening {}: {e}", path.display())))?;
+            let conn = Connection::open(path)
+                .map_err(|e| Failure::failed(format!("opening {}: {e}", path.display())))?;
             let exists: bool = conn
-                .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| r.get::<_, i64>(0))
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |r| r.get::<_, i64>(0),
+                )
                 .map(|n| n > 0)
                 .map_err(|e| Failure::failed(e.to_string()))?;
             if !exists {
                 if !create {
                     return Ok(Vec::new());
                 }
-                conn.execute_batch(&migrations::create_table_sql(table)).map_err(|e| Failure::failed(e.to_string()))?;
+                conn.execute_batch(&migrations::create_table_sql(table))
+                    .map_err(|e| Failure::failed(e.to_string()))?;
             }
-            let mut stmt = conn.prepare(&migrations::select_applied_sql(table)).map_err(|e| Failure::failed(e.to_string()))?;
+            let mut stmt = conn
+                .prepare(&migrations::select_applied_sql(table))
+                .map_err(|e| Failure::failed(e.to_string()))?;
             let names = stmt
                 .query_map([], |r| r.get::<_, String>(0))
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -132,7 +171,9 @@ async fn apply(config: &Config, name: &str, no_backup: bool, dry_run: bool) -> R
     let db = database(config, name)?;
     let files = files(db)?;
     let target = target(config, db).await?;
-    let applied_now = applied(&target, &db.migrations_table, !dry_run).await?;
+    // Nothing is written before the backup: the migrations table is created inside the run, so that a
+    // failed run leaves no trace of it either.
+    let applied_now = applied(&target, &db.migrations_table, false).await?;
     let pending = migrations::pending(&files, &applied_now);
     if pending.is_empty() {
         println!("no migrations to apply");
@@ -152,9 +193,11 @@ async fn apply(config: &Config, name: &str, no_backup: bool, dry_run: bool) -> R
     }
     if !no_backup {
         let sources = open_sources(config).await?;
-        let manifest = run_backup(db, &sources, Utc::now())
-            .await
-            .map_err(|e| Failure::failed(format!("the backup before migrating failed, nothing was applied: {e}")))?;
+        let manifest = run_backup(db, &sources, Utc::now()).await.map_err(|e| {
+            Failure::failed(format!(
+                "the backup before migrating failed, nothing was applied: {e}"
+            ))
+        })?;
         println!("backup before migrating: {}", manifest.backup_id);
     }
     match &target {
@@ -163,45 +206,165 @@ async fn apply(config: &Config, name: &str, no_backup: bool, dry_run: bool) -> R
     }
 }
 
-/// SQLite sources: every pending file and its bookkeeping insert in one transaction; any failure rolls
-/// the whole run back, so the file is exactly as before.
-fn apply_sqlite(path: &std::path::Path, table: &str, contents: &[(String, String)]) -> Result<(), Failure> {
-    let mut conn = Connection::open(path).map_err(|e| Failure::failed(format!("opening {}: {e}", path.display())))?;
-    let tx = conn.transaction().map_err(|e| Failure::failed(e.to_string()))?;
+/// Where in a migration file a run failed, for the report.
+struct FailedAt<'a> {
+    file: &'a str,
+    /// 1-based statement number within the file and its text, when known.
+    statement: Option<(usize, String)>,
+    error: String,
+}
+
+impl std::fmt::Display for FailedAt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "migration {} failed", self.file)?;
+        if let Some((number, text)) = &self.statement {
+            write!(f, " at statement {number} ({})", shorten(text))?;
+        }
+        write!(f, ": {}", self.error)
+    }
+}
+
+/// A statement cut to one readable line for error messages.
+fn shorten(statement: &str) -> String {
+    let line = statement.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line,
+    }
+}
+
+/// SQLite sources: the migrations table (when missing) and every pending file with its bookkeeping insert
+/// in one transaction, statement by statement; any failure rolls the whole run back, so the file is
+/// exactly as before.
+fn apply_sqlite(
+    path: &std::path::Path,
+    table: &str,
+    contents: &[(String, String)],
+) -> Result<(), Failure> {
+    let mut conn = Connection::open(path)
+        .map_err(|e| Failure::failed(format!("opening {}: {e}", path.display())))?;
+    let tx = conn
+        .transaction()
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    tx.execute_batch(&migrations::create_table_sql(table))
+        .map_err(|e| {
+            Failure::failed(format!(
+                "creating the migrations table {table}: {e}; nothing was applied"
+            ))
+        })?;
     for (name, text) in contents {
-        if let Err(e) = tx.execute_batch(&migrations::apply_sql(text, table, name)) {
-            drop(tx); // rolls back every file of this run
-            return Err(Failure::failed(format!(
-                "migration {name} failed: {e}; the database was rolled back to its state before this run"
-            )));
+        let sql = migrations::apply_sql(text, table, name);
+        // Statement by statement so that the report can name the failing one; a file the splitter cannot
+        // read runs whole and SQLite's error is reported alone.
+        let statements = crate::sql::split_statements(&sql).unwrap_or_else(|_| vec![sql.clone()]);
+        let numbered = statements.len() > 1;
+        for (index, statement) in statements.iter().enumerate() {
+            if let Err(e) = tx.execute_batch(statement) {
+                drop(tx); // rolls back every file of this run
+                let failed = FailedAt {
+                    file: name,
+                    statement: numbered.then(|| (index + 1, statement.clone())),
+                    error: e.to_string(),
+                };
+                return Err(Failure::failed(format!(
+                    "{failed}; the database was rolled back to its state before this run"
+                )));
+            }
         }
         println!("applied  {name}");
     }
-    tx.commit().map_err(|e| Failure::failed(format!("committing the migrations: {e}")))?;
+    tx.commit()
+        .map_err(|e| Failure::failed(format!("committing the migrations: {e}")))?;
     Ok(())
 }
 
 /// D1: each file with its insert in one atomic request, as wrangler does; on a failure, restore the
 /// bookmark recorded before the run so that earlier files of this run are undone too.
-async fn apply_d1(client: &Client, id: &str, table: &str, contents: &[(String, String)]) -> Result<(), Failure> {
-    let bookmark = client
-        .bookmark(id)
-        .await
-        .map_err(|e| Failure::failed(format!("reading the Time Travel bookmark before migrating (nothing applied): {e}")))?;
+async fn apply_d1(
+    client: &Client,
+    id: &str,
+    table: &str,
+    contents: &[(String, String)],
+) -> Result<(), Failure> {
+    let bookmark = client.bookmark(id).await.map_err(|e| {
+        Failure::failed(format!(
+            "reading the Time Travel bookmark before migrating (nothing applied): {e}"
+        ))
+    })?;
     println!("bookmark before migrating: {bookmark}");
-    for (name, text) in contents {
-        if let Err(e) = client.query(id, &migrations::apply_sql(text, table, name), &[]).await {
-            let undo = client.time_travel_restore(id, &bookmark).await;
-            let state = match undo {
-                Ok(_) => format!("the database was restored to bookmark {bookmark}, as before this run"),
-                Err(undo_error) => format!(
-                    "restoring bookmark {bookmark} ALSO FAILED ({undo_error}): restore it by hand with \
-                     `wrangler d1 time-travel restore DB --bookmark={bookmark}` or from the backup taken before"
-                ),
-            };
-            return Err(Failure::failed(format!("migration {name} failed: {e}; {state}")));
+    let failure = 'run: {
+        if let Err(e) = client
+            .query(id, &migrations::create_table_sql(table), &[])
+            .await
+        {
+            break 'run format!("creating the migrations table {table} failed: {e}");
         }
-        println!("applied  {name}");
+        for (name, text) in contents {
+            let sql = migrations::apply_sql(text, table, name);
+            if let Err(e) = client.query(id, &sql, &[]).await {
+                // The failed request changed nothing (D1 runs it as one transaction), so the database is as
+                // the failing statement found it: find that statement before undoing the run.
+                let statement = if e.is_retryable() {
+                    None
+                } else {
+                    failing_statement(client, id, &sql).await
+                };
+                break 'run FailedAt {
+                    file: name,
+                    statement,
+                    error: e.to_string(),
+                }
+                .to_string();
+            }
+            println!("applied  {name}");
+        }
+        return Ok(());
+    };
+    let state = match client.time_travel_restore(id, &bookmark).await {
+        Ok(_) => format!("the database was restored to bookmark {bookmark}, as before this run"),
+        Err(undo_error) => format!(
+            "restoring bookmark {bookmark} ALSO FAILED ({undo_error}): restore it by hand with \
+             `wrangler d1 time-travel restore DB --bookmark={bookmark}` or from the backup taken before"
+        ),
+    };
+    Err(Failure::failed(format!("{failure}; {state}")))
+}
+
+/// A statement no database has, ending every probe so that the probe is rolled back whatever it ran.
+const PROBE_SENTINEL: &str = "SELECT * FROM \"d1vault: probe, rolled back\";";
+
+/// Finds which statement of a failed request fails, without changing the database: each probe sends the
+/// first k statements followed by [`PROBE_SENTINEL`], which fails, so D1 rolls the probe back; when the
+/// error is the sentinel's, the first k statements succeed. A binary search costs about log2(statements)
+/// requests, and only after a failure. `None` when the statements cannot be split or the probes disagree.
+async fn failing_statement(client: &Client, id: &str, sql: &str) -> Option<(usize, String)> {
+    let statements = crate::sql::split_statements(sql).ok()?;
+    if statements.len() < 2 {
+        return None;
     }
-    Ok(())
+    // Invariant: the first `good` statements succeed; the first `bad` fail.
+    let (mut good, mut bad) = (0, statements.len());
+    let mut confirmed = false;
+    while bad - good > 1 || !confirmed {
+        let k = if confirmed {
+            good + (bad - good) / 2
+        } else {
+            bad
+        };
+        let probe = format!("{}\n{PROBE_SENTINEL}", statements[..k].join("\n"));
+        let error = client.query(id, &probe, &[]).await.err()?;
+        if error.is_retryable() {
+            return None;
+        }
+        if error.message.contains("d1vault: probe, rolled back") {
+            if k == statements.len() {
+                return None; // the whole request succeeds now: the failure did not reproduce
+            }
+            good = k;
+        } else {
+            bad = k;
+        }
+        confirmed = true;
+    }
+    Some((bad, statements[bad - 1].clone()))
 }

@@ -260,7 +260,11 @@ fn run_one(conn: &Connection, sql: &str, params: &[Value]) -> Result<StatementRe
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             changes,
             // Reads report 0, not the connection's last insert from an earlier request.
-            last_row_id: if changes > 0 { conn.last_insert_rowid() } else { 0 },
+            last_row_id: if changes > 0 {
+                conn.last_insert_rowid()
+            } else {
+                0
+            },
             changed_db: changes > 0,
             rows_read: rows_out.len() as u64 + changes,
             rows_written: changes,
@@ -286,6 +290,8 @@ pub(crate) fn run_batch(
     })
     .map_err(|e| d1_message(&e))?;
     let schema_before = schema_version(&conn);
+    // Any request may write; keep the state it starts from for Time Travel (once per bookmark).
+    db.before_write(&conn);
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| d1_message(&e))?;
     let mut results = Vec::with_capacity(statements.len());

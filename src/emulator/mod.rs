@@ -39,7 +39,7 @@ pub use registry::{BookmarkEntry, DATABASE_ID_NAMESPACE, database_id};
 pub use stats::RequestStats;
 
 use envelope::{failure, failure_with_result, no_route, ok, ok_list};
-use registry::{CreateError, Database, Registry};
+use registry::{CreateError, Database, Registry, RestoreError, RestorePoint};
 
 /// Default API token (`--token`).
 pub const DEFAULT_TOKEN: &str = "test-token";
@@ -178,6 +178,10 @@ fn router(state: Arc<AppState>) -> Router {
             "/accounts/{account_id}/d1/database/{db}/time_travel/bookmark",
             get(bookmark),
         )
+        .route(
+            "/accounts/{account_id}/d1/database/{db}/time_travel/restore",
+            post(time_travel_restore),
+        )
         .fallback(api_fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -208,6 +212,7 @@ fn route_kind(method: &Method, path: &str) -> &'static str {
         (Some(["d1", "database"]), 6, Some(&"export")) => "export",
         (Some(["d1", "database"]), 6, Some(&"import")) => "import",
         (Some(["d1", "database"]), 7, Some(&"bookmark")) => "bookmark",
+        (Some(["d1", "database"]), 7, Some(&"restore")) => "restore",
         _ => "other",
     }
 }
@@ -615,6 +620,63 @@ async fn bookmark(
         },
     };
     ok(json!({ "bookmark": bookmark }))
+}
+
+#[derive(Debug, Deserialize)]
+struct RestoreQuery {
+    bookmark: Option<String>,
+    timestamp: Option<String>,
+}
+
+/// Whether `b` has D1's bookmark shape, `%08x-%08x-%08x-%32x`.
+fn valid_bookmark(b: &str) -> bool {
+    let parts: Vec<&str> = b.split('-').collect();
+    parts.len() == 4
+        && parts
+            .iter()
+            .zip([8, 8, 8, 32])
+            .all(|(p, len)| p.len() == len && p.bytes().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// `POST …/time_travel/restore?bookmark=…|timestamp=…`: puts the database back to that point (see
+/// [`registry`] for how much history is kept) and answers the new bookmark and the one to undo with.
+async fn time_travel_restore(
+    State(state): State<Arc<AppState>>,
+    Path((_, id)): Path<(String, String)>,
+    Query(q): Query<RestoreQuery>,
+) -> Response {
+    let db = match lookup(&state, &id, false).await {
+        Ok(db) => db,
+        Err(response) => return response,
+    };
+    let malformed = |what: String| {
+        failure(
+            StatusCode::BAD_REQUEST,
+            7400,
+            format!("The request is malformed: {what}"),
+        )
+    };
+    let point = match (q.bookmark, q.timestamp) {
+        (Some(b), None) if valid_bookmark(&b) => RestorePoint::Bookmark(b.to_ascii_lowercase()),
+        (Some(b), None) => return malformed(format!("invalid bookmark {b:?}")),
+        (None, Some(ts)) => match chrono::DateTime::parse_from_rfc3339(&ts) {
+            Ok(at) => RestorePoint::Timestamp(at.with_timezone(&chrono::Utc)),
+            Err(_) => return malformed(format!("invalid timestamp {ts:?}")),
+        },
+        _ => return malformed("give exactly one of `bookmark` or `timestamp`".to_owned()),
+    };
+    match tokio::task::spawn_blocking(move || db.restore(&point)).await {
+        Ok(Ok((bookmark, previous_bookmark))) => ok(json!({
+            "bookmark": bookmark,
+            "previous_bookmark": previous_bookmark,
+            "message": "Database restored successfully"
+        })),
+        Ok(Err(RestoreError::Unavailable(message))) => {
+            failure(StatusCode::BAD_REQUEST, 7400, message)
+        }
+        Ok(Err(e)) => failure(StatusCode::INTERNAL_SERVER_ERROR, 7500, e.to_string()),
+        Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, 7500, e.to_string()),
+    }
 }
 
 async fn set_faults(

@@ -1,6 +1,14 @@
 //! The databases: one SQLite file per database in the data directory, with bookmarks kept in memory.
+//!
+//! Time Travel: before anything may write to a database (a `/query` or `/raw` request, an import, a
+//! restore), the state at the current bookmark is copied to
+//! `DATA_DIR/.d1-emulator/time-travel/NAME/` unless that state already has a copy. A restore to a bookmark
+//! copies back the state of the newest bookmark at or before it. History is bounded: at most
+//! [`MAX_SNAPSHOTS`] copies and [`MAX_SNAPSHOT_BYTES`] bytes per database (oldest dropped first; a database
+//! larger than the byte budget is not copied), and it starts afresh when the emulator starts. Restoring to a
+//! state that has no copy answers a 400, as D1 does for a bookmark outside its retention window.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -33,6 +41,38 @@ pub struct BookmarkEntry {
     pub bookmark: String,
 }
 
+/// Most Time Travel copies kept per database.
+pub const MAX_SNAPSHOTS: usize = 50;
+/// Most bytes of Time Travel copies kept per database.
+pub const MAX_SNAPSHOT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// A copy of the database file as it was at `bookmark`.
+#[derive(Debug)]
+struct Snapshot {
+    bookmark: String,
+    path: PathBuf,
+    bytes: u64,
+}
+
+/// Where a Time Travel restore goes.
+#[derive(Debug, Clone)]
+pub(crate) enum RestorePoint {
+    Bookmark(String),
+    Timestamp(DateTime<Utc>),
+}
+
+/// Why a restore was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RestoreError {
+    /// The bookmark or timestamp precedes the kept history, or its state was not kept.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("restoring the database file failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("restoring the database file failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
 /// A database served by the emulator.
 #[derive(Debug)]
 pub(crate) struct Database {
@@ -41,8 +81,12 @@ pub(crate) struct Database {
     pub path: PathBuf,
     pub created_at: String,
     conn: Mutex<Connection>,
-    /// Bookmarks, oldest first; a new one after every change. Kept for `time_travel` (restore may use it).
+    /// Bookmarks, oldest first; a new one after every change.
     history: Mutex<Vec<BookmarkEntry>>,
+    /// Where this database's Time Travel copies live.
+    snapshot_dir: PathBuf,
+    /// Time Travel copies, oldest first, at most one per bookmark.
+    snapshots: Mutex<VecDeque<Snapshot>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,8 +111,9 @@ fn make_bookmark(at: DateTime<Utc>, sequence: u32, uuid: &Uuid) -> String {
 }
 
 impl Database {
-    /// Opens (creating when absent) the database file.
-    fn open(name: &str, path: PathBuf) -> rusqlite::Result<Database> {
+    /// Opens (creating when absent) the database file; Time Travel copies of an earlier run are dropped.
+    fn open(name: &str, path: PathBuf, snapshot_dir: PathBuf) -> rusqlite::Result<Database> {
+        let _ = std::fs::remove_dir_all(&snapshot_dir);
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         let modified: DateTime<Utc> = std::fs::metadata(&path)
@@ -90,6 +135,8 @@ impl Database {
             }]),
             path,
             conn: Mutex::new(conn),
+            snapshot_dir,
+            snapshots: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -140,6 +187,133 @@ impl Database {
     pub fn history(&self) -> Vec<BookmarkEntry> {
         lock(&self.history).clone()
     }
+
+    /// Keeps a copy of the state at the current bookmark, so that Time Travel can return to it. Call it
+    /// holding [`Database::connection`] (passed in) before anything that may write. A failed copy only
+    /// costs that restore point, so it is logged, not returned.
+    pub fn before_write(&self, conn: &Connection) {
+        if !conn.is_autocommit() {
+            // Never copy a file mid-transaction; a request always ends its own transaction.
+            tracing::warn!(database = %self.name, "Time Travel copy skipped: a transaction is open");
+            return;
+        }
+        let bookmark = self.current_bookmark();
+        let mut snapshots = lock(&self.snapshots);
+        if snapshots.back().is_some_and(|s| s.bookmark == bookmark) {
+            return;
+        }
+        let bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        if bytes > MAX_SNAPSHOT_BYTES {
+            return;
+        }
+        let path = self.snapshot_dir.join(format!("{bookmark}.sqlite"));
+        let copied = std::fs::create_dir_all(&self.snapshot_dir)
+            .and_then(|()| std::fs::copy(&self.path, &path));
+        if let Err(e) = copied {
+            tracing::warn!(database = %self.name, error = %e, "Time Travel copy failed");
+            return;
+        }
+        snapshots.push_back(Snapshot {
+            bookmark,
+            path,
+            bytes,
+        });
+        let mut total: u64 = snapshots.iter().map(|s| s.bytes).sum();
+        while snapshots.len() > MAX_SNAPSHOTS || total > MAX_SNAPSHOT_BYTES {
+            let Some(oldest) = snapshots.pop_front() else {
+                break;
+            };
+            total -= oldest.bytes;
+            let _ = std::fs::remove_file(&oldest.path);
+        }
+    }
+
+    /// Puts the database back to its state at `point` (the newest bookmark at or before it) and records
+    /// the change; returns `(new bookmark, bookmark before the restore)`. The state before the restore is
+    /// kept too, so the returned previous bookmark undoes the restore.
+    pub fn restore(&self, point: &RestorePoint) -> Result<(String, String), RestoreError> {
+        let mut conn = self.connection();
+        let previous = self.current_bookmark();
+        let target = {
+            let history = lock(&self.history);
+            let found = match point {
+                RestorePoint::Bookmark(b) => history.iter().rev().find(|e| e.bookmark <= *b),
+                RestorePoint::Timestamp(at) => history.iter().rev().find(|e| e.at <= *at),
+            };
+            let oldest = history
+                .first()
+                .map(|e| e.bookmark.clone())
+                .unwrap_or_default();
+            found.map(|e| e.bookmark.clone()).ok_or_else(|| {
+                RestoreError::Unavailable(format!(
+                    "Cannot restore to {point}: it precedes the oldest available bookmark {oldest}"
+                ))
+            })?
+        };
+        // The state before the restore is a restore point too: `previous` must undo this restore.
+        self.before_write(&conn);
+        if target != previous {
+            let source = lock(&self.snapshots)
+                .iter()
+                .find(|s| s.bookmark == target)
+                .map(|s| s.path.clone())
+                .ok_or_else(|| {
+                    RestoreError::Unavailable(format!(
+                        "Cannot restore to {point}: the state at bookmark {target} is no longer retained"
+                    ))
+                })?;
+            self.replace_file(&mut conn, &source)?;
+        }
+        drop(conn);
+        Ok((self.note_change(), previous))
+    }
+
+    /// Replaces the database file with a copy of `source`: the connection is closed, the copy renamed
+    /// into place, and a new connection opened.
+    fn replace_file(
+        &self,
+        conn: &mut MutexGuard<'_, Connection>,
+        source: &Path,
+    ) -> Result<(), RestoreError> {
+        let mut staging = self.path.clone().into_os_string();
+        staging.push(".restoring");
+        let staging = PathBuf::from(staging);
+        std::fs::copy(source, &staging)?;
+        let old = std::mem::replace(&mut **conn, Connection::open_in_memory()?);
+        if let Err((old, e)) = old.close() {
+            **conn = old;
+            let _ = std::fs::remove_file(&staging);
+            return Err(e.into());
+        }
+        let renamed = std::fs::rename(&staging, &self.path);
+        // Reopen whatever is in place, so the database stays usable even when the rename failed.
+        let reopened = Connection::open(&self.path)?;
+        reopened.busy_timeout(std::time::Duration::from_secs(30))?;
+        **conn = reopened;
+        renamed?;
+        Ok(())
+    }
+
+    /// Drops every Time Travel copy (the database is being deleted).
+    fn forget_snapshots(&self) {
+        lock(&self.snapshots).clear();
+        let _ = std::fs::remove_dir_all(&self.snapshot_dir);
+    }
+}
+
+impl std::fmt::Display for RestorePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestorePoint::Bookmark(b) => write!(f, "bookmark {b}"),
+            RestorePoint::Timestamp(at) => {
+                write!(
+                    f,
+                    "timestamp {}",
+                    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+                )
+            }
+        }
+    }
 }
 
 /// All databases of the data directory, refreshed from disk on demand.
@@ -164,6 +338,11 @@ impl Registry {
         }
     }
 
+    /// Where the Time Travel copies of database `name` live.
+    fn snapshot_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(".d1-emulator").join("time-travel").join(name)
+    }
+
     /// Picks up `NAME.sqlite` files added to (or removed from) the directory.
     pub fn refresh(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -185,7 +364,7 @@ impl Registry {
         databases.retain(|name, _| on_disk.iter().any(|(n, _)| n == name));
         for (name, path) in on_disk {
             if !databases.contains_key(&name) {
-                match Database::open(&name, path) {
+                match Database::open(&name, path, self.snapshot_dir(&name)) {
                     Ok(db) => {
                         databases.insert(name, Arc::new(db));
                     }
@@ -234,8 +413,12 @@ impl Registry {
             return Err(CreateError::Exists);
         }
         let db = Arc::new(
-            Database::open(name, self.dir.join(format!("{name}.sqlite")))
-                .map_err(CreateError::Sqlite)?,
+            Database::open(
+                name,
+                self.dir.join(format!("{name}.sqlite")),
+                self.snapshot_dir(name),
+            )
+            .map_err(CreateError::Sqlite)?,
         );
         // Write the header now so the file is a valid SQLite database even before any table exists.
         db.connection()
@@ -248,6 +431,7 @@ impl Registry {
     /// Removes a database and its file.
     pub fn delete(&self, db: &Database) -> std::io::Result<()> {
         lock(&self.databases).remove(&db.name);
+        db.forget_snapshots();
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut path = db.path.clone().into_os_string();
             path.push(suffix);

@@ -12,7 +12,7 @@ pub struct RequestStats {
     /// All `/client/v4` requests, including refused and faulted ones.
     pub total: u64,
     /// Requests per route kind (`list`, `get`, `create`, `delete`, `query`, `raw`, `export`, `import`,
-    /// `bookmark`, `other`).
+    /// `bookmark`, `restore`, `other`).
     pub by_route: BTreeMap<String, u64>,
     /// Most requests seen within any one second.
     pub peak_per_second: u64,

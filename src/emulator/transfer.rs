@@ -441,6 +441,7 @@ fn run_import(
         "PRAGMA foreign_keys=OFF"
     })
     .map_err(|e| d1_message(&e))?;
+    db.before_write(&conn);
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| d1_message(&e))?;
     let before = conn.total_changes();
@@ -469,9 +470,7 @@ fn run_import(
             if n == 0 {
                 break;
             }
-            splitter
-                .push(&buffer[..n], &mut run)
-                .map_err(split_error)?;
+            splitter.push(&buffer[..n], &mut run).map_err(split_error)?;
             if failure.borrow().is_some() {
                 return Ok(());
             }

@@ -56,7 +56,7 @@ async fn lib_sources(
 }
 
 /// Proves that four concurrent backups hit by a burst of 429s with `Retry-After` never send more than the
-/// shared limiter allows (2 per second, measured at the emulator with one of slack), send no request beyond one retry per 429, and
+/// shared limiter allows (2 starts per second; at most twice that in arrivals at the emulator), send no request beyond one retry per 429, and
 /// all succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_storm_is_held_by_the_shared_limiter() {
@@ -82,8 +82,12 @@ async fn rate_limit_storm_is_held_by_the_shared_limiter() {
         );
     }
     let stats = bed.emulator().stats();
+    // The limiter bounds request *starts* per sliding second; the emulator counts *arrivals*, and on a
+    // loaded machine two starts late in one second plus two early in the next can arrive within one
+    // second. So the arrival bound is twice the limit; without the limiter, the 4 backups' retries and
+    // polls arrive far faster than that.
     assert!(
-        stats.peak_per_second <= 3,
+        stats.peak_per_second <= 4,
         "the limiter let a storm through: {stats:?}"
     );
     let clean = bed.emulator().stats();

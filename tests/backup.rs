@@ -230,3 +230,18 @@ async fn stored_layout_matches_the_contract() {
     assert_eq!(raw["format"], 1);
     assert_eq!(raw["dump"]["compression"], "zstd");
 }
+
+/// Two backups of one database in the same second never share (and overwrite) a directory: the second is
+/// refused and the first stays intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_backup_in_the_same_second_is_refused_and_overwrites_nothing() {
+    let env = Env::start().await;
+    let config = env.config(&database("zstd"), None);
+    let sources = env.sources(&config).await;
+    let started_at = Utc::now();
+    let first = run_backup(&config.databases[0], &sources, started_at).await.unwrap();
+    let err = run_backup(&config.databases[0], &sources, started_at).await.expect_err("same id must be refused");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    let listed = backups::complete(sources.storage.as_ref(), &sources.prefix, None).await.unwrap();
+    assert_eq!(listed, vec![first]);
+}

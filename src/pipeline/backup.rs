@@ -39,6 +39,9 @@ pub enum BackupError {
     Source(String),
     #[error("configuration: {0}")]
     Config(String),
+    /// Another backup of the same database already uses this second's id.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl BackupError {
@@ -47,7 +50,7 @@ impl BackupError {
         match self {
             BackupError::Api(e) => e.is_retryable(),
             BackupError::Storage(e) => e.is_retryable(),
-            BackupError::InvalidDump(_) => true,
+            BackupError::InvalidDump(_) | BackupError::Conflict(_) => true,
             BackupError::Source(_) | BackupError::Config(_) => false,
         }
     }
@@ -84,6 +87,15 @@ async fn backup_inner(
     let storage = &sources.storage;
     // Fail on a missing bucket or bad credentials before an export blocks the database.
     storage.check().await?;
+    // Backup ids have one-second resolution: never write into a directory that already holds anything
+    // (a backup started in the same second, or a leftover), or a complete backup could be overwritten.
+    let directory = format!("{}/", manifest::join_key(&[&sources.prefix, &database.name, backup_id]));
+    if !storage.list(&directory).await?.is_empty() {
+        return Err(BackupError::Conflict(format!(
+            "a backup of {} with id {backup_id} already exists (ids are the start second); try again in a second",
+            database.name
+        )));
+    }
 
     let dump_key = manifest::object_key(&sources.prefix, &database.name, backup_id, database.compression.dump_file_name());
     let export = ExportOptions { no_data: database.no_data, no_schema: false, tables: database.tables.clone() };

@@ -92,7 +92,7 @@ async fn setup() -> (Env, Config, Vec<Target>) {
 }
 
 fn write_migrations(config: &Config, files: &[(&str, &str)]) {
-    let dir = &config.database("blog").unwrap().migrations_dir;
+    let dir = &config.databases[0].migrations_dir;
     std::fs::create_dir_all(dir).unwrap();
     for entry in std::fs::read_dir(dir).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
@@ -430,4 +430,19 @@ async fn create_writes_the_next_numbered_file_with_wranglers_header() {
             .unwrap()
             .starts_with("-- Migration number: 0008 \t ")
     );
+}
+
+/// A mistyped `sqlite_path` fails `list` and `apply` with the path named, and creates no file there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_sqlite_source_fails_and_is_not_created() {
+    let env = Env::start().await;
+    let missing = env.dir.path().join("typo.sqlite");
+    let config = env.config(&format!("[[database]]\nname = \"typo\"\nsqlite_path = \"{}\"\n", missing.display()), None);
+    write_migrations(&config, GOOD);
+    for command in [MigrationsCommand::List { database: "typo".into() }, apply("typo")] {
+        let failure = run(&config, command).await.unwrap_err();
+        assert_eq!(failure.exit_code, 1);
+        assert!(failure.message.contains("typo.sqlite"), "{}", failure.message);
+        assert!(!missing.exists(), "no SQLite file may be created");
+    }
 }

@@ -2,7 +2,7 @@
 //! all-or-nothing apply (see [`crate::migrations`]).
 
 use chrono::Utc;
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
 use super::{Failure, open_sources, select_databases};
@@ -81,28 +81,22 @@ async fn target(config: &Config, db: &DatabaseConfig) -> Result<Target, Failure>
     }
 }
 
-/// The applied names; `create` makes the table first (as wrangler does), otherwise a missing table means
-/// nothing is applied.
-async fn applied(target: &Target, table: &str, create: bool) -> Result<Vec<String>, Failure> {
+/// The applied names, in applied order; a missing table means nothing is applied. Reads only: wrangler
+/// creates the table before listing, d1vault creates it inside the apply run, so that a failed run leaves
+/// no trace of it.
+async fn applied(target: &Target, table: &str) -> Result<Vec<String>, Failure> {
     match target {
         Target::D1 { client, id } => {
-            if create {
-                client
-                    .query(id, &migrations::create_table_sql(table), &[])
-                    .await
-                    .map_err(|e| Failure::failed(e.to_string()))?;
-            } else {
-                let exists = client
-                    .query(
-                        id,
-                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
-                        &[Value::String(table.into())],
-                    )
-                    .await
-                    .map_err(|e| Failure::failed(e.to_string()))?;
-                if exists.first().is_none_or(|r| r.results.is_empty()) {
-                    return Ok(Vec::new());
-                }
+            let exists = client
+                .query(
+                    id,
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+                    &[Value::String(table.into())],
+                )
+                .await
+                .map_err(|e| Failure::failed(e.to_string()))?;
+            if exists.first().is_none_or(|r| r.results.is_empty()) {
+                return Ok(Vec::new());
             }
             let results = client
                 .query(id, &migrations::select_applied_sql(table), &[])
@@ -120,8 +114,7 @@ async fn applied(target: &Target, table: &str, create: bool) -> Result<Vec<Strin
                 .unwrap_or_default())
         }
         Target::Sqlite { path } => {
-            let conn = Connection::open(path)
-                .map_err(|e| Failure::failed(format!("opening {}: {e}", path.display())))?;
+            let conn = open_sqlite(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
             let exists: bool = conn
                 .query_row(
                     "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
@@ -129,13 +122,9 @@ async fn applied(target: &Target, table: &str, create: bool) -> Result<Vec<Strin
                     |r| r.get::<_, i64>(0),
                 )
                 .map(|n| n > 0)
-                .map_err(|e| Failure::failed(e.to_string()))?;
+                .map_err(|e| Failure::failed(format!("reading {}: {e}", path.display())))?;
             if !exists {
-                if !create {
-                    return Ok(Vec::new());
-                }
-                conn.execute_batch(&migrations::create_table_sql(table))
-                    .map_err(|e| Failure::failed(e.to_string()))?;
+                return Ok(Vec::new());
             }
             let mut stmt = conn
                 .prepare(&migrations::select_applied_sql(table))
@@ -149,11 +138,23 @@ async fn applied(target: &Target, table: &str, create: bool) -> Result<Vec<Strin
     }
 }
 
+/// Opens an existing SQLite source (never creates one: a mistyped `sqlite_path` must fail, not migrate a
+/// new empty file), waiting up to 10 s for a lock held by the application.
+fn open_sqlite(path: &std::path::Path, mode: OpenFlags) -> Result<Connection, Failure> {
+    let flags = mode | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        Failure::failed(format!("opening the SQLite source {}: {e}", path.display()))
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    Ok(conn)
+}
+
 async fn list(config: &Config, name: &str) -> Result<(), Failure> {
     let db = database(config, name)?;
     let files = files(db)?;
     let target = target(config, db).await?;
-    let applied = applied(&target, &db.migrations_table, false).await?;
+    let applied = applied(&target, &db.migrations_table).await?;
     for name in &applied {
         println!("applied  {name}");
     }
@@ -173,7 +174,7 @@ async fn apply(config: &Config, name: &str, no_backup: bool, dry_run: bool) -> R
     let target = target(config, db).await?;
     // Nothing is written before the backup: the migrations table is created inside the run, so that a
     // failed run leaves no trace of it either.
-    let applied_now = applied(&target, &db.migrations_table, false).await?;
+    let applied_now = applied(&target, &db.migrations_table).await?;
     let pending = migrations::pending(&files, &applied_now);
     if pending.is_empty() {
         println!("no migrations to apply");
@@ -241,8 +242,7 @@ fn apply_sqlite(
     table: &str,
     contents: &[(String, String)],
 ) -> Result<(), Failure> {
-    let mut conn = Connection::open(path)
-        .map_err(|e| Failure::failed(format!("opening {}: {e}", path.display())))?;
+    let mut conn = open_sqlite(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     let tx = conn
         .transaction()
         .map_err(|e| Failure::failed(e.to_string()))?;

@@ -137,7 +137,7 @@ pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) ->
     }
     let mut slot_count = config.daemon.max_concurrent.max(1);
     let slots = Arc::new(Semaphore::new(slot_count));
-    let context = Arc::new(TaskContext { shared: shared.clone(), sources, catalog, slots, stop_new: stop_new.clone(), abort: abort.clone() });
+    let context = Arc::new(TaskContext { shared: shared.clone(), sources, catalog, slots, stop_new: stop_new.clone(), abort: abort.clone(), catalog_turn: Semaphore::new(1) });
     let mut tasks = JoinSet::new();
     let mut running: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
     reconcile(&context, &config, &mut tasks, &mut running);
@@ -242,6 +242,18 @@ struct TaskContext {
     slots: Arc<Semaphore>,
     stop_new: CancellationToken,
     abort: CancellationToken,
+    /// One catalog call at a time; see [`TaskContext::gated`].
+    catalog_turn: Semaphore,
+}
+
+impl TaskContext {
+    /// Runs one catalog call at a time. The catalog serializes on one connection anyway, but each call
+    /// takes a blocking thread while it waits for that connection: 200 databases starting together parked
+    /// ~150 threads on its mutex, and the memory their allocator arenas kept raised the idle RSS.
+    async fn gated<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        let _turn = self.catalog_turn.acquire().await.expect("the catalog semaphore is never closed");
+        call.await
+    }
 }
 
 /// The life of one database: plan, sleep, run, record, prune, repeat.
@@ -251,7 +263,7 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
     let mut catch_up = {
         let config = config_rx.borrow().clone();
         let Some(db) = config.database(&name) else { return };
-        let last = ctx.catalog.last_scheduled(&name).await.unwrap_or_else(|e| {
+        let last = ctx.gated(ctx.catalog.last_scheduled(&name)).await.unwrap_or_else(|e| {
             warn!(database = %name, error = %e, "catalog read failed; no catch-up");
             None
         });
@@ -260,7 +272,7 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
         // new one and never retry it: count the history as starting just before the interrupted due time.
         let last = match last {
             Some(last) => Some(last),
-            None => first_interrupted_due(&ctx.catalog, &name).await.map(|due| due - chrono::Duration::seconds(1)),
+            None => ctx.gated(first_interrupted_due(&ctx.catalog, &name)).await.map(|due| due - chrono::Duration::seconds(1)),
         };
         let missed = schedule::catch_up(&db.schedule, config.daemon.timezone, last, clock.now());
         if let Some(due) = missed {
@@ -370,7 +382,7 @@ async fn first_interrupted_due(catalog: &Catalog, name: &str) -> Option<DateTime
 async fn record_skip(ctx: &TaskContext, name: &str, due: DateTime<Utc>, reason: &str) {
     info!(database = %name, due = %due, reason, "run skipped");
     let now = ctx.shared.clock.now();
-    if let Err(e) = ctx.catalog.record_skipped(name, due, now, reason).await {
+    if let Err(e) = ctx.gated(ctx.catalog.record_skipped(name, due, now, reason)).await {
         warn!(database = %name, error = %e, "catalog write failed");
     }
     ctx.shared.metrics.record(name, RunResult::Skipped, 0.0, None, now.timestamp() as f64);
@@ -381,7 +393,7 @@ async fn run_once(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::Tz, due
     let clock = &ctx.shared.clock;
     let started_at = clock.now();
     let backup_id = manifest::backup_id(started_at);
-    let run_id = match ctx.catalog.start_run(&db.name, Some(due), started_at, Some(&backup_id)).await {
+    let run_id = match ctx.gated(ctx.catalog.start_run(&db.name, Some(due), started_at, Some(&backup_id))).await {
         Ok(id) => Some(id),
         Err(e) => {
             warn!(database = %db.name, error = %e, "catalog write failed; running the backup anyway");
@@ -407,7 +419,7 @@ async fn run_once(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::Tz, due
     };
     if let Some(run_id) = run_id {
         let (raw, stored) = bytes.map(|(r, s)| (Some(r), Some(s))).unwrap_or((None, None));
-        if let Err(e) = ctx.catalog.finish_run(run_id, run_outcome, error.clone(), raw, stored, finished_at).await {
+        if let Err(e) = ctx.gated(ctx.catalog.finish_run(run_id, run_outcome, error.clone(), raw, stored, finished_at)).await {
             warn!(database = %db.name, error = %e, "catalog write failed");
         }
     }

@@ -1,13 +1,12 @@
 //! `d1vault backup [DB...]`: back up now, once. Prints `<backup id> <database>` on stdout for each new
 //! backup; failures go to stderr and make the exit status 1.
 
-use chrono::Utc;
 use futures_util::StreamExt;
 
 use super::{Failure, open_sources, select_databases};
 use crate::cli::BackupArgs;
 use crate::config::Config;
-use crate::pipeline::run_backup;
+use crate::pipeline::run_backup_now;
 
 /// Runs the backups, up to `daemon.max_concurrent` at once.
 pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
@@ -16,7 +15,7 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
     let results: Vec<_> = futures_util::stream::iter(databases)
         .map(|db| {
             let sources = &sources;
-            async move { (db, run_backup(db, sources, Utc::now()).await) }
+            async move { (db, run_backup_now(db, sources).await) }
         })
         .buffered(config.daemon.max_concurrent.max(1))
         .collect()

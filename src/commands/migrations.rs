@@ -10,7 +10,7 @@ use crate::cli::MigrationsCommand;
 use crate::cloudflare::Client;
 use crate::config::{Config, DatabaseConfig, Source};
 use crate::migrations::{self, MigrationFile};
-use crate::pipeline::run_backup;
+use crate::pipeline::run_backup_now;
 
 /// Dispatches the migrations subcommand.
 pub async fn run(config: &Config, command: &MigrationsCommand) -> Result<(), Failure> {
@@ -194,7 +194,7 @@ async fn apply(config: &Config, name: &str, no_backup: bool, dry_run: bool) -> R
     }
     if !no_backup {
         let sources = open_sources(config).await?;
-        let manifest = run_backup(db, &sources, Utc::now()).await.map_err(|e| {
+        let manifest = run_backup_now(db, &sources).await.map_err(|e| {
             Failure::failed(format!(
                 "the backup before migrating failed, nothing was applied: {e}"
             ))

@@ -5,13 +5,12 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-use chrono::Utc;
 
 use super::{Failure, open_sources};
 use crate::cli::RestoreArgs;
 use crate::config::{Config, DatabaseConfig, Source};
 use crate::manifest::Manifest;
-use crate::pipeline::{BackupSources, run_backup};
+use crate::pipeline::{BackupSources, run_backup_now};
 use crate::restore::{self, Progress, RestoreError, d1, sqlite};
 
 /// Runs the restore described by `args`.
@@ -120,7 +119,7 @@ async fn to_d1(
     let mut safety_id = None;
     if has_tables && !args.no_safety_backup {
         let safety_config = safety_backup_config(config, &args.database, &target_db.name, &target_db.uuid);
-        match run_backup(&safety_config, sources, Utc::now()).await {
+        match run_backup_now(&safety_config, sources).await {
             Ok(m) => {
                 eprintln!("safety backup of {} taken: {}", target_db.name, m.backup_id);
                 safety_id = Some(m.backup_id);

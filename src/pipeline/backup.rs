@@ -78,6 +78,21 @@ pub async fn run_backup(
     .await
 }
 
+/// Backs up `database` now, for one-shot commands (`backup`, safety backups, `migrations apply`). Backup ids
+/// have one-second resolution, so when a backup of the same database already used this second, it waits
+/// for the next second and starts again rather than failing.
+pub async fn run_backup_now(database: &DatabaseConfig, sources: &BackupSources) -> Result<Manifest, BackupError> {
+    match run_backup(database, sources, Utc::now()).await {
+        Err(BackupError::Conflict(_)) => {
+            let now = Utc::now();
+            let next_second = 1_000_000_000u32.saturating_sub(now.timestamp_subsec_nanos());
+            tokio::time::sleep(std::time::Duration::from_nanos(u64::from(next_second) + 1_000_000)).await;
+            run_backup(database, sources, Utc::now()).await
+        }
+        other => other,
+    }
+}
+
 async fn backup_inner(
     database: &DatabaseConfig,
     sources: &BackupSources,

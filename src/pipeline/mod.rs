@@ -19,4 +19,4 @@ pub mod source;
 
 mod backup;
 
-pub use backup::{BackupError, BackupSources, StoredDump, run_backup, store_dump};
+pub use backup::{BackupError, BackupSources, StoredDump, run_backup, run_backup_now, store_dump};

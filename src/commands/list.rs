@@ -21,8 +21,8 @@ pub async fn run(config: &Config, args: &ListArgs) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<17} {:<20} {:>12} {:>12} {:>7} {:>10}  {}",
-        "DATABASE", "BACKUP ID", "STARTED (UTC)", "STORED", "SQL", "TABLES", "ROWS", "NEWEST MIGRATION"
+        "{:<20} {:<17} {:<20} {:>12} {:>12} {:>7} {:>10}  NEWEST MIGRATION",
+        "DATABASE", "BACKUP ID", "STARTED (UTC)", "STORED", "SQL", "TABLES", "ROWS"
     );
     for m in &manifests {
         let rows: u64 = m.tables.iter().map(|t| t.rows).sum();

@@ -5,10 +5,13 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::Failure;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, RunState};
 use crate::cli::StatusArgs;
 use crate::config::Config;
 use crate::schedule::{self, PlannedRun};
+
+/// How many of a database's newest catalog rows are searched for its latest skip.
+const RECENT_ROWS: usize = 500;
 
 /// One database's status.
 #[derive(Debug, Serialize)]
@@ -18,6 +21,9 @@ pub struct DatabaseStatus {
     pub last_success_backup_id: Option<String>,
     pub last_failure: Option<String>,
     pub last_failure_reason: Option<String>,
+    /// The latest due time that was skipped (outside its window, or no free slot before the window closed).
+    pub last_skipped: Option<String>,
+    pub last_skipped_reason: Option<String>,
     pub next_run: Option<String>,
 }
 
@@ -32,6 +38,13 @@ pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), Failure> {
     for db in &config.databases {
         let success = catalog.last_success(&db.name).await.map_err(|e| Failure::failed(e.to_string()))?;
         let failure = catalog.last_failure(&db.name).await.map_err(|e| Failure::failed(e.to_string()))?;
+        // Skips are rows like runs; the newest one among the recent rows is enough for an on-call glance.
+        let skipped = catalog
+            .recent_runs(&db.name, RECENT_ROWS)
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?
+            .into_iter()
+            .find(|r| r.outcome == RunState::Skipped);
         let next = schedule::next_runs(&db.schedule, db.window, tz, now, 1).into_iter().find_map(|p| match p {
             PlannedRun::Run { start, .. } => Some(start),
             PlannedRun::Skipped { .. } => None,
@@ -42,6 +55,8 @@ pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), Failure> {
             last_success_backup_id: success.as_ref().and_then(|r| r.backup_id.clone()),
             last_failure: failure.as_ref().and_then(|r| r.finished_at.or(Some(r.started_at))).map(|t| t.with_timezone(&tz).to_rfc3339()),
             last_failure_reason: failure.and_then(|r| r.error),
+            last_skipped: skipped.as_ref().and_then(|r| r.scheduled_for).map(|t| t.with_timezone(&tz).to_rfc3339()),
+            last_skipped_reason: skipped.and_then(|r| r.error),
             next_run: next.map(|t| t.with_timezone(&tz).to_rfc3339()),
         });
     }
@@ -55,6 +70,9 @@ pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), Failure> {
         match (&r.last_failure, &r.last_failure_reason) {
             (Some(t), reason) => println!("  last failure: {t}: {}", reason.as_deref().unwrap_or("no reason recorded")),
             (None, _) => println!("  last failure: none"),
+        }
+        if let Some(t) = &r.last_skipped {
+            println!("  last skipped: {t}: {}", r.last_skipped_reason.as_deref().unwrap_or("no reason recorded"));
         }
         println!("  next run:     {}", r.next_run.as_deref().unwrap_or("none"));
     }

@@ -124,11 +124,14 @@ pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) ->
     let http_stop = CancellationToken::new();
     let mut http_task = None;
     if let Some(listener) = listener {
-        let addr = listener.local_addr().ok();
-        info!(?addr, "serving /healthz and /metrics");
+        // The bound address, not the configured one: with `listen = "127.0.0.1:0"` this line is how a
+        // supervisor (or a test) learns the port.
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        info!(%addr, "serving /healthz and /metrics");
         http_task = Some(tokio::spawn(http::serve(listener, shared.clone(), http_stop.clone())));
     }
-    let slots = Arc::new(Semaphore::new(config.daemon.max_concurrent.max(1)));
+    let mut slot_count = config.daemon.max_concurrent.max(1);
+    let slots = Arc::new(Semaphore::new(slot_count));
     let context = Arc::new(TaskContext { shared: shared.clone(), sources, catalog, slots, stop_new: stop_new.clone(), abort: abort.clone() });
     let mut tasks = JoinSet::new();
     let mut running: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
@@ -143,6 +146,7 @@ pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) ->
                     Ok(new) => {
                         info!(path = %config_path.display(), "configuration reloaded");
                         grace = new.daemon.shutdown_grace;
+                        resize_slots(&context.slots, &mut slot_count, new.daemon.max_concurrent.max(1));
                         reconcile(&context, &new, &mut tasks, &mut running);
                         let _ = config_tx.send(Arc::new(new));
                     }
@@ -173,6 +177,24 @@ pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) ->
     }
     info!("daemon stopped");
     Ok(())
+}
+
+/// Applies a reloaded `max_concurrent`. Growing adds permits at once; shrinking takes permits away as
+/// running backups release them (a background task acquires and forgets them), so no running backup is
+/// interrupted by a reload.
+fn resize_slots(slots: &Arc<Semaphore>, current: &mut usize, wanted: usize) {
+    if wanted > *current {
+        slots.add_permits(wanted - *current);
+    } else if wanted < *current {
+        let surplus = u32::try_from(*current - wanted).unwrap_or(u32::MAX);
+        let slots = slots.clone();
+        tokio::spawn(async move {
+            if let Ok(permits) = slots.acquire_many_owned(surplus).await {
+                permits.forget();
+            }
+        });
+    }
+    *current = wanted;
 }
 
 /// Starts a task for each configured database that has none (after start-up or a reload). Tasks of
@@ -228,6 +250,13 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
             warn!(database = %name, error = %e, "catalog read failed; no catch-up");
             None
         });
+        // `last_scheduled` leaves out a due time whose only attempt was interrupted (so it is retried). If
+        // that was the database's first run, nothing is left and `catch_up` would take the database for a
+        // new one and never retry it: count the history as starting just before the interrupted due time.
+        let last = match last {
+            Some(last) => Some(last),
+            None => first_interrupted_due(&ctx.catalog, &name).await.map(|due| due - chrono::Duration::seconds(1)),
+        };
         let missed = schedule::catch_up(&db.schedule, config.daemon.timezone, last, clock.now());
         if let Some(due) = missed {
             info!(database = %name, due = %due, "catching up a run missed while the daemon was down");
@@ -256,6 +285,19 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
         let due = plan.due();
         let (start, closes) = match plan {
             PlannedRun::Skipped { reason, .. } => {
+                // A skip is recorded when its due time arrives, never ahead of it: a future-dated row would
+                // make `Catalog::last_scheduled` claim that a due time was dealt with before it happened,
+                // hiding a run missed during a later outage from catch-up, and a reload that widens the
+                // window could not undo it.
+                tokio::select! {
+                    _ = clock.sleep_until(due) => {}
+                    _ = ctx.stop_new.cancelled() => return,
+                    changed = config_rx.changed() => {
+                        if changed.is_err() { return; }
+                        after = clock.now();
+                        continue;
+                    }
+                }
                 record_skip(&ctx, &name, due, &reason).await;
                 after = due;
                 continue;
@@ -270,22 +312,40 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
             _ = ctx.stop_new.cancelled() => return,
             changed = config_rx.changed() => {
                 if changed.is_err() { return; }
-                // Re-plan with the new configuration; a pending catch-up stays pending.
-                after = clock.now();
+                // Re-plan with the new configuration. A run that is already due (a catch-up, or a run waiting
+                // for its window to open) stays pending: it is re-planned like a missed run, so a reload
+                // never drops it. A future due time is simply re-derived from the new schedule.
+                let now = clock.now();
+                if due <= now {
+                    catch_up = Some(due);
+                }
+                after = now;
                 continue;
             }
         }
+        // Wait for a slot, but not past the window's close: a run never starts outside its window.
+        let window_closed = async {
+            match closes {
+                Some(closes) => clock.sleep_until(closes).await,
+                None => std::future::pending().await,
+            }
+        };
         let permit = tokio::select! {
             permit = ctx.slots.clone().acquire_owned() => permit.expect("semaphore never closes"),
-            _ = ctx.stop_new.cancelled() => return,
-        };
-        if let Some(closes) = closes {
-            if clock.now() >= closes {
+            _ = window_closed => {
+                warn!(database = %name, due = %due, "window closed while waiting for a free backup slot");
                 record_skip(&ctx, &name, due, "the window closed while waiting for a free backup slot (max_concurrent)").await;
                 after = due;
-                drop(permit);
                 continue;
             }
+            _ = ctx.stop_new.cancelled() => return,
+        };
+        if closes.is_some_and(|closes| clock.now() >= closes) {
+            // The slot came free in the same instant the window closed.
+            record_skip(&ctx, &name, due, "the window closed while waiting for a free backup slot (max_concurrent)").await;
+            after = due;
+            drop(permit);
+            continue;
         }
         run_once(&ctx, &db, tz, due).await;
         drop(permit);
@@ -296,8 +356,14 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
     }
 }
 
+/// The earliest due time among a database's recent interrupted runs, if any.
+async fn first_interrupted_due(catalog: &Catalog, name: &str) -> Option<DateTime<Utc>> {
+    let runs = catalog.recent_runs(name, 20).await.ok()?;
+    runs.iter().filter(|r| r.outcome == crate::catalog::RunState::Interrupted).filter_map(|r| r.scheduled_for).min()
+}
+
 async fn record_skip(ctx: &TaskContext, name: &str, due: DateTime<Utc>, reason: &str) {
-    warn!(database = %name, due = %due, reason, "run skipped");
+    info!(database = %name, due = %due, reason, "run skipped");
     let now = ctx.shared.clock.now();
     if let Err(e) = ctx.catalog.record_skipped(name, due, now, reason).await {
         warn!(database = %name, error = %e, "catalog write failed");

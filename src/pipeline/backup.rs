@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::io::BufReader;
+use tokio::io::{AsyncRead, BufReader};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::compress::compress;
 use super::hashing::HashingReader;
-use super::inspect::{DumpError, DumpInspector, InspectingReader};
+use super::inspect::{DumpError, DumpInspector, DumpReport, InspectingReader};
 use super::source::sqlite_dump;
 use crate::cloudflare::{self, ApiError, ExportOptions};
-use crate::config::{DatabaseConfig, Source};
+use crate::config::{Compression, DatabaseConfig, Source};
 use crate::dump::DumpOptions;
 use crate::manifest::{self, Manifest, ManifestDatabase, ManifestDump, ManifestExport};
 use crate::storage::{Storage, StorageError};
@@ -114,22 +114,8 @@ async fn backup_inner(
             }
         };
 
-    let mut inspecting = InspectingReader::new(body, DumpInspector::new(announced, &database.migrations_table));
-    let mut stored = HashingReader::new(compress(BufReader::with_capacity(256 * 1024, &mut inspecting), database.compression));
-    let upload = storage.put_stream(&dump_key, &mut stored).await;
-    let (stored_size, stored_sha256) = stored.finish();
-    let report = match (upload, inspecting.outcome()) {
-        (Ok(_), Some(Ok(report))) => report,
-        (_, Some(Err(dump_error))) => {
-            let _ = storage.delete(&dump_key).await;
-            return Err(dump_error.into());
-        }
-        (Err(e), _) => return Err(e.into()),
-        (Ok(_), None) => {
-            let _ = storage.delete(&dump_key).await;
-            return Err(BackupError::Source("the dump stream ended without a verdict".into()));
-        }
-    };
+    let stored = store_dump(storage.as_ref(), &dump_key, body, announced, database.compression, &database.migrations_table).await?;
+    let report = stored.report;
 
     let manifest = Manifest {
         format: manifest::FORMAT,
@@ -143,8 +129,8 @@ async fn backup_inner(
         dump: ManifestDump {
             key: dump_key.clone(),
             compression: database.compression.name().into(),
-            size: stored_size,
-            sha256: stored_sha256,
+            size: stored.size,
+            sha256: stored.sha256,
             raw_size: report.raw_size,
             raw_sha256: report.raw_sha256,
         },
@@ -158,4 +144,43 @@ async fn backup_inner(
         return Err(e.into());
     }
     Ok(manifest)
+}
+
+/// A dump that is stored and checked, but has no manifest yet.
+#[derive(Debug, Clone)]
+pub struct StoredDump {
+    /// What the validation learned about the SQL (sizes, hashes, row counts, migrations).
+    pub report: DumpReport,
+    /// Bytes stored (after compression).
+    pub size: u64,
+    /// sha256 (hex) of the stored bytes.
+    pub sha256: String,
+}
+
+/// Streams a SQL dump into `key`: validated, hashed, compressed, hashed again. A dump that fails validation
+/// is removed again, so only valid dumps remain in storage; the manifest is the caller's to write.
+pub async fn store_dump(
+    storage: &dyn Storage,
+    key: &str,
+    body: impl AsyncRead + Send + Unpin,
+    announced: Option<u64>,
+    compression: Compression,
+    migrations_table: &str,
+) -> Result<StoredDump, BackupError> {
+    let mut inspecting = InspectingReader::new(body, DumpInspector::new(announced, migrations_table));
+    let mut stored = HashingReader::new(compress(BufReader::with_capacity(256 * 1024, &mut inspecting), compression));
+    let upload = storage.put_stream(key, &mut stored).await;
+    let (size, sha256) = stored.finish();
+    match (upload, inspecting.outcome()) {
+        (Ok(_), Some(Ok(report))) => Ok(StoredDump { report, size, sha256 }),
+        (_, Some(Err(dump_error))) => {
+            let _ = storage.delete(key).await;
+            Err(dump_error.into())
+        }
+        (Err(e), _) => Err(e.into()),
+        (Ok(_), None) => {
+            let _ = storage.delete(key).await;
+            Err(BackupError::Source("the dump stream ended without a verdict".into()))
+        }
+    }
 }

@@ -19,4 +19,4 @@ pub mod source;
 
 mod backup;
 
-pub use backup::{BackupError, BackupSources, run_backup};
+pub use backup::{BackupError, BackupSources, StoredDump, run_backup, store_dump};

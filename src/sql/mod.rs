@@ -44,3 +44,28 @@ pub enum SqlError {
         what: &'static str,
     },
 }
+
+/// The keywords and names of a statement in order (quoted identifiers unquoted); string literals, numbers
+/// and punctuation are left out. Used to spot forbidden names such as D1's reserved `_cf_` prefix.
+pub fn words(stmt: &str) -> Vec<String> {
+    let mut lexer = lexer::Lexer::new(stmt);
+    let mut out = Vec::new();
+    while let Ok(Some(token)) = lexer.next_token() {
+        if let lexer::Token::Word(w) | lexer::Token::Ident(w) = token {
+            out.push(w);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn words_skip_strings_and_unquote_names() {
+        // Proves names are found in every quoting style and string contents are ignored.
+        assert_eq!(
+            super::words("SELECT \"_cf_x\", [a b] FROM main.t WHERE c = '_cf_no' -- _cf_comment"),
+            vec!["SELECT", "_cf_x", "a b", "FROM", "main", "t", "WHERE", "c"]
+        );
+    }
+}

@@ -50,10 +50,10 @@ impl FilesystemStorage {
         Ok(self.root.join(key))
     }
 
-    /// Makes sure the root directory exists. A missing root is created only when its parent exists (the
-    /// quickstart's `./backups`); a missing parent is an error, so that a mistyped path or an absent volume
-    /// is reported instead of silently growing a new directory tree.
-    async fn require_root(&self) -> Result<(), StorageError> {
+    /// Before a write: creates a missing root directory, but only when its parent exists (the
+    /// quickstart's `./backups`). A missing parent stays an error, so that a mistyped path or an absent
+    /// volume is reported instead of silently growing a new directory tree.
+    async fn prepare_root(&self) -> Result<(), StorageError> {
         let parent_exists = self.root.parent().is_some_and(|p| p.as_os_str().is_empty() || p.is_dir());
         if parent_exists && !self.root.exists() {
             match tokio::fs::create_dir(&self.root).await {
@@ -64,6 +64,11 @@ impl FilesystemStorage {
                 }
             }
         }
+        self.require_root().await
+    }
+
+    /// Fails with an actionable message when the root directory is missing.
+    async fn require_root(&self) -> Result<(), StorageError> {
         match tokio::fs::metadata(&self.root).await {
             Ok(meta) if meta.is_dir() => Ok(()),
             Ok(_) => Err(StorageError::permanent(format!(
@@ -223,7 +228,7 @@ impl Storage for FilesystemStorage {
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StorageError> {
         let dest = self.path_of(key)?;
-        self.require_root().await?;
+        self.prepare_root().await?;
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
         let temp = temp_path_for(&dest);
         let where_ = format!("writing {key} in {}", self.root.display());
@@ -392,7 +397,7 @@ impl Storage for FilesystemStorage {
     }
 
     async fn check(&self) -> Result<(), StorageError> {
-        self.require_root().await?;
+        self.prepare_root().await?;
         // Prove the directory is writable with a probe file that carries the temporary marker, so a crash
         // between create and remove leaves something stale cleanup recognises.
         let probe = self

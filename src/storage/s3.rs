@@ -198,17 +198,13 @@ impl S3Storage {
                 "{what}: {endpoint} rejected the request signature ({detail}): check \
                  storage.secret_access_key and storage.region"
             )),
-            "AuthorizationHeaderMalformed" | "InvalidRequest" | "InvalidArgument" => {
-                StorageError::permanent(format!(
-                    "{what}: {endpoint} rejected the request ({detail}): check storage.region and \
-                     storage.force_path_style"
-                ))
-            }
-            "SlowDown"
-            | "InternalError"
-            | "ServiceUnavailable"
-            | "RequestTimeout"
-            | "RequestTimeTooSkewed" => {
+            "AuthorizationHeaderMalformed" => StorageError::permanent(format!(
+                "{what}: {endpoint} rejected the request ({detail}): check storage.region"
+            )),
+            "RequestTimeTooSkewed" => StorageError::permanent(format!(
+                "{what}: {endpoint} says this machine's clock is wrong ({detail}): fix the system clock (NTP)"
+            )),
+            "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" => {
                 StorageError::retryable(format!("{what}: {endpoint}: {detail}"))
             }
             _ => match status {

@@ -1,0 +1,7 @@
+//! cargo-fuzz target: see `harness::dump_inspector` for the properties checked.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::dump_inspector(data));

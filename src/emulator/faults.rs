@@ -1,0 +1,158 @@
+//! Fault injection: tests (and users trying their alerting) make the emulator misbehave on purpose.
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// The next `count` API requests answer HTTP 429 with `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitFault {
+    /// How many requests to refuse.
+    pub count: u32,
+    /// The `Retry-After` value, in seconds.
+    pub retry_after_secs: u64,
+}
+
+/// The next `count` API requests answer with a 5xx status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerErrorFault {
+    /// How many requests to fail.
+    pub count: u32,
+    /// The HTTP status (500..=599).
+    pub status: u16,
+}
+
+/// How the next export download misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DownloadFault {
+    /// `Content-Length` announces the full size, the body stops at half and the connection closes.
+    Truncate,
+    /// Status 200 with a `text/html` error page instead of the dump.
+    Html,
+    /// Status 200 with an empty body.
+    Empty,
+    /// Status 404, as an expired signed URL answers.
+    Expired,
+}
+
+/// Faults to inject; every field is optional. POST this as JSON to `/__emulator/faults` or set it with
+/// [`FaultInjector::set`]; fields present replace the current ones, absent fields are left as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// A burst of 429 answers.
+    pub rate_limit: Option<RateLimitFault>,
+    /// A burst of 5xx answers.
+    pub server_error: Option<ServerErrorFault>,
+    /// The next export answers `active` to this many polls (the starting request counts as one) first.
+    pub export_active_polls: Option<u32>,
+    /// The next export ends with status `error` and this message.
+    pub export_error: Option<String>,
+    /// The next export download misbehaves this way.
+    pub download: Option<DownloadFault>,
+    /// Whether SQL runs with foreign keys enforced, as on D1 (default `true`). Not a fault: a switch for
+    /// tests that need to load dumps D1 itself would refuse (rows before their parent table exists).
+    pub enforce_foreign_keys: Option<bool>,
+}
+
+/// A fault decided for one API request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ApiFault {
+    RateLimited { retry_after_secs: u64 },
+    ServerError { status: u16 },
+}
+
+/// The emulator's current faults, shared by all requests.
+#[derive(Debug, Default)]
+pub struct FaultInjector {
+    faults: Mutex<Faults>,
+}
+
+impl FaultInjector {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Merges `faults` into the current set: each field given replaces the current one.
+    pub fn set(&self, faults: Faults) {
+        let mut current = self.lock();
+        if faults.rate_limit.is_some() {
+            current.rate_limit = faults.rate_limit;
+        }
+        if faults.server_error.is_some() {
+            current.server_error = faults.server_error;
+        }
+        if faults.export_active_polls.is_some() {
+            current.export_active_polls = faults.export_active_polls;
+        }
+        if faults.export_error.is_some() {
+            current.export_error = faults.export_error;
+        }
+        if faults.download.is_some() {
+            current.download = faults.download;
+        }
+        if faults.enforce_foreign_keys.is_some() {
+            current.enforce_foreign_keys = faults.enforce_foreign_keys;
+        }
+    }
+
+    /// Removes every pending fault (foreign keys go back to enforced).
+    pub fn clear(&self) {
+        *self.lock() = Faults::default();
+    }
+
+    /// The faults still pending.
+    pub fn current(&self) -> Faults {
+        self.lock().clone()
+    }
+
+    /// Whether SQL runs with foreign keys enforced.
+    pub fn enforce_foreign_keys(&self) -> bool {
+        self.lock().enforce_foreign_keys.unwrap_or(true)
+    }
+
+    /// Consumes one API-request fault, rate limits first.
+    pub(crate) fn take_api_fault(&self) -> Option<ApiFault> {
+        let mut faults = self.lock();
+        if let Some(limit) = &mut faults.rate_limit
+            && limit.count > 0
+        {
+            limit.count -= 1;
+            let fault = ApiFault::RateLimited {
+                retry_after_secs: limit.retry_after_secs,
+            };
+            if limit.count == 0 {
+                faults.rate_limit = None;
+            }
+            return Some(fault);
+        }
+        if let Some(error) = &mut faults.server_error
+            && error.count > 0
+        {
+            error.count -= 1;
+            let fault = ApiFault::ServerError {
+                status: error.status,
+            };
+            if error.count == 0 {
+                faults.server_error = None;
+            }
+            return Some(fault);
+        }
+        None
+    }
+
+    /// Consumes the export faults for a starting export: (polls to stay active, error to end with).
+    pub(crate) fn take_export_faults(&self) -> (u32, Option<String>) {
+        let mut faults = self.lock();
+        (
+            faults.export_active_polls.take().unwrap_or(0),
+            faults.export_error.take(),
+        )
+    }
+
+    /// Consumes the download fault.
+    pub(crate) fn take_download_fault(&self) -> Option<DownloadFault> {
+        self.lock().download.take()
+    }
+}

@@ -1,0 +1,325 @@
+//! Restore and verify through real parts: backups made by d1vault (and dumps written by hand in wrangler's
+//! older format) restored into fresh D1 databases on d1-emulator (through the import API) and into SQLite
+//! files, compared row by row with the source; and every bad input leaves the target as it was.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use chrono::{Duration, Utc};
+use d1vault::cli::RestoreArgs;
+use d1vault::commands::restore;
+use d1vault::config::{Compression, Config};
+use d1vault::manifest::{self, Manifest, ManifestDatabase, ManifestDump, ManifestExport};
+use d1vault::pipeline::{BackupSources, run_backup, store_dump};
+use support::env::Env;
+use support::fixture::{assert_same_contents, contents, create_fixture_db};
+
+/// The environment plus a SQLite source `local` next to the D1 database `blog`.
+async fn setup(compression: &str) -> (Env, Config, BackupSources, PathBuf) {
+    let env = Env::start().await;
+    let local = env.dir.path().join("local.sqlite");
+    create_fixture_db(&local);
+    let config = env.config(
+        &format!(
+            "[defaults]\ncompression = \"{compression}\"\n\n[[database]]\nname = \"blog\"\n\n[[database]]\nname = \"local\"\nsqlite_path = \"{}\"\n",
+            local.display()
+        ),
+        None,
+    );
+    let sources = env.sources(&config).await;
+    (env, config, sources, local)
+}
+
+fn args(database: &str) -> RestoreArgs {
+    RestoreArgs {
+        database: database.into(),
+        backup: None,
+        to_d1: None,
+        to_sqlite: None,
+        replace: false,
+        yes: true,
+        no_safety_backup: false,
+    }
+}
+
+fn to_d1(database: &str, target: &str) -> RestoreArgs {
+    RestoreArgs { to_d1: Some(target.into()), ..args(database) }
+}
+
+fn to_sqlite(database: &str, path: &Path) -> RestoreArgs {
+    RestoreArgs { to_sqlite: Some(path.to_path_buf()), ..args(database) }
+}
+
+/// The SQLite file behind an emulator database.
+fn d1_file(env: &Env, name: &str) -> PathBuf {
+    env.dir.path().join("d1").join(format!("{name}.sqlite"))
+}
+
+async fn create_d1(sources: &BackupSources, name: &str) {
+    sources.cloudflare.as_ref().unwrap().create_database(name).await.unwrap();
+}
+
+/// Every source and compression: backup, restore into a fresh D1 database and into a SQLite file, and
+/// compare every table with the source, row by row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_into_d1_and_sqlite_for_every_source_and_compression() {
+    for compression in ["zstd", "gzip", "none"] {
+        let (env, config, sources, local) = setup(compression).await;
+        for (db, source) in [("blog", env.source_db()), ("local", local.clone())] {
+            let db_config = config.database(db).unwrap();
+            let manifest = run_backup(db_config, &sources, Utc::now()).await.unwrap();
+            let target = format!("restored-{db}-{compression}");
+            create_d1(&sources, &target).await;
+            restore::run(&config, &to_d1(db, &target)).await.unwrap();
+            assert_same_contents(&source, &d1_file(&env, &target));
+            let file = env.dir.path().join(format!("{target}.sqlite"));
+            restore::run(&config, &RestoreArgs { backup: Some(manifest.backup_id.clone()), ..to_sqlite(db, &file) })
+                .await
+                .unwrap();
+            assert_same_contents(&source, &file);
+        }
+    }
+}
+
+/// A schema-only backup restores the tables without rows; an empty database restores to an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_only_and_empty_databases_restore() {
+    let (env, config, sources, _) = setup("zstd").await;
+    let mut schema_only = config.database("blog").unwrap().clone();
+    schema_only.no_data = true;
+    let manifest = run_backup(&schema_only, &sources, Utc::now()).await.unwrap();
+    assert!(manifest.export.no_data);
+    let file = env.dir.path().join("schema.sqlite");
+    restore::run(&config, &to_sqlite("blog", &file)).await.unwrap();
+    let restored = contents(&file);
+    assert_eq!(restored.keys().collect::<Vec<_>>(), contents(&env.source_db()).keys().collect::<Vec<_>>());
+    assert!(restored.values().all(|rows| rows.is_empty()));
+
+    create_d1(&sources, "empty").await;
+    let mut empty = config.database("blog").unwrap().clone();
+    empty.name = "empty".into();
+    let manifest = run_backup(&empty, &sources, Utc::now()).await.unwrap();
+    assert!(manifest.tables.is_empty());
+    let file = env.dir.path().join("empty.sqlite");
+    restore::run(&config, &to_sqlite("empty", &file)).await.unwrap();
+    assert!(contents(&file).is_empty());
+    create_d1(&sources, "empty-target").await;
+    restore::run(&config, &to_d1("empty", "empty-target")).await.unwrap();
+    assert!(contents(&d1_file(&env, "empty-target")).is_empty());
+}
+
+/// Stores `sql` as a complete backup of `database` (as if d1vault had taken it) and returns its manifest.
+async fn store_as_backup(sources: &BackupSources, database: &str, sql: &[u8], age_seconds: i64) -> Manifest {
+    let started_at = Utc::now() - Duration::seconds(age_seconds);
+    let id = manifest::backup_id(started_at);
+    let compression = Compression::Zstd { level: 3 };
+    let key = manifest::object_key(&sources.prefix, database, &id, compression.dump_file_name());
+    let stored = store_dump(sources.storage.as_ref(), &key, sql, None, compression, "d1_migrations").await.unwrap();
+    let m = Manifest {
+        format: manifest::FORMAT,
+        tool: d1vault::TOOL.into(),
+        database: ManifestDatabase { name: database.into(), id: None, source: "d1".into() },
+        backup_id: id.clone(),
+        started_at,
+        finished_at: started_at,
+        bookmark: None,
+        export: ManifestExport::default(),
+        dump: ManifestDump {
+            key,
+            compression: "zstd".into(),
+            size: stored.size,
+            sha256: stored.sha256,
+            raw_size: stored.report.raw_size,
+            raw_sha256: stored.report.raw_sha256,
+        },
+        tables: stored.report.tables,
+        migrations: stored.report.migrations,
+    };
+    let manifest_key = manifest::object_key(&sources.prefix, database, &id, manifest::MANIFEST_FILE);
+    sources.storage.put_bytes(&manifest_key, m.to_json()).await.unwrap();
+    m
+}
+
+/// wrangler's older export format (INSERT without column names) with rows of a table that references a
+/// table created later, and a trigger that must not fire on restored rows.
+const WRANGLER_DUMP: &str = "PRAGMA defer_foreign_keys=TRUE;\n\
+CREATE TABLE comments (id INTEGER PRIMARY KEY, post_id INTEGER REFERENCES posts(id), body TEXT);\n\
+INSERT INTO \"comments\" VALUES(1,1,'first; with a semicolon');\n\
+INSERT INTO \"comments\" VALUES(2,1,replace('two\\nlines','\\n',char(10)));\n\
+CREATE TABLE posts (id INTEGER PRIMARY KEY, title TEXT, n_comments INTEGER DEFAULT 0);\n\
+INSERT INTO \"posts\" VALUES(1,'It''s here',2);\n\
+CREATE TRIGGER count_comments AFTER INSERT ON comments BEGIN UPDATE posts SET n_comments = n_comments + 1 WHERE id = NEW.post_id; END;";
+
+/// A dump in wrangler's format, with rows before the table they reference and a trigger, restores into D1
+/// and into SQLite, and the trigger does not fire on the restored rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrangler_format_dump_restores_in_dependency_order() {
+    let (env, config, sources, _) = setup("zstd").await;
+    store_as_backup(&sources, "wrangler", WRANGLER_DUMP.as_bytes(), 10).await;
+    let file = env.dir.path().join("wrangler.sqlite");
+    restore::run(&config, &to_sqlite("wrangler", &file)).await.unwrap();
+    create_d1(&sources, "wrangler-target").await;
+    restore::run(&config, &to_d1("wrangler", "wrangler-target")).await.unwrap();
+    for path in [file, d1_file(&env, "wrangler-target")] {
+        let c = contents(&path);
+        assert_eq!(c["comments"].len(), 2);
+        assert_eq!(c["posts"][0][2], rusqlite::types::Value::Integer(2), "the trigger fired on restored rows");
+        assert_eq!(c["comments"][1][2], rusqlite::types::Value::Text("two\nlines".into()));
+    }
+}
+
+/// Replacing a non-empty D1 database takes a safety backup first, names it, and that backup undoes the
+/// restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_takes_a_safety_backup_that_undoes_the_restore() {
+    let (env, config, sources, local) = setup("zstd").await;
+    store_as_backup(&sources, "wrangler", WRANGLER_DUMP.as_bytes(), 10).await;
+    let before = contents(&env.source_db());
+    restore::run(&config, &RestoreArgs { replace: true, ..to_d1("wrangler", "blog") }).await.unwrap();
+    let replaced = contents(&env.source_db());
+    assert_eq!(replaced.keys().collect::<Vec<_>>(), vec!["comments", "posts"], "old tables were not removed");
+    let safety = d1vault::backups::complete(sources.storage.as_ref(), &sources.prefix, Some("blog")).await.unwrap();
+    assert_eq!(safety.len(), 1, "exactly one safety backup of the target");
+    let undo = RestoreArgs { backup: Some(safety[0].backup_id.clone()), replace: true, no_safety_backup: true, ..to_d1("blog", "blog") };
+    restore::run(&config, &undo).await.unwrap();
+    assert_eq!(contents(&env.source_db()), before);
+    let _ = local;
+}
+
+/// Without --replace, a D1 target with tables and an existing SQLite file are refused and left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_targets_need_replace() {
+    let (env, config, sources, _) = setup("zstd").await;
+    run_backup(config.database("local").unwrap(), &sources, Utc::now()).await.unwrap();
+    let before = contents(&env.source_db());
+    let err = restore::run(&config, &to_d1("local", "blog")).await.unwrap_err();
+    assert_eq!(err.exit_code, 1);
+    assert!(err.message.contains("--replace"), "{}", err.message);
+    assert_eq!(contents(&env.source_db()), before);
+
+    let file = env.dir.path().join("exists.sqlite");
+    std::fs::write(&file, b"precious").unwrap();
+    let err = restore::run(&config, &to_sqlite("local", &file)).await.unwrap_err();
+    assert!(err.message.contains("--replace"), "{}", err.message);
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+    restore::run(&config, &RestoreArgs { replace: true, ..to_sqlite("local", &file) }).await.unwrap();
+    assert_same_contents(&env.dir.path().join("local.sqlite"), &file);
+}
+
+/// A destructive restore without --yes and without a terminal is refused as a usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destructive_restore_without_yes_is_refused() {
+    let (env, config, sources, _) = setup("zstd").await;
+    run_backup(config.database("local").unwrap(), &sources, Utc::now()).await.unwrap();
+    let file = env.dir.path().join("exists.sqlite");
+    std::fs::write(&file, b"precious").unwrap();
+    let err = restore::run(&config, &RestoreArgs { replace: true, yes: false, ..to_sqlite("local", &file) }).await.unwrap_err();
+    assert_eq!(err.exit_code, 2, "{}", err.message);
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+}
+
+/// A target that does not exist is an error, and nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_d1_target_is_an_error() {
+    let (_env, config, sources, _) = setup("zstd").await;
+    run_backup(config.database("local").unwrap(), &sources, Utc::now()).await.unwrap();
+    let err = restore::run(&config, &to_d1("local", "does-not-exist")).await.unwrap_err();
+    assert!(err.message.contains("does-not-exist"), "{}", err.message);
+    assert!(sources.cloudflare.as_ref().unwrap().get_database("does-not-exist").await.is_err());
+}
+
+/// Overwrites the stored dump of `m` with `bytes`; with `fix_manifest` the manifest is updated to match,
+/// so that only the content (not the hash) is wrong.
+async fn tamper(sources: &BackupSources, m: &Manifest, bytes: Vec<u8>, fix_manifest: bool) {
+    use sha2::Digest;
+    if fix_manifest {
+        let mut fixed = m.clone();
+        fixed.dump.size = bytes.len() as u64;
+        fixed.dump.sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+        let key = manifest::object_key(&sources.prefix, &m.database.name, &m.backup_id, manifest::MANIFEST_FILE);
+        sources.storage.put_bytes(&key, fixed.to_json()).await.unwrap();
+    }
+    sources.storage.put_bytes(&m.dump.key, bytes).await.unwrap();
+}
+
+/// A stored object whose sha256 does not match its manifest is refused before anything changes: the D1
+/// target keeps its rows and no safety backup is taken; no SQLite file appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_backup_changes_nothing() {
+    let (env, config, sources, _) = setup("zstd").await;
+    let m = run_backup(config.database("local").unwrap(), &sources, Utc::now()).await.unwrap();
+    let mut bytes = sources.storage.get_bytes(&m.dump.key).await.unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    tamper(&sources, &m, bytes, false).await;
+    let before = contents(&env.source_db());
+    let err = restore::run(&config, &RestoreArgs { replace: true, ..to_d1("local", "blog") }).await.unwrap_err();
+    assert!(err.message.contains("damaged"), "{}", err.message);
+    assert_eq!(contents(&env.source_db()), before);
+    let blog_backups = d1vault::backups::complete(sources.storage.as_ref(), &sources.prefix, Some("blog")).await.unwrap();
+    assert!(blog_backups.is_empty(), "a safety backup was taken although nothing was going to change");
+    let file = env.dir.path().join("never.sqlite");
+    assert!(restore::run(&config, &to_sqlite("local", &file)).await.is_err());
+    assert!(!file.exists());
+}
+
+/// A truncated zstd object and an object that is not zstd at all fail to decompress, even when the
+/// manifest's hash matches them, and leave no file behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_or_foreign_objects_fail_cleanly() {
+    let (env, config, sources, _) = setup("zstd").await;
+    let m = run_backup(config.database("local").unwrap(), &sources, Utc::now()).await.unwrap();
+    let full = sources.storage.get_bytes(&m.dump.key).await.unwrap();
+    for (name, bytes) in [("truncated", full[..full.len() / 2].to_vec()), ("plain SQL", b"PRAGMA defer_foreign_keys=TRUE;".to_vec())] {
+        tamper(&sources, &m, bytes, true).await;
+        let file = env.dir.path().join("never.sqlite");
+        let err = restore::run(&config, &to_sqlite("local", &file)).await.unwrap_err();
+        assert!(err.message.contains("damaged"), "{name}: {}", err.message);
+        assert!(!file.exists(), "{name}: a partial file was left");
+    }
+}
+
+/// Restoring a backup id that has no manifest is refused: an incomplete backup does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_without_manifest_does_not_exist() {
+    let (env, config, sources, _) = setup("zstd").await;
+    let m = run_backup(config.database("local").unwrap(), &sources, Utc::now()).await.unwrap();
+    let key = manifest::object_key(&sources.prefix, "local", &m.backup_id, manifest::MANIFEST_FILE);
+    sources.storage.delete(&key).await.unwrap();
+    let file = env.dir.path().join("never.sqlite");
+    let err = restore::run(&config, &RestoreArgs { backup: Some(m.backup_id.clone()), ..to_sqlite("local", &file) })
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("no complete backup"), "{}", err.message);
+}
+
+/// An import that fails half-way leaves the D1 target exactly as it was, and the error names the statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_import_leaves_the_target_as_it_was() {
+    let (env, config, sources, _) = setup("zstd").await;
+    let dump = "PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE t (x INTEGER CHECK (x > 0));\nINSERT INTO \"t\" VALUES(1);\nINSERT INTO \"t\" VALUES(-1);";
+    store_as_backup(&sources, "bad", dump.as_bytes(), 10).await;
+    let before = contents(&env.source_db());
+    let err = restore::run(&config, &RestoreArgs { replace: true, no_safety_backup: true, ..to_d1("bad", "blog") })
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("-1") || err.message.contains("CHECK"), "{}", err.message);
+    assert_eq!(contents(&env.source_db()), before);
+}
+
+/// `verify` passes on a good backup and fails (exit 1) when the manifest's row counts disagree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_detects_row_count_mismatches() {
+    let (_env, config, sources, _) = setup("zstd").await;
+    let m = run_backup(config.database("blog").unwrap(), &sources, Utc::now()).await.unwrap();
+    let args = |all| d1vault::cli::VerifyArgs { databases: vec!["blog".into()], backup: None, all };
+    d1vault::commands::verify::run(&config, &args(false)).await.unwrap();
+    let mut wrong = m.clone();
+    wrong.tables[0].rows += 1;
+    let key = manifest::object_key(&sources.prefix, "blog", &m.backup_id, manifest::MANIFEST_FILE);
+    sources.storage.put_bytes(&key, wrong.to_json()).await.unwrap();
+    let err = d1vault::commands::verify::run(&config, &args(true)).await.unwrap_err();
+    assert_eq!(err.exit_code, 1);
+    assert!(err.message.contains(&wrong.tables[0].name), "{}", err.message);
+}

@@ -38,18 +38,29 @@ pub async fn scan(
     let base = manifest::join_key(&[prefix]);
     let mut groups: BTreeMap<(String, String), Vec<ObjectInfo>> = BTreeMap::new();
     for object in objects {
-        let rest = if base.is_empty() { object.key.as_str() } else {
-            match object.key.strip_prefix(&base).and_then(|r| r.strip_prefix('/')) {
+        let rest = if base.is_empty() {
+            object.key.as_str()
+        } else {
+            match object
+                .key
+                .strip_prefix(&base)
+                .and_then(|r| r.strip_prefix('/'))
+            {
                 Some(rest) => rest,
                 None => continue,
             }
         };
         let mut parts = rest.splitn(3, '/');
-        let (Some(db), Some(id), Some(_file)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Some(db), Some(id), Some(_file)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
         if manifest::parse_backup_id(id).is_none() || database.is_some_and(|d| d != db) {
             continue;
         }
-        groups.entry((db.to_string(), id.to_string())).or_default().push(object);
+        groups
+            .entry((db.to_string(), id.to_string()))
+            .or_default()
+            .push(object);
     }
     let mut backups = Vec::with_capacity(groups.len());
     for ((db, id), objects) in groups {
@@ -70,9 +81,18 @@ pub async fn scan(
         } else {
             None
         };
-        backups.push(StoredBackup { database: db, backup_id: id, manifest, objects });
+        backups.push(StoredBackup {
+            database: db,
+            backup_id: id,
+            manifest,
+            objects,
+        });
     }
-    backups.sort_by(|a, b| a.database.cmp(&b.database).then(b.backup_id.cmp(&a.backup_id)));
+    backups.sort_by(|a, b| {
+        a.database
+            .cmp(&b.database)
+            .then(b.backup_id.cmp(&a.backup_id))
+    });
     Ok(backups)
 }
 
@@ -82,8 +102,15 @@ pub async fn complete(
     prefix: &str,
     database: Option<&str>,
 ) -> Result<Vec<Manifest>, StorageError> {
-    let mut manifests: Vec<Manifest> =
-        scan(storage, prefix, database).await?.into_iter().filter_map(|b| b.manifest).collect();
-    manifests.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.database.name.cmp(&b.database.name)));
+    let mut manifests: Vec<Manifest> = scan(storage, prefix, database)
+        .await?
+        .into_iter()
+        .filter_map(|b| b.manifest)
+        .collect();
+    manifests.sort_by(|a, b| {
+        b.started_at
+            .cmp(&a.started_at)
+            .then(a.database.name.cmp(&b.database.name))
+    });
     Ok(manifests)
 }

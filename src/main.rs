@@ -11,7 +11,11 @@ use d1vault::config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let verbosity = if cli.quiet { -1 } else { cli.verbose.min(3) as i8 };
+    let verbosity = if cli.quiet {
+        -1
+    } else {
+        cli.verbose.min(3) as i8
+    };
     d1vault::logging::init(cli.log_format, verbosity);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -38,7 +42,12 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
     if let Command::Completions(args) = &cli.command {
-        clap_complete::generate(args.shell, &mut Cli::command(), "d1vault", &mut std::io::stdout());
+        clap_complete::generate(
+            args.shell,
+            &mut Cli::command(),
+            "d1vault",
+            &mut std::io::stdout(),
+        );
         return Ok(());
     }
     let path = config::find_config_path(cli.config.as_deref());

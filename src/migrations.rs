@@ -38,7 +38,11 @@ pub fn list_files(dir: &Path) -> std::io::Result<Vec<MigrationFile>> {
         if !name.ends_with(".sql") || !entry.file_type()?.is_file() {
             continue;
         }
-        files.push(MigrationFile { number: leading_number(&name), path: entry.path(), name });
+        files.push(MigrationFile {
+            number: leading_number(&name),
+            path: entry.path(),
+            name,
+        });
     }
     files.sort_by(|a, b| match (a.number, b.number) {
         (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.name.cmp(&b.name)),
@@ -56,7 +60,10 @@ fn leading_number(name: &str) -> Option<u64> {
 
 /// The files not yet recorded in `applied`, in order.
 pub fn pending<'a>(files: &'a [MigrationFile], applied: &[String]) -> Vec<&'a MigrationFile> {
-    files.iter().filter(|f| !applied.contains(&f.name)).collect()
+    files
+        .iter()
+        .filter(|f| !applied.contains(&f.name))
+        .collect()
 }
 
 /// The next file name for `description` as wrangler names it: `NNNN_description_with_underscores.sql`.
@@ -67,7 +74,10 @@ pub fn next_file_name(files: &[MigrationFile], description: &str) -> String {
 
 /// The first line wrangler writes into a new migration file.
 pub fn file_header(number: u64, now: DateTime<Utc>) -> String {
-    format!("-- Migration number: {number:04} \t {}\n", now.to_rfc3339_opts(SecondsFormat::Millis, true))
+    format!(
+        "-- Migration number: {number:04} \t {}\n",
+        now.to_rfc3339_opts(SecondsFormat::Millis, true)
+    )
 }
 
 /// wrangler's definition of the migrations table.
@@ -97,23 +107,43 @@ mod tests {
     use super::*;
 
     fn file(name: &str) -> MigrationFile {
-        MigrationFile { name: name.into(), path: PathBuf::from(name), number: leading_number(name) }
+        MigrationFile {
+            name: name.into(),
+            path: PathBuf::from(name),
+            number: leading_number(name),
+        }
     }
 
     #[test]
     fn order_is_numbered_by_value_then_unnumbered() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["0010_c.sql", "0002_b.sql", "seed.sql", "0001_a.sql", "notes.txt"] {
+        for name in [
+            "0010_c.sql",
+            "0002_b.sql",
+            "seed.sql",
+            "0001_a.sql",
+            "notes.txt",
+        ] {
             std::fs::write(dir.path().join(name), "").unwrap();
         }
-        let names: Vec<String> = list_files(dir.path()).unwrap().into_iter().map(|f| f.name).collect();
-        assert_eq!(names, ["0001_a.sql", "0002_b.sql", "0010_c.sql", "seed.sql"]);
+        let names: Vec<String> = list_files(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["0001_a.sql", "0002_b.sql", "0010_c.sql", "seed.sql"]
+        );
     }
 
     #[test]
     fn next_name_follows_the_highest_number() {
         let files = vec![file("0001_a.sql"), file("0007_b.sql")];
-        assert_eq!(next_file_name(&files, "add users table"), "0008_add_users_table.sql");
+        assert_eq!(
+            next_file_name(&files, "add users table"),
+            "0008_add_users_table.sql"
+        );
         assert_eq!(next_file_name(&[], "init"), "0001_init.sql");
     }
 

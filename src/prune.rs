@@ -63,12 +63,17 @@ pub fn plan_from_listing(
     tz: Tz,
     now: DateTime<Utc>,
 ) -> PrunePlan {
-    let (complete, incomplete): (Vec<_>, Vec<_>) = stored.into_iter().partition(|b| b.manifest.is_some());
+    let (complete, incomplete): (Vec<_>, Vec<_>) =
+        stored.into_iter().partition(|b| b.manifest.is_some());
     let refs: Vec<BackupRef> = complete
         .iter()
         .map(|b| BackupRef {
             id: b.backup_id.clone(),
-            time: b.manifest.as_ref().map(|m| m.started_at).expect("complete backups have a manifest"),
+            time: b
+                .manifest
+                .as_ref()
+                .map(|m| m.started_at)
+                .expect("complete backups have a manifest"),
         })
         .collect();
     let decisions = retention::apply(policy, &refs, tz, now);
@@ -76,15 +81,25 @@ pub fn plan_from_listing(
         .into_iter()
         .filter_map(|d| {
             let backup = complete.iter().find(|b| b.backup_id == d.id)?.clone();
-            Some(PlannedBackup { backup, keep: d.keep, reasons: d.reasons })
+            Some(PlannedBackup {
+                backup,
+                keep: d.keep,
+                reasons: d.reasons,
+            })
         })
         .collect();
     planned.sort_by(|a, b| b.backup.backup_id.cmp(&a.backup.backup_id));
     let incomplete = incomplete
         .into_iter()
-        .filter(|b| manifest::parse_backup_id(&b.backup_id).is_some_and(|t| now - t >= INCOMPLETE_GRACE))
+        .filter(|b| {
+            manifest::parse_backup_id(&b.backup_id).is_some_and(|t| now - t >= INCOMPLETE_GRACE)
+        })
         .collect();
-    PrunePlan { database: database.to_string(), complete: planned, incomplete }
+    PrunePlan {
+        database: database.to_string(),
+        complete: planned,
+        incomplete,
+    }
 }
 
 /// Deletes what the plan says. A complete backup loses its manifest first, so it stops existing in one
@@ -102,27 +117,45 @@ pub async fn execute(
                 outcome.deleted_backups += 1;
                 info!(database = %plan.database, backup_id = %planned.backup.backup_id, "deleted backup");
             }
-            Err(e) => outcome.errors.push(format!("deleting {}: {e}", planned.backup.backup_id)),
+            Err(e) => outcome
+                .errors
+                .push(format!("deleting {}: {e}", planned.backup.backup_id)),
         }
     }
     for leftover in &plan.incomplete {
         match delete_backup(storage, prefix, leftover).await {
             Ok(()) => outcome.removed_incomplete += 1,
-            Err(e) => outcome.errors.push(format!("removing incomplete {}: {e}", leftover.backup_id)),
+            Err(e) => outcome
+                .errors
+                .push(format!("removing incomplete {}: {e}", leftover.backup_id)),
         }
     }
     let db_prefix = manifest::database_prefix(prefix, &plan.database);
-    match storage.abort_stale_uploads(&db_prefix, now - INCOMPLETE_GRACE).await {
+    match storage
+        .abort_stale_uploads(&db_prefix, now - INCOMPLETE_GRACE)
+        .await
+    {
         Ok(n) => outcome.aborted_uploads = n,
         // Not a prune failure: some S3-compatible stores do not implement ListMultipartUploads, and an
         // unfinished upload is never a listed backup. Bucket lifecycle rules can clear them instead.
-        Err(e) => warn!(error = %e, "could not clear stale multipart uploads; consider a bucket lifecycle rule"),
+        Err(e) => {
+            warn!(error = %e, "could not clear stale multipart uploads; consider a bucket lifecycle rule")
+        }
     }
     outcome
 }
 
-async fn delete_backup(storage: &dyn Storage, prefix: &str, backup: &StoredBackup) -> Result<(), StorageError> {
-    let manifest_key = manifest::object_key(prefix, &backup.database, &backup.backup_id, manifest::MANIFEST_FILE);
+async fn delete_backup(
+    storage: &dyn Storage,
+    prefix: &str,
+    backup: &StoredBackup,
+) -> Result<(), StorageError> {
+    let manifest_key = manifest::object_key(
+        prefix,
+        &backup.database,
+        &backup.backup_id,
+        manifest::MANIFEST_FILE,
+    );
     if backup.objects.iter().any(|o| o.key == manifest_key) {
         storage.delete(&manifest_key).await?;
     }

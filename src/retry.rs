@@ -33,7 +33,9 @@ impl RetryPolicy {
     /// "full jitter", a random point in [0, min(cap, base * 2^retry)). Spreads retries of many clients so
     /// that they do not come back in lockstep.
     pub fn backoff(&self, retry: u32, fraction: f64) -> Duration {
-        let ceiling = self.base.saturating_mul(1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX));
+        let ceiling = self
+            .base
+            .saturating_mul(1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX));
         let ceiling = ceiling.min(self.cap);
         ceiling.mul_f64(fraction.clamp(0.0, 1.0))
     }
@@ -62,8 +64,15 @@ mod tests {
 
     #[test]
     fn backoff_grows_exponentially_up_to_the_cap() {
-        let p = RetryPolicy { base: Duration::from_secs(1), cap: Duration::from_secs(10), ..Default::default() };
-        assert_eq!(p.backoff(0, 0.999_999), Duration::from_secs(1).mul_f64(0.999_999));
+        let p = RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(10),
+            ..Default::default()
+        };
+        assert_eq!(
+            p.backoff(0, 0.999_999),
+            Duration::from_secs(1).mul_f64(0.999_999)
+        );
         assert_eq!(p.backoff(2, 0.5), Duration::from_secs(2));
         assert_eq!(p.backoff(10, 0.5), Duration::from_secs(5));
         assert_eq!(p.backoff(40, 1.0), Duration::from_secs(10));
@@ -78,7 +87,10 @@ mod tests {
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
             Some(Duration::from_secs(10))
         );
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -18,9 +18,15 @@ fn database(compression: &str) -> String {
 }
 
 async fn assert_nothing_listed(env: &Env, sources: &BackupSources) {
-    let listed = backups::complete(sources.storage.as_ref(), &sources.prefix, None).await.unwrap();
+    let listed = backups::complete(sources.storage.as_ref(), &sources.prefix, None)
+        .await
+        .unwrap();
     assert!(listed.is_empty(), "a failed backup was listed: {listed:?}");
-    assert_eq!(env.s3.open_multipart_uploads(), 0, "a multipart upload was left open");
+    assert_eq!(
+        env.s3.open_multipart_uploads(),
+        0,
+        "a multipart upload was left open"
+    );
 }
 
 /// For each compression, a D1 backup restores into SQLite with every row and schema object of the source.
@@ -30,22 +36,48 @@ async fn d1_backup_round_trips_for_every_compression() {
     for compression in ["zstd", "gzip", "none"] {
         let config = env.config(&database(compression), None);
         let sources = env.sources(&config).await;
-        let manifest = run_backup(&config.databases[0], &sources, Utc::now()).await.unwrap();
+        let manifest = run_backup(&config.databases[0], &sources, Utc::now())
+            .await
+            .unwrap();
         assert_eq!(manifest.database.source, "d1");
         assert_eq!(manifest.dump.compression, compression);
         assert!(manifest.bookmark.is_some());
-        assert!(manifest.dump.key.ends_with(config.databases[0].compression.dump_file_name()));
-        assert_eq!(manifest.migrations, vec!["0001_init.sql".to_string(), "0002_add_comments.sql".to_string()]);
-        let restored = env.restore(&sources, &manifest, &format!("restored-{compression}.sqlite")).await;
+        assert!(
+            manifest
+                .dump
+                .key
+                .ends_with(config.databases[0].compression.dump_file_name())
+        );
+        assert_eq!(
+            manifest.migrations,
+            vec![
+                "0001_init.sql".to_string(),
+                "0002_add_comments.sql".to_string()
+            ]
+        );
+        let restored = env
+            .restore(
+                &sources,
+                &manifest,
+                &format!("restored-{compression}.sqlite"),
+            )
+            .await;
         assert_same_contents(&env.source_db(), &restored);
         // Only a second apart can two backups of one database have distinct ids.
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     let config = env.config(&database("zstd"), None);
     let sources = env.sources(&config).await;
-    let listed = backups::complete(sources.storage.as_ref(), &sources.prefix, Some("blog")).await.unwrap();
+    let listed = backups::complete(sources.storage.as_ref(), &sources.prefix, Some("blog"))
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 3);
-    assert!(listed.windows(2).all(|w| w[0].started_at >= w[1].started_at), "newest first");
+    assert!(
+        listed
+            .windows(2)
+            .all(|w| w[0].started_at >= w[1].started_at),
+        "newest first"
+    );
 }
 
 /// A local SQLite source backs up to the filesystem and restores identically, with no Cloudflare at all.
@@ -54,16 +86,26 @@ async fn sqlite_source_to_filesystem_round_trips() {
     let env = Env::start().await;
     let source = env.dir.path().join("local.sqlite");
     create_fixture_db(&source);
-    let storage = format!("type = \"filesystem\"\npath = \"{}\"\n", env.dir.path().join("backups").display());
+    let storage = format!(
+        "type = \"filesystem\"\npath = \"{}\"\n",
+        env.dir.path().join("backups").display()
+    );
     let config = env.config(
-        &format!("[[database]]\nname = \"local\"\nsqlite_path = \"{}\"\ncompression = \"zstd\"\n", source.display()),
+        &format!(
+            "[[database]]\nname = \"local\"\nsqlite_path = \"{}\"\ncompression = \"zstd\"\n",
+            source.display()
+        ),
         Some(storage),
     );
     let sources = env.sources(&config).await;
-    let manifest = run_backup(&config.databases[0], &sources, Utc::now()).await.unwrap();
+    let manifest = run_backup(&config.databases[0], &sources, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(manifest.database.source, "sqlite");
     assert_eq!(manifest.bookmark, None);
-    let restored = env.restore(&sources, &manifest, "restored-local.sqlite").await;
+    let restored = env
+        .restore(&sources, &manifest, "restored-local.sqlite")
+        .await;
     assert_same_contents(&source, &restored);
 }
 
@@ -71,7 +113,9 @@ async fn expect_failure(env: &Env, faults: Value) -> BackupError {
     let config = env.config(&database("zstd"), None);
     let sources = env.sources(&config).await;
     env.set_faults(faults).await;
-    let err = run_backup(&config.databases[0], &sources, Utc::now()).await.expect_err("backup must fail");
+    let err = run_backup(&config.databases[0], &sources, Utc::now())
+        .await
+        .expect_err("backup must fail");
     assert_nothing_listed(env, &sources).await;
     err
 }
@@ -82,7 +126,10 @@ async fn truncated_download_is_not_a_backup() {
     let env = Env::start().await;
     let err = expect_failure(&env, json!({ "download": "truncate" })).await;
     let text = err.to_string();
-    assert!(text.contains("truncated") || text.contains("interrupted"), "{text}");
+    assert!(
+        text.contains("truncated") || text.contains("interrupted"),
+        "{text}"
+    );
 }
 
 /// An HTML error page served with status 200 is refused.
@@ -123,10 +170,16 @@ async fn rate_limit_burst_is_waited_out() {
     let env = Env::start().await;
     let config = env.config(&database("zstd"), None);
     let sources = env.sources(&config).await;
-    env.set_faults(json!({ "rate_limit": { "count": 2, "retry_after_secs": 1 } })).await;
+    env.set_faults(json!({ "rate_limit": { "count": 2, "retry_after_secs": 1 } }))
+        .await;
     let started = std::time::Instant::now();
-    let manifest = run_backup(&config.databases[0], &sources, Utc::now()).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(2), "Retry-After was not honoured");
+    let manifest = run_backup(&config.databases[0], &sources, Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After was not honoured"
+    );
     assert!(manifest.tables.iter().any(|t| t.rows > 0));
 }
 
@@ -136,8 +189,11 @@ async fn server_errors_are_retried() {
     let env = Env::start().await;
     let config = env.config(&database("gzip"), None);
     let sources = env.sources(&config).await;
-    env.set_faults(json!({ "server_error": { "count": 2, "status": 502 } })).await;
-    run_backup(&config.databases[0], &sources, Utc::now()).await.unwrap();
+    env.set_faults(json!({ "server_error": { "count": 2, "status": 502 } }))
+        .await;
+    run_backup(&config.databases[0], &sources, Utc::now())
+        .await
+        .unwrap();
 }
 
 /// An export that stays active for a while is polled until it completes.
@@ -147,7 +203,9 @@ async fn long_export_is_polled_to_completion() {
     let config = env.config(&database("zstd"), None);
     let sources = env.sources(&config).await;
     env.set_faults(json!({ "export_active_polls": 5 })).await;
-    run_backup(&config.databases[0], &sources, Utc::now()).await.unwrap();
+    run_backup(&config.databases[0], &sources, Utc::now())
+        .await
+        .unwrap();
 }
 
 /// A wrong token fails at once: one request, no retry storm, a message about the token.
@@ -160,12 +218,21 @@ async fn wrong_token_fails_without_retrying() {
     }
     let sources = env.sources(&config).await;
     let before = env.stats().await;
-    let err = run_backup(&config.databases[0], &sources, Utc::now()).await.expect_err("must fail");
+    let err = run_backup(&config.databases[0], &sources, Utc::now())
+        .await
+        .expect_err("must fail");
     let after = env.stats().await;
     assert!(err.to_string().contains("token"), "{err}");
-    assert!(!err.to_string().contains("wrong-token"), "the token leaked into the message");
+    assert!(
+        !err.to_string().contains("wrong-token"),
+        "the token leaked into the message"
+    );
     let requests = |v: &Value| v["total"].as_u64().unwrap_or(0);
-    assert_eq!(requests(&after) - requests(&before), 1, "retried a permanent failure");
+    assert_eq!(
+        requests(&after) - requests(&before),
+        1,
+        "retried a permanent failure"
+    );
     assert_nothing_listed(&env, &sources).await;
 }
 
@@ -175,7 +242,9 @@ async fn unknown_database_fails_clearly() {
     let env = Env::start().await;
     let config = env.config("[[database]]\nname = \"nope\"\n", None);
     let sources = env.sources(&config).await;
-    let err = run_backup(&config.databases[0], &sources, Utc::now()).await.expect_err("must fail");
+    let err = run_backup(&config.databases[0], &sources, Utc::now())
+        .await
+        .expect_err("must fail");
     assert!(err.to_string().contains("nope"), "{err}");
     assert_nothing_listed(&env, &sources).await;
 }
@@ -192,9 +261,15 @@ async fn missing_bucket_fails_before_exporting() {
     let config = env.config(&database("zstd"), Some(storage));
     let sources = env.sources(&config).await;
     let before = env.stats().await;
-    let err = run_backup(&config.databases[0], &sources, Utc::now()).await.expect_err("must fail");
+    let err = run_backup(&config.databases[0], &sources, Utc::now())
+        .await
+        .expect_err("must fail");
     assert!(err.to_string().contains("no-such-bucket"), "{err}");
-    assert_eq!(before["total"], env.stats().await["total"], "the export ran although storage was unusable");
+    assert_eq!(
+        before["total"],
+        env.stats().await["total"],
+        "the export ran although storage was unusable"
+    );
 }
 
 /// An unreachable storage endpoint fails with a clear message.
@@ -208,7 +283,9 @@ async fn unreachable_storage_fails_clearly() {
     );
     let config = env.config(&database("zstd"), Some(storage));
     let sources = env.sources(&config).await;
-    let err = run_backup(&config.databases[0], &sources, Utc::now()).await.expect_err("must fail");
+    let err = run_backup(&config.databases[0], &sources, Utc::now())
+        .await
+        .expect_err("must fail");
     assert!(err.to_string().to_lowercase().contains("reach"), "{err}");
 }
 
@@ -218,13 +295,47 @@ async fn stored_layout_matches_the_contract() {
     let env = Env::start().await;
     let config = env.config(&database("zstd"), None);
     let sources = env.sources(&config).await;
-    let m = run_backup(&config.databases[0], &sources, Utc::now()).await.unwrap();
+    let m = run_backup(&config.databases[0], &sources, Utc::now())
+        .await
+        .unwrap();
     let prefix = format!("test/blog/{}/", m.backup_id);
-    let mut keys: Vec<String> = sources.storage.list(&prefix).await.unwrap().into_iter().map(|o| o.key).collect();
+    let mut keys: Vec<String> = sources
+        .storage
+        .list(&prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
     keys.sort();
-    assert_eq!(keys, vec![format!("{prefix}dump.sql.zst"), format!("{prefix}manifest.json")]);
-    let raw: Value = serde_json::from_slice(&sources.storage.get_bytes(&format!("{prefix}manifest.json")).await.unwrap()).unwrap();
-    for field in ["format", "tool", "database", "backup_id", "started_at", "finished_at", "bookmark", "export", "dump", "tables", "migrations"] {
+    assert_eq!(
+        keys,
+        vec![
+            format!("{prefix}dump.sql.zst"),
+            format!("{prefix}manifest.json")
+        ]
+    );
+    let raw: Value = serde_json::from_slice(
+        &sources
+            .storage
+            .get_bytes(&format!("{prefix}manifest.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    for field in [
+        "format",
+        "tool",
+        "database",
+        "backup_id",
+        "started_at",
+        "finished_at",
+        "bookmark",
+        "export",
+        "dump",
+        "tables",
+        "migrations",
+    ] {
         assert!(raw.get(field).is_some(), "manifest lacks {field}");
     }
     assert_eq!(raw["format"], 1);
@@ -239,9 +350,15 @@ async fn a_second_backup_in_the_same_second_is_refused_and_overwrites_nothing() 
     let config = env.config(&database("zstd"), None);
     let sources = env.sources(&config).await;
     let started_at = Utc::now();
-    let first = run_backup(&config.databases[0], &sources, started_at).await.unwrap();
-    let err = run_backup(&config.databases[0], &sources, started_at).await.expect_err("same id must be refused");
+    let first = run_backup(&config.databases[0], &sources, started_at)
+        .await
+        .unwrap();
+    let err = run_backup(&config.databases[0], &sources, started_at)
+        .await
+        .expect_err("same id must be refused");
     assert!(err.to_string().contains("already exists"), "{err}");
-    let listed = backups::complete(sources.storage.as_ref(), &sources.prefix, None).await.unwrap();
+    let listed = backups::complete(sources.storage.as_ref(), &sources.prefix, None)
+        .await
+        .unwrap();
     assert_eq!(listed, vec![first]);
 }

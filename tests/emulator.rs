@@ -643,7 +643,10 @@ async fn download_faults_misbehave_as_configured() {
     let url = result["result"]["signed_url"].as_str().unwrap().to_owned();
     // A client without connection reuse: the truncated download kills its connection mid-body, and a
     // pooled connection could be picked for the next request while the server is closing it.
-    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
 
     h.emulator.faults().set(Faults {
         download: Some(DownloadFault::Truncate),
@@ -936,62 +939,128 @@ async fn time_travel_restore_returns_exactly_to_a_bookmark_and_can_be_undone() {
     let at_start = bookmark().await;
     let bytes_at_start = std::fs::read(&file).unwrap();
     // Reads before the first write do not disturb anything.
-    h.query(&id, json!({ "sql": "SELECT count(*) FROM posts" })).await;
+    h.query(&id, json!({ "sql": "SELECT count(*) FROM posts" }))
+        .await;
     let write = |sql: &'static str| h.query(&id, json!({ "sql": sql }));
-    assert_eq!(write("CREATE TABLE tt (x); INSERT INTO tt VALUES (1)").await.status, StatusCode::OK);
+    assert_eq!(
+        write("CREATE TABLE tt (x); INSERT INTO tt VALUES (1)")
+            .await
+            .status,
+        StatusCode::OK
+    );
     let after_first = bookmark().await;
     let bytes_after_first = std::fs::read(&file).unwrap();
     let time_after_first = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(5)).await; // timestamps have microsecond resolution
-    assert_eq!(write("INSERT INTO tt VALUES (2); DELETE FROM empty_table").await.status, StatusCode::OK);
+    assert_eq!(
+        write("INSERT INTO tt VALUES (2); DELETE FROM empty_table")
+            .await
+            .status,
+        StatusCode::OK
+    );
     let before_restore = bookmark().await;
     assert!(before_restore > after_first && after_first > at_start);
 
     let answer = restore(format!("bookmark={at_start}")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.body["success"], true);
-    assert_eq!(answer.body["result"]["message"], "Database restored successfully");
-    assert_eq!(answer.body["result"]["previous_bookmark"], before_restore.as_str());
-    let new = answer.body["result"]["bookmark"].as_str().unwrap().to_owned();
-    assert!(new > before_restore, "a restore is a change with its own bookmark");
+    assert_eq!(
+        answer.body["result"]["message"],
+        "Database restored successfully"
+    );
+    assert_eq!(
+        answer.body["result"]["previous_bookmark"],
+        before_restore.as_str()
+    );
+    let new = answer.body["result"]["bookmark"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        new > before_restore,
+        "a restore is a change with its own bookmark"
+    );
     assert_eq!(bookmark().await, new);
-    assert!(std::fs::read(&file).unwrap() == bytes_at_start, "restored byte for byte");
+    assert!(
+        std::fs::read(&file).unwrap() == bytes_at_start,
+        "restored byte for byte"
+    );
     let gone = h.query(&id, json!({ "sql": "SELECT * FROM tt" })).await;
-    assert!(gone.body["errors"][0]["message"].as_str().unwrap().contains("no such table: tt"));
+    assert!(
+        gone.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no such table: tt")
+    );
 
     // The connection was reopened: writes work, and undoing the restore brings back the later state.
     let undo = restore(format!("bookmark={before_restore}")).await;
     assert_eq!(undo.status, StatusCode::OK, "{}", undo.body);
-    let rows = h.query(&id, json!({ "sql": "SELECT x FROM tt ORDER BY x" })).await;
-    assert_eq!(rows.body["result"][0]["results"], json!([{ "x": 1 }, { "x": 2 }]));
+    let rows = h
+        .query(&id, json!({ "sql": "SELECT x FROM tt ORDER BY x" }))
+        .await;
+    assert_eq!(
+        rows.body["result"][0]["results"],
+        json!([{ "x": 1 }, { "x": 2 }])
+    );
 
     // By timestamp: the newest state at or before it.
     let ts = time_after_first.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let by_time = restore(format!("timestamp={}", ts.replace('+', "%2B"))).await;
     assert_eq!(by_time.status, StatusCode::OK, "{}", by_time.body);
-    assert!(std::fs::read(&file).unwrap() == bytes_after_first, "the file differs from bytes_after_first");
+    assert!(
+        std::fs::read(&file).unwrap() == bytes_after_first,
+        "the file differs from bytes_after_first"
+    );
 
     // A bookmark between two known ones means the older state; the current one is a no-op restore.
     let between = format!("{}{}", &after_first[..27], "f".repeat(32));
-    assert_eq!(restore(format!("bookmark={between}")).await.status, StatusCode::OK);
-    assert!(std::fs::read(&file).unwrap() == bytes_after_first, "the file differs from bytes_after_first");
+    assert_eq!(
+        restore(format!("bookmark={between}")).await.status,
+        StatusCode::OK
+    );
+    assert!(
+        std::fs::read(&file).unwrap() == bytes_after_first,
+        "the file differs from bytes_after_first"
+    );
     let current = bookmark().await;
     let same = restore(format!("bookmark={current}")).await;
     assert_eq!(same.status, StatusCode::OK);
     assert_eq!(same.body["result"]["previous_bookmark"], current.as_str());
-    assert!(std::fs::read(&file).unwrap() == bytes_after_first, "the file differs from bytes_after_first");
+    assert!(
+        std::fs::read(&file).unwrap() == bytes_after_first,
+        "the file differs from bytes_after_first"
+    );
 
     // Too old, malformed, or both/neither given: Cloudflare-shaped 400s, nothing changed.
-    let too_old = restore(format!("bookmark=00000001-00000000-00000000-{}", "0".repeat(32))).await;
+    let too_old = restore(format!(
+        "bookmark=00000001-00000000-00000000-{}",
+        "0".repeat(32)
+    ))
+    .await;
     assert_eq!(too_old.status, StatusCode::BAD_REQUEST);
     assert_eq!(too_old.body["success"], false);
-    assert!(too_old.body["errors"][0]["message"].as_str().unwrap().contains("precedes"), "{}", too_old.body);
-    for query in ["bookmark=nonsense".to_owned(), "timestamp=yesterday".to_owned(), String::new()] {
+    assert!(
+        too_old.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("precedes"),
+        "{}",
+        too_old.body
+    );
+    for query in [
+        "bookmark=nonsense".to_owned(),
+        "timestamp=yesterday".to_owned(),
+        String::new(),
+    ] {
         let bad = restore(query.clone()).await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{query}");
         assert_eq!(bad.body["errors"][0]["code"], 7400, "{query}");
     }
-    assert!(std::fs::read(&file).unwrap() == bytes_after_first, "the file differs from bytes_after_first");
+    assert!(
+        std::fs::read(&file).unwrap() == bytes_after_first,
+        "the file differs from bytes_after_first"
+    );
     assert_eq!(h.emulator.stats().by_route["restore"], 9);
     h.emulator.shutdown().await;
 }

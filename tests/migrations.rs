@@ -437,12 +437,27 @@ async fn create_writes_the_next_numbered_file_with_wranglers_header() {
 async fn a_missing_sqlite_source_fails_and_is_not_created() {
     let env = Env::start().await;
     let missing = env.dir.path().join("typo.sqlite");
-    let config = env.config(&format!("[[database]]\nname = \"typo\"\nsqlite_path = \"{}\"\n", missing.display()), None);
+    let config = env.config(
+        &format!(
+            "[[database]]\nname = \"typo\"\nsqlite_path = \"{}\"\n",
+            missing.display()
+        ),
+        None,
+    );
     write_migrations(&config, GOOD);
-    for command in [MigrationsCommand::List { database: "typo".into() }, apply("typo")] {
+    for command in [
+        MigrationsCommand::List {
+            database: "typo".into(),
+        },
+        apply("typo"),
+    ] {
         let failure = run(&config, command).await.unwrap_err();
         assert_eq!(failure.exit_code, 1);
-        assert!(failure.message.contains("typo.sqlite"), "{}", failure.message);
+        assert!(
+            failure.message.contains("typo.sqlite"),
+            "{}",
+            failure.message
+        );
         assert!(!missing.exists(), "no SQLite file may be created");
     }
 }

@@ -44,11 +44,17 @@ fn args(database: &str) -> RestoreArgs {
 }
 
 fn to_d1(database: &str, target: &str) -> RestoreArgs {
-    RestoreArgs { to_d1: Some(target.into()), ..args(database) }
+    RestoreArgs {
+        to_d1: Some(target.into()),
+        ..args(database)
+    }
 }
 
 fn to_sqlite(database: &str, path: &Path) -> RestoreArgs {
-    RestoreArgs { to_sqlite: Some(path.to_path_buf()), ..args(database) }
+    RestoreArgs {
+        to_sqlite: Some(path.to_path_buf()),
+        ..args(database)
+    }
 }
 
 /// The SQLite file behind an emulator database.
@@ -57,7 +63,13 @@ fn d1_file(env: &Env, name: &str) -> PathBuf {
 }
 
 async fn create_d1(sources: &BackupSources, name: &str) {
-    sources.cloudflare.as_ref().unwrap().create_database(name).await.unwrap();
+    sources
+        .cloudflare
+        .as_ref()
+        .unwrap()
+        .create_database(name)
+        .await
+        .unwrap();
 }
 
 /// Every source and compression: backup, restore into a fresh D1 database and into a SQLite file, and
@@ -74,9 +86,15 @@ async fn round_trips_into_d1_and_sqlite_for_every_source_and_compression() {
             restore::run(&config, &to_d1(db, &target)).await.unwrap();
             assert_same_contents(&source, &d1_file(&env, &target));
             let file = env.dir.path().join(format!("{target}.sqlite"));
-            restore::run(&config, &RestoreArgs { backup: Some(manifest.backup_id.clone()), ..to_sqlite(db, &file) })
-                .await
-                .unwrap();
+            restore::run(
+                &config,
+                &RestoreArgs {
+                    backup: Some(manifest.backup_id.clone()),
+                    ..to_sqlite(db, &file)
+                },
+            )
+            .await
+            .unwrap();
             assert_same_contents(&source, &file);
         }
     }
@@ -88,12 +106,19 @@ async fn schema_only_and_empty_databases_restore() {
     let (env, config, sources, _) = setup("zstd").await;
     let mut schema_only = config.database("blog").unwrap().clone();
     schema_only.no_data = true;
-    let manifest = run_backup(&schema_only, &sources, Utc::now()).await.unwrap();
+    let manifest = run_backup(&schema_only, &sources, Utc::now())
+        .await
+        .unwrap();
     assert!(manifest.export.no_data);
     let file = env.dir.path().join("schema.sqlite");
-    restore::run(&config, &to_sqlite("blog", &file)).await.unwrap();
+    restore::run(&config, &to_sqlite("blog", &file))
+        .await
+        .unwrap();
     let restored = contents(&file);
-    assert_eq!(restored.keys().collect::<Vec<_>>(), contents(&env.source_db()).keys().collect::<Vec<_>>());
+    assert_eq!(
+        restored.keys().collect::<Vec<_>>(),
+        contents(&env.source_db()).keys().collect::<Vec<_>>()
+    );
     assert!(restored.values().all(|rows| rows.is_empty()));
 
     create_d1(&sources, "empty").await;
@@ -102,24 +127,46 @@ async fn schema_only_and_empty_databases_restore() {
     let manifest = run_backup(&empty, &sources, Utc::now()).await.unwrap();
     assert!(manifest.tables.is_empty());
     let file = env.dir.path().join("empty.sqlite");
-    restore::run(&config, &to_sqlite("empty", &file)).await.unwrap();
+    restore::run(&config, &to_sqlite("empty", &file))
+        .await
+        .unwrap();
     assert!(contents(&file).is_empty());
     create_d1(&sources, "empty-target").await;
-    restore::run(&config, &to_d1("empty", "empty-target")).await.unwrap();
+    restore::run(&config, &to_d1("empty", "empty-target"))
+        .await
+        .unwrap();
     assert!(contents(&d1_file(&env, "empty-target")).is_empty());
 }
 
 /// Stores `sql` as a complete backup of `database` (as if d1vault had taken it) and returns its manifest.
-async fn store_as_backup(sources: &BackupSources, database: &str, sql: &[u8], age_seconds: i64) -> Manifest {
+async fn store_as_backup(
+    sources: &BackupSources,
+    database: &str,
+    sql: &[u8],
+    age_seconds: i64,
+) -> Manifest {
     let started_at = Utc::now() - Duration::seconds(age_seconds);
     let id = manifest::backup_id(started_at);
     let compression = Compression::Zstd { level: 3 };
     let key = manifest::object_key(&sources.prefix, database, &id, compression.dump_file_name());
-    let stored = store_dump(sources.storage.as_ref(), &key, sql, None, compression, "d1_migrations").await.unwrap();
+    let stored = store_dump(
+        sources.storage.as_ref(),
+        &key,
+        sql,
+        None,
+        compression,
+        "d1_migrations",
+    )
+    .await
+    .unwrap();
     let m = Manifest {
         format: manifest::FORMAT,
         tool: d1vault::TOOL.into(),
-        database: ManifestDatabase { name: database.into(), id: None, source: "d1".into() },
+        database: ManifestDatabase {
+            name: database.into(),
+            id: None,
+            source: "d1".into(),
+        },
         backup_id: id.clone(),
         started_at,
         finished_at: started_at,
@@ -136,8 +183,13 @@ async fn store_as_backup(sources: &BackupSources, database: &str, sql: &[u8], ag
         tables: stored.report.tables,
         migrations: stored.report.migrations,
     };
-    let manifest_key = manifest::object_key(&sources.prefix, database, &id, manifest::MANIFEST_FILE);
-    sources.storage.put_bytes(&manifest_key, m.to_json()).await.unwrap();
+    let manifest_key =
+        manifest::object_key(&sources.prefix, database, &id, manifest::MANIFEST_FILE);
+    sources
+        .storage
+        .put_bytes(&manifest_key, m.to_json())
+        .await
+        .unwrap();
     m
 }
 
@@ -158,14 +210,25 @@ async fn a_wrangler_format_dump_restores_in_dependency_order() {
     let (env, config, sources, _) = setup("zstd").await;
     store_as_backup(&sources, "wrangler", WRANGLER_DUMP.as_bytes(), 10).await;
     let file = env.dir.path().join("wrangler.sqlite");
-    restore::run(&config, &to_sqlite("wrangler", &file)).await.unwrap();
+    restore::run(&config, &to_sqlite("wrangler", &file))
+        .await
+        .unwrap();
     create_d1(&sources, "wrangler-target").await;
-    restore::run(&config, &to_d1("wrangler", "wrangler-target")).await.unwrap();
+    restore::run(&config, &to_d1("wrangler", "wrangler-target"))
+        .await
+        .unwrap();
     for path in [file, d1_file(&env, "wrangler-target")] {
         let c = contents(&path);
         assert_eq!(c["comments"].len(), 2);
-        assert_eq!(c["posts"][0][2], rusqlite::types::Value::Integer(2), "the trigger fired on restored rows");
-        assert_eq!(c["comments"][1][2], rusqlite::types::Value::Text("two\nlines".into()));
+        assert_eq!(
+            c["posts"][0][2],
+            rusqlite::types::Value::Integer(2),
+            "the trigger fired on restored rows"
+        );
+        assert_eq!(
+            c["comments"][1][2],
+            rusqlite::types::Value::Text("two\nlines".into())
+        );
     }
 }
 
@@ -176,12 +239,32 @@ async fn replace_takes_a_safety_backup_that_undoes_the_restore() {
     let (env, config, sources, local) = setup("zstd").await;
     store_as_backup(&sources, "wrangler", WRANGLER_DUMP.as_bytes(), 10).await;
     let before = contents(&env.source_db());
-    restore::run(&config, &RestoreArgs { replace: true, ..to_d1("wrangler", "blog") }).await.unwrap();
+    restore::run(
+        &config,
+        &RestoreArgs {
+            replace: true,
+            ..to_d1("wrangler", "blog")
+        },
+    )
+    .await
+    .unwrap();
     let replaced = contents(&env.source_db());
-    assert_eq!(replaced.keys().collect::<Vec<_>>(), vec!["comments", "posts"], "old tables were not removed");
-    let safety = d1vault::backups::complete(sources.storage.as_ref(), &sources.prefix, Some("blog")).await.unwrap();
+    assert_eq!(
+        replaced.keys().collect::<Vec<_>>(),
+        vec!["comments", "posts"],
+        "old tables were not removed"
+    );
+    let safety =
+        d1vault::backups::complete(sources.storage.as_ref(), &sources.prefix, Some("blog"))
+            .await
+            .unwrap();
     assert_eq!(safety.len(), 1, "exactly one safety backup of the target");
-    let undo = RestoreArgs { backup: Some(safety[0].backup_id.clone()), replace: true, no_safety_backup: true, ..to_d1("blog", "blog") };
+    let undo = RestoreArgs {
+        backup: Some(safety[0].backup_id.clone()),
+        replace: true,
+        no_safety_backup: true,
+        ..to_d1("blog", "blog")
+    };
     restore::run(&config, &undo).await.unwrap();
     assert_eq!(contents(&env.source_db()), before);
     let _ = local;
@@ -191,19 +274,33 @@ async fn replace_takes_a_safety_backup_that_undoes_the_restore() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn existing_targets_need_replace() {
     let (env, config, sources, _) = setup("zstd").await;
-    run_backup(config.database("local").unwrap(), &sources, Utc::now()).await.unwrap();
+    run_backup(config.database("local").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
     let before = contents(&env.source_db());
-    let err = restore::run(&config, &to_d1("local", "blog")).await.unwrap_err();
+    let err = restore::run(&config, &to_d1("local", "blog"))
+        .await
+        .unwrap_err();
     assert_eq!(err.exit_code, 1);
     assert!(err.message.contains("--replace"), "{}", err.message);
     assert_eq!(contents(&env.source_db()), before);
 
     let file = env.dir.path().join("exists.sqlite");
     std::fs::write(&file, b"precious").unwrap();
-    let err = restore::run(&config, &to_sqlite("local", &file)).await.unwrap_err();
+    let err = restore::run(&config, &to_sqlite("local", &file))
+        .await
+        .unwrap_err();
     assert!(err.message.contains("--replace"), "{}", err.message);
     assert_eq!(std::fs::read(&file).unwrap(), b"precious");
-    restore::run(&config, &RestoreArgs { replace: true, ..to_sqlite("local", &file) }).await.unwrap();
+    restore::run(
+        &config,
+        &RestoreArgs {
+            replace: true,
+            ..to_sqlite("local", &file)
+        },
+    )
+    .await
+    .unwrap();
     assert_same_contents(&env.dir.path().join("local.sqlite"), &file);
 }
 
@@ -211,10 +308,21 @@ async fn existing_targets_need_replace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destructive_restore_without_yes_is_refused() {
     let (env, config, sources, _) = setup("zstd").await;
-    run_backup(config.database("local").unwrap(), &sources, Utc::now()).await.unwrap();
+    run_backup(config.database("local").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
     let file = env.dir.path().join("exists.sqlite");
     std::fs::write(&file, b"precious").unwrap();
-    let err = restore::run(&config, &RestoreArgs { replace: true, yes: false, ..to_sqlite("local", &file) }).await.unwrap_err();
+    let err = restore::run(
+        &config,
+        &RestoreArgs {
+            replace: true,
+            yes: false,
+            ..to_sqlite("local", &file)
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.exit_code, 2, "{}", err.message);
     assert_eq!(std::fs::read(&file).unwrap(), b"precious");
 }
@@ -223,10 +331,22 @@ async fn destructive_restore_without_yes_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_d1_target_is_an_error() {
     let (_env, config, sources, _) = setup("zstd").await;
-    run_backup(config.database("local").unwrap(), &sources, Utc::now()).await.unwrap();
-    let err = restore::run(&config, &to_d1("local", "does-not-exist")).await.unwrap_err();
+    run_backup(config.database("local").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    let err = restore::run(&config, &to_d1("local", "does-not-exist"))
+        .await
+        .unwrap_err();
     assert!(err.message.contains("does-not-exist"), "{}", err.message);
-    assert!(sources.cloudflare.as_ref().unwrap().get_database("does-not-exist").await.is_err());
+    assert!(
+        sources
+            .cloudflare
+            .as_ref()
+            .unwrap()
+            .get_database("does-not-exist")
+            .await
+            .is_err()
+    );
 }
 
 /// Overwrites the stored dump of `m` with `bytes`; with `fix_manifest` the manifest is updated to match,
@@ -237,8 +357,17 @@ async fn tamper(sources: &BackupSources, m: &Manifest, bytes: Vec<u8>, fix_manif
         let mut fixed = m.clone();
         fixed.dump.size = bytes.len() as u64;
         fixed.dump.sha256 = hex::encode(sha2::Sha256::digest(&bytes));
-        let key = manifest::object_key(&sources.prefix, &m.database.name, &m.backup_id, manifest::MANIFEST_FILE);
-        sources.storage.put_bytes(&key, fixed.to_json()).await.unwrap();
+        let key = manifest::object_key(
+            &sources.prefix,
+            &m.database.name,
+            &m.backup_id,
+            manifest::MANIFEST_FILE,
+        );
+        sources
+            .storage
+            .put_bytes(&key, fixed.to_json())
+            .await
+            .unwrap();
     }
     sources.storage.put_bytes(&m.dump.key, bytes).await.unwrap();
 }
@@ -248,19 +377,39 @@ async fn tamper(sources: &BackupSources, m: &Manifest, bytes: Vec<u8>, fix_manif
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_backup_changes_nothing() {
     let (env, config, sources, _) = setup("zstd").await;
-    let m = run_backup(config.database("local").unwrap(), &sources, Utc::now()).await.unwrap();
+    let m = run_backup(config.database("local").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
     let mut bytes = sources.storage.get_bytes(&m.dump.key).await.unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     tamper(&sources, &m, bytes, false).await;
     let before = contents(&env.source_db());
-    let err = restore::run(&config, &RestoreArgs { replace: true, ..to_d1("local", "blog") }).await.unwrap_err();
+    let err = restore::run(
+        &config,
+        &RestoreArgs {
+            replace: true,
+            ..to_d1("local", "blog")
+        },
+    )
+    .await
+    .unwrap_err();
     assert!(err.message.contains("damaged"), "{}", err.message);
     assert_eq!(contents(&env.source_db()), before);
-    let blog_backups = d1vault::backups::complete(sources.storage.as_ref(), &sources.prefix, Some("blog")).await.unwrap();
-    assert!(blog_backups.is_empty(), "a safety backup was taken although nothing was going to change");
+    let blog_backups =
+        d1vault::backups::complete(sources.storage.as_ref(), &sources.prefix, Some("blog"))
+            .await
+            .unwrap();
+    assert!(
+        blog_backups.is_empty(),
+        "a safety backup was taken although nothing was going to change"
+    );
     let file = env.dir.path().join("never.sqlite");
-    assert!(restore::run(&config, &to_sqlite("local", &file)).await.is_err());
+    assert!(
+        restore::run(&config, &to_sqlite("local", &file))
+            .await
+            .is_err()
+    );
     assert!(!file.exists());
 }
 
@@ -269,12 +418,19 @@ async fn a_damaged_backup_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_or_foreign_objects_fail_cleanly() {
     let (env, config, sources, _) = setup("zstd").await;
-    let m = run_backup(config.database("local").unwrap(), &sources, Utc::now()).await.unwrap();
+    let m = run_backup(config.database("local").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
     let full = sources.storage.get_bytes(&m.dump.key).await.unwrap();
-    for (name, bytes) in [("truncated", full[..full.len() / 2].to_vec()), ("plain SQL", b"PRAGMA defer_foreign_keys=TRUE;".to_vec())] {
+    for (name, bytes) in [
+        ("truncated", full[..full.len() / 2].to_vec()),
+        ("plain SQL", b"PRAGMA defer_foreign_keys=TRUE;".to_vec()),
+    ] {
         tamper(&sources, &m, bytes, true).await;
         let file = env.dir.path().join("never.sqlite");
-        let err = restore::run(&config, &to_sqlite("local", &file)).await.unwrap_err();
+        let err = restore::run(&config, &to_sqlite("local", &file))
+            .await
+            .unwrap_err();
         assert!(err.message.contains("damaged"), "{name}: {}", err.message);
         assert!(!file.exists(), "{name}: a partial file was left");
     }
@@ -284,14 +440,31 @@ async fn truncated_or_foreign_objects_fail_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_without_manifest_does_not_exist() {
     let (env, config, sources, _) = setup("zstd").await;
-    let m = run_backup(config.database("local").unwrap(), &sources, Utc::now()).await.unwrap();
-    let key = manifest::object_key(&sources.prefix, "local", &m.backup_id, manifest::MANIFEST_FILE);
+    let m = run_backup(config.database("local").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    let key = manifest::object_key(
+        &sources.prefix,
+        "local",
+        &m.backup_id,
+        manifest::MANIFEST_FILE,
+    );
     sources.storage.delete(&key).await.unwrap();
     let file = env.dir.path().join("never.sqlite");
-    let err = restore::run(&config, &RestoreArgs { backup: Some(m.backup_id.clone()), ..to_sqlite("local", &file) })
-        .await
-        .unwrap_err();
-    assert!(err.message.contains("no complete backup"), "{}", err.message);
+    let err = restore::run(
+        &config,
+        &RestoreArgs {
+            backup: Some(m.backup_id.clone()),
+            ..to_sqlite("local", &file)
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.message.contains("no complete backup"),
+        "{}",
+        err.message
+    );
 }
 
 /// An import that fails half-way leaves the D1 target exactly as it was, and the error names the statement.
@@ -301,10 +474,21 @@ async fn a_failing_import_leaves_the_target_as_it_was() {
     let dump = "PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE t (x INTEGER CHECK (x > 0));\nINSERT INTO \"t\" VALUES(1);\nINSERT INTO \"t\" VALUES(-1);";
     store_as_backup(&sources, "bad", dump.as_bytes(), 10).await;
     let before = contents(&env.source_db());
-    let err = restore::run(&config, &RestoreArgs { replace: true, no_safety_backup: true, ..to_d1("bad", "blog") })
-        .await
-        .unwrap_err();
-    assert!(err.message.contains("-1") || err.message.contains("CHECK"), "{}", err.message);
+    let err = restore::run(
+        &config,
+        &RestoreArgs {
+            replace: true,
+            no_safety_backup: true,
+            ..to_d1("bad", "blog")
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.message.contains("-1") || err.message.contains("CHECK"),
+        "{}",
+        err.message
+    );
     assert_eq!(contents(&env.source_db()), before);
 }
 
@@ -312,14 +496,37 @@ async fn a_failing_import_leaves_the_target_as_it_was() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_detects_row_count_mismatches() {
     let (_env, config, sources, _) = setup("zstd").await;
-    let m = run_backup(config.database("blog").unwrap(), &sources, Utc::now()).await.unwrap();
-    let args = |all| d1vault::cli::VerifyArgs { databases: vec!["blog".into()], backup: None, all };
-    d1vault::commands::verify::run(&config, &args(false)).await.unwrap();
+    let m = run_backup(config.database("blog").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    let args = |all| d1vault::cli::VerifyArgs {
+        databases: vec!["blog".into()],
+        backup: None,
+        all,
+    };
+    d1vault::commands::verify::run(&config, &args(false))
+        .await
+        .unwrap();
     let mut wrong = m.clone();
     wrong.tables[0].rows += 1;
-    let key = manifest::object_key(&sources.prefix, "blog", &m.backup_id, manifest::MANIFEST_FILE);
-    sources.storage.put_bytes(&key, wrong.to_json()).await.unwrap();
-    let err = d1vault::commands::verify::run(&config, &args(true)).await.unwrap_err();
+    let key = manifest::object_key(
+        &sources.prefix,
+        "blog",
+        &m.backup_id,
+        manifest::MANIFEST_FILE,
+    );
+    sources
+        .storage
+        .put_bytes(&key, wrong.to_json())
+        .await
+        .unwrap();
+    let err = d1vault::commands::verify::run(&config, &args(true))
+        .await
+        .unwrap_err();
     assert_eq!(err.exit_code, 1);
-    assert!(err.message.contains(&wrong.tables[0].name), "{}", err.message);
+    assert!(
+        err.message.contains(&wrong.tables[0].name),
+        "{}",
+        err.message
+    );
 }

@@ -27,12 +27,22 @@ pub struct ApiError {
 impl ApiError {
     /// A failure that repeating will not fix.
     pub fn permanent(message: impl Into<String>) -> Self {
-        ApiError { class: ErrorClass::Permanent, status: None, code: None, message: message.into() }
+        ApiError {
+            class: ErrorClass::Permanent,
+            status: None,
+            code: None,
+            message: message.into(),
+        }
     }
 
     /// A transient failure.
     pub fn retryable(message: impl Into<String>) -> Self {
-        ApiError { class: ErrorClass::Retryable, status: None, code: None, message: message.into() }
+        ApiError {
+            class: ErrorClass::Retryable,
+            status: None,
+            code: None,
+            message: message.into(),
+        }
     }
 
     /// Whether repeating the request may help.
@@ -77,18 +87,32 @@ pub(crate) fn from_status(
     } else {
         format!("{hint} ({detail})")
     };
-    ApiError { class, status: Some(status), code, message }
+    ApiError {
+        class,
+        status: Some(status),
+        code,
+        message,
+    }
 }
 
 /// Describes a transport error without its URL: a signed export URL must never reach a message.
 pub(crate) fn from_transport(err: reqwest::Error, what: &str) -> ApiError {
     let err = err.without_url();
-    let class = if err.is_builder() { ErrorClass::Permanent } else { ErrorClass::Retryable };
+    let class = if err.is_builder() {
+        ErrorClass::Permanent
+    } else {
+        ErrorClass::Retryable
+    };
     let mut message = format!("{what}: {err}");
     let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {
         message.push_str(&format!(": {cause}"));
         source = cause.source();
     }
-    ApiError { class, status: None, code: None, message }
+    ApiError {
+        class,
+        status: None,
+        code: None,
+        message,
+    }
 }

@@ -95,7 +95,10 @@ impl Default for PollSettings {
     /// 1 s growing by half each poll up to 5 s: quick for small databases, about 60 requests per 5 minutes
     /// for long ones, well inside the account budget.
     fn default() -> Self {
-        PollSettings { first_delay: Duration::from_secs(1), max_delay: Duration::from_secs(5) }
+        PollSettings {
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(5),
+        }
     }
 }
 
@@ -172,7 +175,9 @@ impl Client {
     pub async fn create_database(&self, name: &str) -> Result<DatabaseInfo, ApiError> {
         let url = self.url(&["accounts", &self.account_id, "d1", "database"])?;
         let what = format!("creating D1 database {name:?}");
-        let answer = self.call(Method::POST, url, Some(json!({ "name": name })), &what).await?;
+        let answer = self
+            .call(Method::POST, url, Some(json!({ "name": name })), &what)
+            .await?;
         serde_json::from_value(answer.result)
             .map_err(|e| ApiError::permanent(format!("{what}: unexpected answer: {e}")))
     }
@@ -190,7 +195,9 @@ impl Client {
         if !params.is_empty() {
             body["params"] = Value::Array(params.to_vec());
         }
-        let answer = self.call(Method::POST, url, Some(body), "running a D1 query").await?;
+        let answer = self
+            .call(Method::POST, url, Some(body), "running a D1 query")
+            .await?;
         serde_json::from_value(answer.result)
             .map_err(|e| ApiError::permanent(format!("running a D1 query: unexpected answer: {e}")))
     }
@@ -198,24 +205,40 @@ impl Client {
     /// The database's current Time Travel bookmark.
     pub async fn bookmark(&self, database_id: &str) -> Result<String, ApiError> {
         let url = self.database_url(database_id, &["time_travel", "bookmark"])?;
-        let answer = self.call(Method::GET, url, None, "reading the Time Travel bookmark").await?;
+        let answer = self
+            .call(Method::GET, url, None, "reading the Time Travel bookmark")
+            .await?;
         answer.result["bookmark"]
             .as_str()
             .map(str::to_string)
-            .ok_or_else(|| ApiError::permanent("reading the Time Travel bookmark: no bookmark in answer"))
+            .ok_or_else(|| {
+                ApiError::permanent("reading the Time Travel bookmark: no bookmark in answer")
+            })
     }
 
     /// Restores the database to `bookmark` with Time Travel; returns the bookmark to undo the restore.
-    pub async fn time_travel_restore(&self, database_id: &str, bookmark: &str) -> Result<Option<String>, ApiError> {
+    pub async fn time_travel_restore(
+        &self,
+        database_id: &str,
+        bookmark: &str,
+    ) -> Result<Option<String>, ApiError> {
         let mut url = self.database_url(database_id, &["time_travel", "restore"])?;
         url.query_pairs_mut().append_pair("bookmark", bookmark);
-        let answer = self.call(Method::POST, url, None, "restoring with Time Travel").await?;
-        Ok(answer.result["previous_bookmark"].as_str().map(str::to_string))
+        let answer = self
+            .call(Method::POST, url, None, "restoring with Time Travel")
+            .await?;
+        Ok(answer.result["previous_bookmark"]
+            .as_str()
+            .map(str::to_string))
     }
 
     /// Runs an export through the polling protocol until it completes, fails or exceeds the export
     /// timeout. D1 cancels an export that is not polled, so polling continues at a steady cadence.
-    pub async fn export(&self, database_id: &str, options: &ExportOptions) -> Result<ExportReady, ApiError> {
+    pub async fn export(
+        &self,
+        database_id: &str,
+        options: &ExportOptions,
+    ) -> Result<ExportReady, ApiError> {
         let url = self.database_url(database_id, &["export"])?;
         let deadline = Instant::now() + self.export_timeout;
         let mut body = json!({
@@ -229,9 +252,13 @@ impl Client {
         let mut delay = self.poll.first_delay;
         let mut polls = 0u32;
         loop {
-            let answer = self.call(Method::POST, url.clone(), Some(body.clone()), "exporting").await?;
+            let answer = self
+                .call(Method::POST, url.clone(), Some(body.clone()), "exporting")
+                .await?;
             let task: TaskStatus = serde_json::from_value(answer.result).map_err(|e| {
-                ApiError::permanent(format!("exporting: unexpected answer from the export API: {e}"))
+                ApiError::permanent(format!(
+                    "exporting: unexpected answer from the export API: {e}"
+                ))
             })?;
             for line in &task.messages {
                 debug!(message = %line, "export progress");
@@ -271,7 +298,9 @@ impl Client {
                 }
             }
             if bookmark.is_empty() {
-                return Err(ApiError::permanent("exporting: the running export has no at_bookmark to poll"));
+                return Err(ApiError::permanent(
+                    "exporting: the running export has no at_bookmark to poll",
+                ));
             }
             body["current_bookmark"] = Value::String(bookmark);
             polls += 1;
@@ -313,7 +342,12 @@ impl Client {
                         ),
                         _ => format!("{what}: HTTP {status}"),
                     };
-                    ApiError { class, status: Some(status), code: None, message }
+                    ApiError {
+                        class,
+                        status: Some(status),
+                        code: None,
+                        message,
+                    }
                 }
                 Err(e) => error::from_transport(e, what),
             };
@@ -332,7 +366,10 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let stream = response.bytes_stream().map_err(|e| {
-            std::io::Error::other(error::from_transport(e, "the export download was interrupted"))
+            std::io::Error::other(error::from_transport(
+                e,
+                "the export download was interrupted",
+            ))
         });
         Ok(Download {
             content_length,
@@ -347,13 +384,29 @@ impl Client {
         let url = self.database_url(database_id, &["import"])?;
         let (etag, size) = md5_of_file(file).await?;
         let init = self
-            .call(Method::POST, url.clone(), Some(json!({ "action": "init", "etag": etag })), "starting the import")
+            .call(
+                Method::POST,
+                url.clone(),
+                Some(json!({ "action": "init", "etag": etag })),
+                "starting the import",
+            )
             .await?;
         let mut task: TaskStatus = if let Some(upload_url) = init.result["upload_url"].as_str() {
-            let filename = init.result["filename"].as_str().unwrap_or_default().to_string();
-            self.upload(&Secret::new(upload_url), file, size, &etag).await?;
+            let filename = init.result["filename"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            self.upload(&Secret::new(upload_url), file, size, &etag)
+                .await?;
             let ingest = json!({ "action": "ingest", "etag": etag, "filename": filename });
-            let answer = self.call(Method::POST, url.clone(), Some(ingest), "ingesting the import").await?;
+            let answer = self
+                .call(
+                    Method::POST,
+                    url.clone(),
+                    Some(ingest),
+                    "ingesting the import",
+                )
+                .await?;
             parse_task(answer.result, "ingesting the import")?
         } else {
             parse_task(init.result, "starting the import")?
@@ -383,20 +436,30 @@ impl Client {
                 }
                 Some("active") => {}
                 other => {
-                    return Err(ApiError::permanent(format!("importing: unexpected status {other:?}")));
+                    return Err(ApiError::permanent(format!(
+                        "importing: unexpected status {other:?}"
+                    )));
                 }
             }
             let bookmark = task.at_bookmark.clone().unwrap_or_default();
             tokio::time::sleep(delay).await;
             delay = (delay.mul_f64(1.5)).min(self.poll.max_delay);
             let poll = json!({ "action": "poll", "current_bookmark": bookmark });
-            let answer = self.call(Method::POST, url.clone(), Some(poll), "polling the import").await?;
+            let answer = self
+                .call(Method::POST, url.clone(), Some(poll), "polling the import")
+                .await?;
             task = parse_task(answer.result, "polling the import")?;
         }
     }
 
     /// PUTs the import file to its signed upload URL and checks the returned `ETag` against the md5.
-    async fn upload(&self, upload_url: &Secret, file: &Path, size: u64, etag: &str) -> Result<(), ApiError> {
+    async fn upload(
+        &self,
+        upload_url: &Secret,
+        file: &Path,
+        size: u64,
+        etag: &str,
+    ) -> Result<(), ApiError> {
         let url = Url::parse(upload_url.expose())
             .map_err(|_| ApiError::permanent("the import's upload URL is not a valid URL"))?;
         let reader = tokio::fs::File::open(file)
@@ -433,7 +496,10 @@ impl Client {
     /// `base/…/segments` with each segment percent-encoded.
     fn url(&self, segments: &[&str]) -> Result<Url, ApiError> {
         let mut url = Url::parse(&self.base_url).map_err(|e| {
-            ApiError::permanent(format!("cloudflare.api_base_url {:?} is not a URL: {e}", self.base_url))
+            ApiError::permanent(format!(
+                "cloudflare.api_base_url {:?} is not a URL: {e}",
+                self.base_url
+            ))
         })?;
         url.path_segments_mut()
             .map_err(|_| ApiError::permanent("cloudflare.api_base_url cannot take a path"))?
@@ -449,7 +515,13 @@ impl Client {
     }
 
     /// Sends one API request with rate limiting and retries, and unwraps Cloudflare's envelope.
-    async fn call(&self, method: Method, url: Url, body: Option<Value>, what: &str) -> Result<Answer, ApiError> {
+    async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<Answer, ApiError> {
         let mut retry = 0;
         loop {
             self.limiter.acquire().await;
@@ -504,13 +576,25 @@ impl Client {
         let envelope: Envelope = match serde_json::from_slice(bytes) {
             Ok(envelope) => envelope,
             Err(_) => {
-                let head = String::from_utf8_lossy(&bytes[..bytes.len().min(120)]).replace('\n', " ");
-                let err = error::from_status(code, None, &format!("the answer is not JSON: {head:?}"), &self.account_id);
-                return Err(if status.is_success() { ApiError::retryable(err.message) } else { err });
+                let head =
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(120)]).replace('\n', " ");
+                let err = error::from_status(
+                    code,
+                    None,
+                    &format!("the answer is not JSON: {head:?}"),
+                    &self.account_id,
+                );
+                return Err(if status.is_success() {
+                    ApiError::retryable(err.message)
+                } else {
+                    err
+                });
             }
         };
         if envelope.success && status.is_success() {
-            return Ok(Answer { result: envelope.result.unwrap_or(Value::Null) });
+            return Ok(Answer {
+                result: envelope.result.unwrap_or(Value::Null),
+            });
         }
         let first = envelope.errors.first();
         let cf_code = first.and_then(|e| e.code);
@@ -519,9 +603,19 @@ impl Client {
             .or(envelope.error)
             .unwrap_or_else(|| "no error message".into());
         if status.is_success() {
-            return Err(ApiError { class: ErrorClass::Permanent, status: Some(code), code: cf_code, message });
+            return Err(ApiError {
+                class: ErrorClass::Permanent,
+                status: Some(code),
+                code: cf_code,
+                message,
+            });
         }
-        Err(error::from_status(code, cf_code, &message, &self.account_id))
+        Err(error::from_status(
+            code,
+            cf_code,
+            &message,
+            &self.account_id,
+        ))
     }
 }
 
@@ -583,7 +677,8 @@ struct TaskResult {
 }
 
 fn parse_task(result: Value, what: &str) -> Result<TaskStatus, ApiError> {
-    serde_json::from_value(result).map_err(|e| ApiError::permanent(format!("{what}: unexpected answer: {e}")))
+    serde_json::from_value(result)
+        .map_err(|e| ApiError::permanent(format!("{what}: unexpected answer: {e}")))
 }
 
 /// md5 (hex) and size of a file, read as a stream.

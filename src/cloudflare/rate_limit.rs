@@ -24,7 +24,11 @@ impl RateLimiter {
     /// A limiter admitting `limit` requests per `window` (use [`WINDOW`] for Cloudflare).
     pub fn new(limit: u32, window: Duration) -> Self {
         let limit = limit.max(1) as usize;
-        RateLimiter { limit, window, starts: Mutex::new(VecDeque::with_capacity(limit)) }
+        RateLimiter {
+            limit,
+            window,
+            starts: Mutex::new(VecDeque::with_capacity(limit)),
+        }
     }
 
     /// Waits until one more request may start, then records it. Fair in arrival order (tokio's Mutex
@@ -33,7 +37,10 @@ impl RateLimiter {
         let mut starts = self.starts.lock().await;
         loop {
             let now = Instant::now();
-            while starts.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+            while starts
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= self.window)
+            {
                 starts.pop_front();
             }
             if starts.len() < self.limit {
@@ -62,7 +69,10 @@ mod tests {
             starts.push(Instant::now().duration_since(t0));
         }
         for (i, s) in starts.iter().enumerate() {
-            let in_window = starts[i..].iter().filter(|t| **t - *s < Duration::from_secs(10)).count();
+            let in_window = starts[i..]
+                .iter()
+                .filter(|t| **t - *s < Duration::from_secs(10))
+                .count();
             assert!(in_window <= 5, "window starting at {s:?} holds {in_window}");
         }
         assert_eq!(starts[4], Duration::ZERO);

@@ -27,5 +27,9 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
             Err(e) => failures.push(format!("backup of {} failed: {e}", db.name)),
         }
     }
-    if failures.is_empty() { Ok(()) } else { Err(Failure::failed(failures.join("\n"))) }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::failed(failures.join("\n")))
+    }
 }

@@ -74,7 +74,12 @@ fn upcoming_runs(db: &DatabaseConfig, tz: Tz, now: DateTime<Utc>) -> Vec<String>
     crate::schedule::next_runs(&db.schedule, db.window, tz, now, UPCOMING_RUNS)
         .into_iter()
         .filter_map(|run| run.start())
-        .map(|start| format!("{}{window_note}", start.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z")))
+        .map(|start| {
+            format!(
+                "{}{window_note}",
+                start.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z")
+            )
+        })
         .collect()
 }
 

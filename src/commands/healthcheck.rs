@@ -9,7 +9,9 @@ use crate::config::Config;
 /// Queries `/healthz` and prints its body.
 pub async fn run(config: &Config) -> Result<(), Failure> {
     let Some(addr) = config.daemon.listen else {
-        return Err(Failure::usage("daemon.listen is disabled (\"\"), so there is no /healthz to ask"));
+        return Err(Failure::usage(
+            "daemon.listen is disabled (\"\"), so there is no /healthz to ask",
+        ));
     };
     let url = format!("http://{addr}/healthz");
     let client = reqwest::Client::builder()
@@ -24,5 +26,9 @@ pub async fn run(config: &Config) -> Result<(), Failure> {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     println!("{body}");
-    if status.is_success() { Ok(()) } else { Err(Failure::failed(format!("{url} answered {status}"))) }
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(Failure::failed(format!("{url} answered {status}")))
+    }
 }

@@ -8,9 +8,13 @@ use crate::config::Config;
 /// Prints the table, or the manifests as a JSON array.
 pub async fn run(config: &Config, args: &ListArgs) -> Result<(), Failure> {
     let sources = open_sources(config).await?;
-    let manifests = backups::complete(sources.storage.as_ref(), &sources.prefix, args.database.as_deref())
-        .await
-        .map_err(|e| Failure::failed(format!("listing backups: {e}")))?;
+    let manifests = backups::complete(
+        sources.storage.as_ref(),
+        &sources.prefix,
+        args.database.as_deref(),
+    )
+    .await
+    .map_err(|e| Failure::failed(format!("listing backups: {e}")))?;
     if args.json {
         let json = serde_json::to_string_pretty(&manifests).expect("manifests serialize");
         println!("{json}");
@@ -50,5 +54,9 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

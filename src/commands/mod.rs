@@ -69,12 +69,19 @@ pub async fn open_sources(config: &Config) -> Result<BackupSources, Failure> {
         }
         None => None,
     };
-    Ok(BackupSources { storage, prefix: config.storage.prefix().to_string(), cloudflare })
+    Ok(BackupSources {
+        storage,
+        prefix: config.storage.prefix().to_string(),
+        cloudflare,
+    })
 }
 
 /// The databases named on the command line (all configured ones when none is named); an unknown name is a
 /// usage error that lists the configured ones.
-pub fn select_databases<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a DatabaseConfig>, Failure> {
+pub fn select_databases<'a>(
+    config: &'a Config,
+    names: &[String],
+) -> Result<Vec<&'a DatabaseConfig>, Failure> {
     if names.is_empty() {
         return Ok(config.databases.iter().collect());
     }

@@ -15,10 +15,22 @@ pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
     let now = Utc::now();
     let mut failures = Vec::new();
     for db in databases {
-        let plan = match prune::plan(sources.storage.as_ref(), &sources.prefix, &db.name, &db.retention, config.daemon.timezone, now).await {
+        let plan = match prune::plan(
+            sources.storage.as_ref(),
+            &sources.prefix,
+            &db.name,
+            &db.retention,
+            config.daemon.timezone,
+            now,
+        )
+        .await
+        {
             Ok(plan) => plan,
             Err(e) => {
-                failures.push(format!("{}: listing failed, nothing was deleted: {e}", db.name));
+                failures.push(format!(
+                    "{}: listing failed, nothing was deleted: {e}",
+                    db.name
+                ));
                 continue;
             }
         };
@@ -31,9 +43,18 @@ pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
             "{}: deleted {} backups, removed {} incomplete, aborted {} stale uploads",
             db.name, outcome.deleted_backups, outcome.removed_incomplete, outcome.aborted_uploads
         );
-        failures.extend(outcome.errors.into_iter().map(|e| format!("{}: {e}", db.name)));
+        failures.extend(
+            outcome
+                .errors
+                .into_iter()
+                .map(|e| format!("{}: {e}", db.name)),
+        );
     }
-    if failures.is_empty() { Ok(()) } else { Err(Failure::failed(failures.join("\n"))) }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::failed(failures.join("\n")))
+    }
 }
 
 /// One line per backup: `keep`/`delete`, database, id, reasons.
@@ -41,8 +62,15 @@ pub fn print_plan(plan: &PrunePlan, dry_run: bool) {
     let delete = if dry_run { "would delete" } else { "delete" };
     for p in &plan.complete {
         let verdict = if p.keep { "keep" } else { delete };
-        let reasons = if p.reasons.is_empty() { "no rule keeps it".to_string() } else { p.reasons.join(", ") };
-        println!("{verdict:<12} {} {}  ({reasons})", plan.database, p.backup.backup_id);
+        let reasons = if p.reasons.is_empty() {
+            "no rule keeps it".to_string()
+        } else {
+            p.reasons.join(", ")
+        };
+        println!(
+            "{verdict:<12} {} {}  ({reasons})",
+            plan.database, p.backup.backup_id
+        );
     }
     let remove = if dry_run { "would remove" } else { "remove" };
     for b in &plan.incomplete {

@@ -5,7 +5,6 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-
 use super::{Failure, open_sources};
 use crate::cli::RestoreArgs;
 use crate::config::{Config, DatabaseConfig, Source};
@@ -16,15 +15,22 @@ use crate::restore::{self, Progress, RestoreError, d1, sqlite};
 /// Runs the restore described by `args`.
 pub async fn run(config: &Config, args: &RestoreArgs) -> Result<(), Failure> {
     let sources = open_sources(config).await?;
-    let manifest = restore::select_backup(sources.storage.as_ref(), &sources.prefix, &args.database, args.backup.as_deref())
-        .await
-        .map_err(failed)?;
+    let manifest = restore::select_backup(
+        sources.storage.as_ref(),
+        &sources.prefix,
+        &args.database,
+        args.backup.as_deref(),
+    )
+    .await
+    .map_err(failed)?;
     if let Some(path) = &args.to_sqlite {
         to_sqlite(&sources, &manifest, path, args).await
     } else if let Some(target) = &args.to_d1 {
         to_d1(config, &sources, &manifest, target, args).await
     } else {
-        Err(Failure::usage("name a target: --to-d1 NAME_OR_ID or --to-sqlite PATH"))
+        Err(Failure::usage(
+            "name a target: --to-d1 NAME_OR_ID or --to-sqlite PATH",
+        ))
     }
 }
 
@@ -32,7 +38,12 @@ fn failed(e: RestoreError) -> Failure {
     Failure::failed(e.to_string())
 }
 
-async fn to_sqlite(sources: &BackupSources, manifest: &Manifest, path: &Path, args: &RestoreArgs) -> Result<(), Failure> {
+async fn to_sqlite(
+    sources: &BackupSources,
+    manifest: &Manifest,
+    path: &Path,
+    args: &RestoreArgs,
+) -> Result<(), Failure> {
     if path.exists() {
         if !args.replace {
             return Err(Failure::failed(format!(
@@ -45,8 +56,12 @@ async fn to_sqlite(sources: &BackupSources, manifest: &Manifest, path: &Path, ar
     }
     let temp = sqlite::temporary_sibling(path);
     let _ = std::fs::remove_file(&temp);
-    let mut progress = Progress::new(format!("restoring {}", manifest.backup_id), manifest.dump.raw_size);
-    let loaded = sqlite::load_into_new_file(sources.storage.as_ref(), manifest, &temp, &mut progress).await;
+    let mut progress = Progress::new(
+        format!("restoring {}", manifest.backup_id),
+        manifest.dump.raw_size,
+    );
+    let loaded =
+        sqlite::load_into_new_file(sources.storage.as_ref(), manifest, &temp, &mut progress).await;
     let report = match loaded {
         Ok(report) => report,
         Err(e) => {
@@ -56,7 +71,10 @@ async fn to_sqlite(sources: &BackupSources, manifest: &Manifest, path: &Path, ar
     };
     if report.integrity != ["ok"] {
         let _ = std::fs::remove_file(&temp);
-        return Err(Failure::failed(format!("the restored database fails integrity_check: {}", report.integrity.join("; "))));
+        return Err(Failure::failed(format!(
+            "the restored database fails integrity_check: {}",
+            report.integrity.join("; ")
+        )));
     }
     let install = std::fs::File::open(&temp)
         .and_then(|f| f.sync_all())
@@ -64,7 +82,10 @@ async fn to_sqlite(sources: &BackupSources, manifest: &Manifest, path: &Path, ar
         .and_then(|()| sync_parent(path));
     if let Err(e) = install {
         let _ = std::fs::remove_file(&temp);
-        return Err(Failure::failed(format!("moving the restored database into place at {}: {e}", path.display())));
+        return Err(Failure::failed(format!(
+            "moving the restored database into place at {}: {e}",
+            path.display()
+        )));
     }
     let rows: u64 = report.row_counts.iter().filter_map(|(_, n)| *n).sum();
     println!(
@@ -85,7 +106,10 @@ async fn to_d1(
     args: &RestoreArgs,
 ) -> Result<(), Failure> {
     let client = sources.cloudflare.as_ref().ok_or_else(|| {
-        Failure::usage(format!("--to-d1 needs a [cloudflare] section in {}", config.path.display()))
+        Failure::usage(format!(
+            "--to-d1 needs a [cloudflare] section in {}",
+            config.path.display()
+        ))
     })?;
     let target_db = client.get_database(target).await.map_err(|e| {
         Failure::failed(format!(
@@ -93,10 +117,16 @@ async fn to_d1(
              create it first (wrangler d1 create {target})"
         ))
     })?;
-    let objects = d1::user_objects(client, &target_db.uuid).await.map_err(failed)?;
+    let objects = d1::user_objects(client, &target_db.uuid)
+        .await
+        .map_err(failed)?;
     let has_tables = objects.iter().any(|o| o.kind == "table");
     if has_tables && !args.replace {
-        let names: Vec<&str> = objects.iter().filter(|o| o.kind == "table").map(|o| o.name.as_str()).collect();
+        let names: Vec<&str> = objects
+            .iter()
+            .filter(|o| o.kind == "table")
+            .map(|o| o.name.as_str())
+            .collect();
         return Err(Failure::failed(format!(
             "the target D1 database {} already has tables ({}); pass --replace to replace its contents (a safety \
              backup is taken first)",
@@ -105,20 +135,35 @@ async fn to_d1(
         )));
     }
     if has_tables {
-        confirm(args, &format!("replace every table, view, trigger and index of the D1 database {}", target_db.name))?;
+        confirm(
+            args,
+            &format!(
+                "replace every table, view, trigger and index of the D1 database {}",
+                target_db.name
+            ),
+        )?;
     }
 
     // 1. Check the backup and spool it in restore order. Nothing on the target has changed yet.
     let spool_dir = config.daemon.state_dir.join("spool");
-    let mut progress = Progress::new(format!("checking {}", manifest.backup_id), manifest.dump.raw_size);
-    let body = d1::spool_import_body(sources.storage.as_ref(), manifest, &spool_dir, &mut progress)
-        .await
-        .map_err(failed)?;
+    let mut progress = Progress::new(
+        format!("checking {}", manifest.backup_id),
+        manifest.dump.raw_size,
+    );
+    let body = d1::spool_import_body(
+        sources.storage.as_ref(),
+        manifest,
+        &spool_dir,
+        &mut progress,
+    )
+    .await
+    .map_err(failed)?;
 
     // 2. Safety backup of what is about to be replaced.
     let mut safety_id = None;
     if has_tables && !args.no_safety_backup {
-        let safety_config = safety_backup_config(config, &args.database, &target_db.name, &target_db.uuid);
+        let safety_config =
+            safety_backup_config(config, &args.database, &target_db.name, &target_db.uuid);
         match run_backup_now(&safety_config, sources).await {
             Ok(m) => {
                 eprintln!("safety backup of {} taken: {}", target_db.name, m.backup_id);
@@ -136,17 +181,25 @@ async fn to_d1(
     }
 
     // 3. One atomic import: clear what is there now, then load.
-    let objects = d1::user_objects(client, &target_db.uuid).await.map_err(failed)?;
-    let file = d1::assemble_import_file(&body, &d1::clearing_statements(&objects)).await.map_err(failed)?;
+    let objects = d1::user_objects(client, &target_db.uuid)
+        .await
+        .map_err(failed)?;
+    let file = d1::assemble_import_file(&body, &d1::clearing_statements(&objects))
+        .await
+        .map_err(failed)?;
     let imported = client.import(&target_db.uuid, &file).await;
     let _ = std::fs::remove_file(&file);
-    let outcome = imported.map_err(|e| Failure::failed(format!("restoring into {}: {e}", target_db.name)))?;
+    let outcome =
+        imported.map_err(|e| Failure::failed(format!("restoring into {}: {e}", target_db.name)))?;
     println!(
         "restored {} backup {} into D1 database {} ({} queries)",
         manifest.database.name,
         manifest.backup_id,
         target_db.name,
-        outcome.num_queries.map(|n| n.to_string()).unwrap_or_else(|| "?".into())
+        outcome
+            .num_queries
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "?".into())
     );
     if let Some(id) = safety_id {
         println!(
@@ -159,11 +212,21 @@ async fn to_d1(
 
 /// The configuration of the safety backup of a D1 target: the source database's settings (compression),
 /// stored under the target's name, always a full export.
-fn safety_backup_config(config: &Config, source_db: &str, target_name: &str, target_id: &str) -> DatabaseConfig {
-    let base = config.database(source_db).or_else(|| config.databases.first()).expect("config has a database");
+fn safety_backup_config(
+    config: &Config,
+    source_db: &str,
+    target_name: &str,
+    target_id: &str,
+) -> DatabaseConfig {
+    let base = config
+        .database(source_db)
+        .or_else(|| config.databases.first())
+        .expect("config has a database");
     let mut safety = base.clone();
     safety.name = target_name.to_string();
-    safety.source = Source::D1 { id: Some(target_id.to_string()) };
+    safety.source = Source::D1 {
+        id: Some(target_id.to_string()),
+    };
     safety.no_data = false;
     safety.tables = Vec::new();
     safety
@@ -175,16 +238,28 @@ fn confirm(args: &RestoreArgs, what: &str) -> Result<(), Failure> {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        return Err(Failure::usage(format!("refusing to {what} without --yes (stdin is not a terminal)")));
+        return Err(Failure::usage(format!(
+            "refusing to {what} without --yes (stdin is not a terminal)"
+        )));
     }
     eprint!("This will {what}. Type yes to continue: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).map_err(|e| Failure::failed(e.to_string()))?;
-    if answer.trim() == "yes" { Ok(()) } else { Err(Failure::failed("not confirmed; nothing was changed")) }
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Failure::failed("not confirmed; nothing was changed"))
+    }
 }
 
 fn sync_parent(path: &Path) -> std::io::Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::File::open(parent)?.sync_all()
 }

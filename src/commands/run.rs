@@ -43,6 +43,11 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), Failure> {
             }
         }
     });
-    let options = DaemonOptions { config_path: config_path.to_path_buf(), config, listener, clock: Clock::System };
+    let options = DaemonOptions {
+        config_path: config_path.to_path_buf(),
+        config,
+        listener,
+        clock: Clock::System,
+    };
     daemon::run(options, rx).await.map_err(Failure::failed)
 }

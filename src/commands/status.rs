@@ -29,15 +29,24 @@ pub struct DatabaseStatus {
 
 /// Prints the status table or JSON.
 pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), Failure> {
-    let catalog = Catalog::open(&config.daemon.state_dir)
-        .await
-        .map_err(|e| Failure::failed(format!("opening the catalog in {}: {e}", config.daemon.state_dir.display())))?;
+    let catalog = Catalog::open(&config.daemon.state_dir).await.map_err(|e| {
+        Failure::failed(format!(
+            "opening the catalog in {}: {e}",
+            config.daemon.state_dir.display()
+        ))
+    })?;
     let now = Utc::now();
     let tz = config.daemon.timezone;
     let mut rows = Vec::new();
     for db in &config.databases {
-        let success = catalog.last_success(&db.name).await.map_err(|e| Failure::failed(e.to_string()))?;
-        let failure = catalog.last_failure(&db.name).await.map_err(|e| Failure::failed(e.to_string()))?;
+        let success = catalog
+            .last_success(&db.name)
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        let failure = catalog
+            .last_failure(&db.name)
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
         // Skips are rows like runs; the newest one among the recent rows is enough for an on-call glance.
         let skipped = catalog
             .recent_runs(&db.name, RECENT_ROWS)
@@ -45,36 +54,70 @@ pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::failed(e.to_string()))?
             .into_iter()
             .find(|r| r.outcome == RunState::Skipped);
-        let next = schedule::next_runs(&db.schedule, db.window, tz, now, 1).into_iter().find_map(|p| match p {
-            PlannedRun::Run { start, .. } => Some(start),
-            PlannedRun::Skipped { .. } => None,
-        });
+        let next = schedule::next_runs(&db.schedule, db.window, tz, now, 1)
+            .into_iter()
+            .find_map(|p| match p {
+                PlannedRun::Run { start, .. } => Some(start),
+                PlannedRun::Skipped { .. } => None,
+            });
         rows.push(DatabaseStatus {
             database: db.name.clone(),
-            last_success: success.as_ref().and_then(|r| r.finished_at).map(|t| t.with_timezone(&tz).to_rfc3339()),
+            last_success: success
+                .as_ref()
+                .and_then(|r| r.finished_at)
+                .map(|t| t.with_timezone(&tz).to_rfc3339()),
             last_success_backup_id: success.as_ref().and_then(|r| r.backup_id.clone()),
-            last_failure: failure.as_ref().and_then(|r| r.finished_at.or(Some(r.started_at))).map(|t| t.with_timezone(&tz).to_rfc3339()),
+            last_failure: failure
+                .as_ref()
+                .and_then(|r| r.finished_at.or(Some(r.started_at)))
+                .map(|t| t.with_timezone(&tz).to_rfc3339()),
             last_failure_reason: failure.and_then(|r| r.error),
-            last_skipped: skipped.as_ref().and_then(|r| r.scheduled_for).map(|t| t.with_timezone(&tz).to_rfc3339()),
+            last_skipped: skipped
+                .as_ref()
+                .and_then(|r| r.scheduled_for)
+                .map(|t| t.with_timezone(&tz).to_rfc3339()),
             last_skipped_reason: skipped.and_then(|r| r.error),
             next_run: next.map(|t| t.with_timezone(&tz).to_rfc3339()),
         });
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("status serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("status serializes")
+        );
         return Ok(());
     }
     for r in &rows {
         println!("{}", r.database);
-        println!("  last success: {}", r.last_success.as_deref().map(|t| format!("{t} ({})", r.last_success_backup_id.as_deref().unwrap_or("?"))).unwrap_or_else(|| "never".into()));
+        println!(
+            "  last success: {}",
+            r.last_success
+                .as_deref()
+                .map(|t| format!(
+                    "{t} ({})",
+                    r.last_success_backup_id.as_deref().unwrap_or("?")
+                ))
+                .unwrap_or_else(|| "never".into())
+        );
         match (&r.last_failure, &r.last_failure_reason) {
-            (Some(t), reason) => println!("  last failure: {t}: {}", reason.as_deref().unwrap_or("no reason recorded")),
+            (Some(t), reason) => println!(
+                "  last failure: {t}: {}",
+                reason.as_deref().unwrap_or("no reason recorded")
+            ),
             (None, _) => println!("  last failure: none"),
         }
         if let Some(t) = &r.last_skipped {
-            println!("  last skipped: {t}: {}", r.last_skipped_reason.as_deref().unwrap_or("no reason recorded"));
+            println!(
+                "  last skipped: {t}: {}",
+                r.last_skipped_reason
+                    .as_deref()
+                    .unwrap_or("no reason recorded")
+            );
         }
-        println!("  next run:     {}", r.next_run.as_deref().unwrap_or("none"));
+        println!(
+            "  next run:     {}",
+            r.next_run.as_deref().unwrap_or("none")
+        );
     }
     Ok(())
 }

@@ -19,7 +19,10 @@ pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
         args.databases.clone()
     };
     std::fs::create_dir_all(&config.daemon.state_dir).map_err(|e| {
-        Failure::failed(format!("creating state_dir {}: {e}", config.daemon.state_dir.display()))
+        Failure::failed(format!(
+            "creating state_dir {}: {e}",
+            config.daemon.state_dir.display()
+        ))
     })?;
     let mut failures = Vec::new();
     for name in &names {
@@ -32,8 +35,15 @@ pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
             (None, false) => manifests.iter().take(1).collect(),
         };
         if chosen.is_empty() {
-            let what = args.backup.as_ref().map(|id| format!("backup {id}")).unwrap_or_else(|| "complete backup".into());
-            failures.push(format!("{name}: no {what} in {}", sources.storage.describe()));
+            let what = args
+                .backup
+                .as_ref()
+                .map(|id| format!("backup {id}"))
+                .unwrap_or_else(|| "complete backup".into());
+            failures.push(format!(
+                "{name}: no {what} in {}",
+                sources.storage.describe()
+            ));
             continue;
         }
         for manifest in chosen {
@@ -44,12 +54,20 @@ pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
                     for p in &problems {
                         println!("        {p}");
                     }
-                    failures.push(format!("{name} {}: {}", manifest.backup_id, problems.join("; ")));
+                    failures.push(format!(
+                        "{name} {}: {}",
+                        manifest.backup_id,
+                        problems.join("; ")
+                    ));
                 }
             }
         }
     }
-    if failures.is_empty() { Ok(()) } else { Err(Failure::failed(failures.join("\n"))) }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::failed(failures.join("\n")))
+    }
 }
 
 async fn verify_one(
@@ -62,10 +80,14 @@ async fn verify_one(
         .tempdir_in(&config.daemon.state_dir)
         .map_err(|e| vec![format!("creating a scratch directory: {e}")])?;
     let path = scratch.path().join("scratch.sqlite");
-    let mut progress = Progress::new(format!("verifying {}", manifest.backup_id), manifest.dump.raw_size);
-    let report = sqlite::load_into_new_file(sources.storage.as_ref(), manifest, &path, &mut progress)
-        .await
-        .map_err(|e| vec![e.to_string()])?;
+    let mut progress = Progress::new(
+        format!("verifying {}", manifest.backup_id),
+        manifest.dump.raw_size,
+    );
+    let report =
+        sqlite::load_into_new_file(sources.storage.as_ref(), manifest, &path, &mut progress)
+            .await
+            .map_err(|e| vec![e.to_string()])?;
     let problems = report.problems(manifest);
     if !problems.is_empty() {
         return Err(problems);

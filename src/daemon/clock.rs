@@ -14,13 +14,19 @@ pub enum Clock {
     /// The system's wall clock.
     System,
     /// `base` plus the tokio time elapsed since `anchor`: follows paused time in tests.
-    Tokio { base: DateTime<Utc>, anchor: Instant },
+    Tokio {
+        base: DateTime<Utc>,
+        anchor: Instant,
+    },
 }
 
 impl Clock {
     /// A tokio-driven clock that reads `base` now.
     pub fn tokio_at(base: DateTime<Utc>) -> Clock {
-        Clock::Tokio { base, anchor: Instant::now() }
+        Clock::Tokio {
+            base,
+            anchor: Instant::now(),
+        }
     }
 
     /// The current time.
@@ -28,7 +34,9 @@ impl Clock {
         match self {
             Clock::System => Utc::now(),
             Clock::Tokio { base, anchor } => {
-                *base + chrono::Duration::from_std(anchor.elapsed()).unwrap_or(chrono::Duration::zero())
+                *base
+                    + chrono::Duration::from_std(anchor.elapsed())
+                        .unwrap_or(chrono::Duration::zero())
             }
         }
     }

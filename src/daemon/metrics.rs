@@ -40,7 +40,11 @@ pub struct Metrics {
 impl Metrics {
     /// Makes a database appear in the output before its first run.
     pub fn register(&self, database: &str) {
-        self.databases.lock().expect("metrics lock").entry(database.to_string()).or_default();
+        self.databases
+            .lock()
+            .expect("metrics lock")
+            .entry(database.to_string())
+            .or_default();
     }
 
     /// Seeds the last success time from storage at start-up (unix seconds).
@@ -53,7 +57,14 @@ impl Metrics {
     }
 
     /// Records a finished run.
-    pub fn record(&self, database: &str, result: RunResult, duration_seconds: f64, bytes: Option<(u64, u64)>, finished_unix: f64) {
+    pub fn record(
+        &self,
+        database: &str,
+        result: RunResult,
+        duration_seconds: f64,
+        bytes: Option<(u64, u64)>,
+        finished_unix: f64,
+    ) {
         let mut dbs = self.databases.lock().expect("metrics lock");
         let m = dbs.entry(database.to_string()).or_default();
         *m.totals.entry(result).or_default() += 1;
@@ -79,30 +90,53 @@ impl Metrics {
         out.push_str("# TYPE d1vault_last_success_timestamp_seconds gauge\n");
         for (db, m) in &dbs {
             if let Some(t) = m.last_success {
-                let _ = writeln!(out, "d1vault_last_success_timestamp_seconds{{database=\"{}\"}} {t}", label(db));
+                let _ = writeln!(
+                    out,
+                    "d1vault_last_success_timestamp_seconds{{database=\"{}\"}} {t}",
+                    label(db)
+                );
             }
         }
-        out.push_str("# HELP d1vault_backups_total Backup runs since the daemon started, by result.\n");
+        out.push_str(
+            "# HELP d1vault_backups_total Backup runs since the daemon started, by result.\n",
+        );
         out.push_str("# TYPE d1vault_backups_total counter\n");
         for (db, m) in &dbs {
             for result in [RunResult::Success, RunResult::Failure, RunResult::Skipped] {
                 let n = m.totals.get(&result).copied().unwrap_or(0);
-                let _ = writeln!(out, "d1vault_backups_total{{database=\"{}\",result=\"{}\"}} {n}", label(db), result.label());
+                let _ = writeln!(
+                    out,
+                    "d1vault_backups_total{{database=\"{}\",result=\"{}\"}} {n}",
+                    label(db),
+                    result.label()
+                );
             }
         }
         out.push_str("# HELP d1vault_backup_duration_seconds Duration of the last backup run.\n");
         out.push_str("# TYPE d1vault_backup_duration_seconds gauge\n");
         for (db, m) in &dbs {
             if let Some(d) = m.last_duration {
-                let _ = writeln!(out, "d1vault_backup_duration_seconds{{database=\"{}\"}} {d}", label(db));
+                let _ = writeln!(
+                    out,
+                    "d1vault_backup_duration_seconds{{database=\"{}\"}} {d}",
+                    label(db)
+                );
             }
         }
         out.push_str("# HELP d1vault_backup_bytes Size of the last successful backup: raw SQL or stored bytes.\n");
         out.push_str("# TYPE d1vault_backup_bytes gauge\n");
         for (db, m) in &dbs {
             if let (Some(raw), Some(stored)) = (m.raw_bytes, m.stored_bytes) {
-                let _ = writeln!(out, "d1vault_backup_bytes{{database=\"{}\",kind=\"raw\"}} {raw}", label(db));
-                let _ = writeln!(out, "d1vault_backup_bytes{{database=\"{}\",kind=\"stored\"}} {stored}", label(db));
+                let _ = writeln!(
+                    out,
+                    "d1vault_backup_bytes{{database=\"{}\",kind=\"raw\"}} {raw}",
+                    label(db)
+                );
+                let _ = writeln!(
+                    out,
+                    "d1vault_backup_bytes{{database=\"{}\",kind=\"stored\"}} {stored}",
+                    label(db)
+                );
             }
         }
         out
@@ -117,10 +151,18 @@ mod tests {
     fn renders_the_contract_metric_names() {
         let m = Metrics::default();
         m.register("blog");
-        m.record("blog", RunResult::Success, 2.5, Some((100, 40)), 1_700_000_000.0);
+        m.record(
+            "blog",
+            RunResult::Success,
+            2.5,
+            Some((100, 40)),
+            1_700_000_000.0,
+        );
         m.record("blog", RunResult::Failure, 1.0, None, 1_700_000_100.0);
         let text = m.render();
-        assert!(text.contains("d1vault_last_success_timestamp_seconds{database=\"blog\"} 1700000000"));
+        assert!(
+            text.contains("d1vault_last_success_timestamp_seconds{database=\"blog\"} 1700000000")
+        );
         assert!(text.contains("d1vault_backups_total{database=\"blog\",result=\"success\"} 1"));
         assert!(text.contains("d1vault_backups_total{database=\"blog\",result=\"failure\"} 1"));
         assert!(text.contains("d1vault_backup_duration_seconds{database=\"blog\"} 1"));

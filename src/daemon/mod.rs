@@ -77,7 +77,8 @@ impl Shared {
             .databases
             .iter()
             .map(|db| {
-                let limit = schedule::freshness_limit(&db.schedule, db.window, config.daemon.timezone, now);
+                let limit =
+                    schedule::freshness_limit(&db.schedule, db.window, config.daemon.timezone, now);
                 let newest_backup = newest.get(&db.name).copied();
                 let state = match newest_backup {
                     Some(t) if now - t <= limit => "fresh",
@@ -101,14 +102,30 @@ impl Shared {
 
 /// Runs the daemon until a [`Signal::Terminate`] arrives on `signals` and running backups are finished or
 /// aborted.
-pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) -> Result<(), String> {
-    let DaemonOptions { config_path, config, listener, clock } = options;
-    let catalog = Catalog::open(&config.daemon.state_dir)
-        .await
-        .map_err(|e| format!("opening the catalog in {}: {e}", config.daemon.state_dir.display()))?;
+pub async fn run(
+    options: DaemonOptions,
+    mut signals: mpsc::Receiver<Signal>,
+) -> Result<(), String> {
+    let DaemonOptions {
+        config_path,
+        config,
+        listener,
+        clock,
+    } = options;
+    let catalog = Catalog::open(&config.daemon.state_dir).await.map_err(|e| {
+        format!(
+            "opening the catalog in {}: {e}",
+            config.daemon.state_dir.display()
+        )
+    })?;
     let now = clock.now();
-    catalog.mark_interrupted(now).await.map_err(|e| format!("catalog: {e}"))?;
-    let sources = crate::commands::open_sources(&config).await.map_err(|f| f.message)?;
+    catalog
+        .mark_interrupted(now)
+        .await
+        .map_err(|e| format!("catalog: {e}"))?;
+    let sources = crate::commands::open_sources(&config)
+        .await
+        .map_err(|f| f.message)?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let shared = Arc::new(Shared {
         metrics: Metrics::default(),
@@ -131,13 +148,28 @@ pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) ->
     if let Some(listener) = listener {
         // The bound address, not the configured one: with `listen = "127.0.0.1:0"` this line is how a
         // supervisor (or a test) learns the port.
-        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         info!(%addr, "serving /healthz and /metrics");
-        http_task = Some(tokio::spawn(http::serve(listener, shared.clone(), http_stop.clone())));
+        http_task = Some(tokio::spawn(http::serve(
+            listener,
+            shared.clone(),
+            http_stop.clone(),
+        )));
     }
     let mut slot_count = config.daemon.max_concurrent.max(1);
     let slots = Arc::new(Semaphore::new(slot_count));
-    let context = Arc::new(TaskContext { shared: shared.clone(), sources, catalog, slots, stop_new: stop_new.clone(), abort: abort.clone(), catalog_turn: Semaphore::new(1) });
+    let context = Arc::new(TaskContext {
+        shared: shared.clone(),
+        sources,
+        catalog,
+        slots,
+        stop_new: stop_new.clone(),
+        abort: abort.clone(),
+        catalog_turn: Semaphore::new(1),
+    });
     let mut tasks = JoinSet::new();
     let mut running: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
     reconcile(&context, &config, &mut tasks, &mut running);
@@ -168,9 +200,13 @@ pub async fn run(options: DaemonOptions, mut signals: mpsc::Receiver<Signal>) ->
         }
     }
 
-    info!(grace_seconds = grace.as_secs(), "stopping: no new backups start; running ones may finish");
+    info!(
+        grace_seconds = grace.as_secs(),
+        "stopping: no new backups start; running ones may finish"
+    );
     stop_new.cancel();
-    let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         warn!("shutdown grace period over: aborting running backups");
         abort.cancel();
@@ -225,11 +261,19 @@ async fn seed_newest(shared: &Shared, sources: &BackupSources, config: &Config) 
         match backups::complete(sources.storage.as_ref(), &sources.prefix, Some(&db.name)).await {
             Ok(manifests) => {
                 if let Some(m) = manifests.first() {
-                    shared.newest.lock().expect("newest lock").insert(db.name.clone(), m.started_at);
-                    shared.metrics.set_last_success(&db.name, m.finished_at.timestamp() as f64);
+                    shared
+                        .newest
+                        .lock()
+                        .expect("newest lock")
+                        .insert(db.name.clone(), m.started_at);
+                    shared
+                        .metrics
+                        .set_last_success(&db.name, m.finished_at.timestamp() as f64);
                 }
             }
-            Err(e) => warn!(database = %db.name, error = %e, "could not read existing backups at start-up"),
+            Err(e) => {
+                warn!(database = %db.name, error = %e, "could not read existing backups at start-up")
+            }
         }
     }
 }
@@ -251,7 +295,11 @@ impl TaskContext {
     /// takes a blocking thread while it waits for that connection: 200 databases starting together parked
     /// ~150 threads on its mutex, and the memory their allocator arenas kept raised the idle RSS.
     async fn gated<T>(&self, call: impl std::future::Future<Output = T>) -> T {
-        let _turn = self.catalog_turn.acquire().await.expect("the catalog semaphore is never closed");
+        let _turn = self
+            .catalog_turn
+            .acquire()
+            .await
+            .expect("the catalog semaphore is never closed");
         call.await
     }
 }
@@ -262,17 +310,25 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
     let mut config_rx = ctx.shared.config.clone();
     let mut catch_up = {
         let config = config_rx.borrow().clone();
-        let Some(db) = config.database(&name) else { return };
-        let last = ctx.gated(ctx.catalog.last_scheduled(&name)).await.unwrap_or_else(|e| {
-            warn!(database = %name, error = %e, "catalog read failed; no catch-up");
-            None
-        });
+        let Some(db) = config.database(&name) else {
+            return;
+        };
+        let last = ctx
+            .gated(ctx.catalog.last_scheduled(&name))
+            .await
+            .unwrap_or_else(|e| {
+                warn!(database = %name, error = %e, "catalog read failed; no catch-up");
+                None
+            });
         // `last_scheduled` leaves out a due time whose only attempt was interrupted (so it is retried). If
         // that was the database's first run, nothing is left and `catch_up` would take the database for a
         // new one and never retry it: count the history as starting just before the interrupted due time.
         let last = match last {
             Some(last) => Some(last),
-            None => ctx.gated(first_interrupted_due(&ctx.catalog, &name)).await.map(|due| due - chrono::Duration::seconds(1)),
+            None => ctx
+                .gated(first_interrupted_due(&ctx.catalog, &name))
+                .await
+                .map(|due| due - chrono::Duration::seconds(1)),
         };
         let missed = schedule::catch_up(&db.schedule, config.daemon.timezone, last, clock.now());
         if let Some(due) = missed {
@@ -290,7 +346,9 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
         let tz = config.daemon.timezone;
         let plan = match catch_up.take() {
             // A missed run is due in the past: it starts at the next allowed moment from now.
-            Some(missed) => schedule::plan_catch_up(&db.schedule, db.window, tz, missed, clock.now()),
+            Some(missed) => {
+                schedule::plan_catch_up(&db.schedule, db.window, tz, missed, clock.now())
+            }
             None => match db.schedule.next_after(after, tz) {
                 Some(due) => schedule::plan_run(&db.schedule, db.window, tz, due),
                 None => {
@@ -319,8 +377,17 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
                 after = due;
                 continue;
             }
-            PlannedRun::Run { start, window_closes_at, .. } => {
-                let start = schedule::jittered_start(start, window_closes_at, db.jitter, rand::random::<f64>());
+            PlannedRun::Run {
+                start,
+                window_closes_at,
+                ..
+            } => {
+                let start = schedule::jittered_start(
+                    start,
+                    window_closes_at,
+                    db.jitter,
+                    rand::random::<f64>(),
+                );
                 (start, window_closes_at)
             }
         };
@@ -359,7 +426,13 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
         };
         if closes.is_some_and(|closes| clock.now() >= closes) {
             // The slot came free in the same instant the window closed.
-            record_skip(&ctx, &name, due, "the window closed while waiting for a free backup slot (max_concurrent)").await;
+            record_skip(
+                &ctx,
+                &name,
+                due,
+                "the window closed while waiting for a free backup slot (max_concurrent)",
+            )
+            .await;
             after = due;
             drop(permit);
             continue;
@@ -376,16 +449,24 @@ async fn database_task(ctx: Arc<TaskContext>, name: String) {
 /// The earliest due time among a database's recent interrupted runs, if any.
 async fn first_interrupted_due(catalog: &Catalog, name: &str) -> Option<DateTime<Utc>> {
     let runs = catalog.recent_runs(name, 20).await.ok()?;
-    runs.iter().filter(|r| r.outcome == crate::catalog::RunState::Interrupted).filter_map(|r| r.scheduled_for).min()
+    runs.iter()
+        .filter(|r| r.outcome == crate::catalog::RunState::Interrupted)
+        .filter_map(|r| r.scheduled_for)
+        .min()
 }
 
 async fn record_skip(ctx: &TaskContext, name: &str, due: DateTime<Utc>, reason: &str) {
     info!(database = %name, due = %due, reason, "run skipped");
     let now = ctx.shared.clock.now();
-    if let Err(e) = ctx.gated(ctx.catalog.record_skipped(name, due, now, reason)).await {
+    if let Err(e) = ctx
+        .gated(ctx.catalog.record_skipped(name, due, now, reason))
+        .await
+    {
         warn!(database = %name, error = %e, "catalog write failed");
     }
-    ctx.shared.metrics.record(name, RunResult::Skipped, 0.0, None, now.timestamp() as f64);
+    ctx.shared
+        .metrics
+        .record(name, RunResult::Skipped, 0.0, None, now.timestamp() as f64);
 }
 
 /// One scheduled run: backup, catalog, metrics, retention.
@@ -393,7 +474,13 @@ async fn run_once(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::Tz, due
     let clock = &ctx.shared.clock;
     let started_at = clock.now();
     let backup_id = manifest::backup_id(started_at);
-    let run_id = match ctx.gated(ctx.catalog.start_run(&db.name, Some(due), started_at, Some(&backup_id))).await {
+    let run_id = match ctx
+        .gated(
+            ctx.catalog
+                .start_run(&db.name, Some(due), started_at, Some(&backup_id)),
+        )
+        .await
+    {
         Ok(id) => Some(id),
         Err(e) => {
             warn!(database = %db.name, error = %e, "catalog write failed; running the backup anyway");
@@ -407,26 +494,69 @@ async fn run_once(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::Tz, due
     let finished_at = clock.now();
     let duration = (finished_at - started_at).num_milliseconds() as f64 / 1000.0;
     let (run_outcome, error, bytes) = match &outcome {
-        Some(Ok(m)) => (RunOutcome::Success, None, Some((m.dump.raw_size, m.dump.size))),
+        Some(Ok(m)) => (
+            RunOutcome::Success,
+            None,
+            Some((m.dump.raw_size, m.dump.size)),
+        ),
         Some(Err(e)) => (RunOutcome::Failed, Some(e.to_string()), None),
         None => {
             // The backup future was dropped: no manifest was written. Abort its multipart upload, if any.
-            let key = manifest::object_key(&ctx.sources.prefix, &db.name, &backup_id, db.compression.dump_file_name());
-            let _ = ctx.sources.storage.abort_stale_uploads(&key, finished_at + chrono::Duration::seconds(1)).await;
+            let key = manifest::object_key(
+                &ctx.sources.prefix,
+                &db.name,
+                &backup_id,
+                db.compression.dump_file_name(),
+            );
+            let _ = ctx
+                .sources
+                .storage
+                .abort_stale_uploads(&key, finished_at + chrono::Duration::seconds(1))
+                .await;
             warn!(database = %db.name, backup_id = %backup_id, "backup aborted at shutdown");
-            (RunOutcome::Aborted, Some("aborted at shutdown after the grace period".to_string()), None)
+            (
+                RunOutcome::Aborted,
+                Some("aborted at shutdown after the grace period".to_string()),
+                None,
+            )
         }
     };
     if let Some(run_id) = run_id {
-        let (raw, stored) = bytes.map(|(r, s)| (Some(r), Some(s))).unwrap_or((None, None));
-        if let Err(e) = ctx.gated(ctx.catalog.finish_run(run_id, run_outcome, error.clone(), raw, stored, finished_at)).await {
+        let (raw, stored) = bytes
+            .map(|(r, s)| (Some(r), Some(s)))
+            .unwrap_or((None, None));
+        if let Err(e) = ctx
+            .gated(ctx.catalog.finish_run(
+                run_id,
+                run_outcome,
+                error.clone(),
+                raw,
+                stored,
+                finished_at,
+            ))
+            .await
+        {
             warn!(database = %db.name, error = %e, "catalog write failed");
         }
     }
-    let result = if matches!(run_outcome, RunOutcome::Success) { RunResult::Success } else { RunResult::Failure };
-    ctx.shared.metrics.record(&db.name, result, duration, bytes, finished_at.timestamp() as f64);
+    let result = if matches!(run_outcome, RunOutcome::Success) {
+        RunResult::Success
+    } else {
+        RunResult::Failure
+    };
+    ctx.shared.metrics.record(
+        &db.name,
+        result,
+        duration,
+        bytes,
+        finished_at.timestamp() as f64,
+    );
     if let Some(Ok(m)) = &outcome {
-        ctx.shared.newest.lock().expect("newest lock").insert(db.name.clone(), m.started_at);
+        ctx.shared
+            .newest
+            .lock()
+            .expect("newest lock")
+            .insert(db.name.clone(), m.started_at);
         apply_retention(ctx, db, tz).await;
     }
 }
@@ -438,7 +568,16 @@ async fn apply_retention(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::
     }
     let now = ctx.shared.clock.now();
     let storage = ctx.sources.storage.as_ref();
-    match prune::plan(storage, &ctx.sources.prefix, &db.name, &db.retention, tz, now).await {
+    match prune::plan(
+        storage,
+        &ctx.sources.prefix,
+        &db.name,
+        &db.retention,
+        tz,
+        now,
+    )
+    .await
+    {
         Ok(plan) => {
             let outcome = prune::execute(storage, &ctx.sources.prefix, &plan, now).await;
             if outcome.deleted_backups + outcome.removed_incomplete > 0 {
@@ -448,7 +587,9 @@ async fn apply_retention(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::
                 warn!(database = %db.name, error = %e, "retention");
             }
         }
-        Err(e) => warn!(database = %db.name, error = %e, "listing failed; retention deleted nothing"),
+        Err(e) => {
+            warn!(database = %db.name, error = %e, "listing failed; retention deleted nothing")
+        }
     }
 }
 

@@ -69,7 +69,11 @@ pub async fn run_backup(
         info!("backup started");
         let result = backup_inner(database, sources, started_at, &backup_id).await;
         match &result {
-            Ok(m) => info!(raw_bytes = m.dump.raw_size, stored_bytes = m.dump.size, "backup complete"),
+            Ok(m) => info!(
+                raw_bytes = m.dump.raw_size,
+                stored_bytes = m.dump.size,
+                "backup complete"
+            ),
             Err(e) => warn!(error = %e, "backup failed"),
         }
         result
@@ -81,12 +85,18 @@ pub async fn run_backup(
 /// Backs up `database` now, for one-shot commands (`backup`, safety backups, `migrations apply`). Backup ids
 /// have one-second resolution, so when a backup of the same database already used this second, it waits
 /// for the next second and starts again rather than failing.
-pub async fn run_backup_now(database: &DatabaseConfig, sources: &BackupSources) -> Result<Manifest, BackupError> {
+pub async fn run_backup_now(
+    database: &DatabaseConfig,
+    sources: &BackupSources,
+) -> Result<Manifest, BackupError> {
     match run_backup(database, sources, Utc::now()).await {
         Err(BackupError::Conflict(_)) => {
             let now = Utc::now();
             let next_second = 1_000_000_000u32.saturating_sub(now.timestamp_subsec_nanos());
-            tokio::time::sleep(std::time::Duration::from_nanos(u64::from(next_second) + 1_000_000)).await;
+            tokio::time::sleep(std::time::Duration::from_nanos(
+                u64::from(next_second) + 1_000_000,
+            ))
+            .await;
             run_backup(database, sources, Utc::now()).await
         }
         other => other,
@@ -104,7 +114,10 @@ async fn backup_inner(
     storage.check().await?;
     // Backup ids have one-second resolution: never write into a directory that already holds anything
     // (a backup started in the same second, or a leftover), or a complete backup could be overwritten.
-    let directory = format!("{}/", manifest::join_key(&[&sources.prefix, &database.name, backup_id]));
+    let directory = format!(
+        "{}/",
+        manifest::join_key(&[&sources.prefix, &database.name, backup_id])
+    );
     if !storage.list(&directory).await?.is_empty() {
         return Err(BackupError::Conflict(format!(
             "a backup of {} with id {backup_id} already exists (ids are the start second); try again in a second",
@@ -112,47 +125,94 @@ async fn backup_inner(
         )));
     }
 
-    let dump_key = manifest::object_key(&sources.prefix, &database.name, backup_id, database.compression.dump_file_name());
-    let export = ExportOptions { no_data: database.no_data, no_schema: false, tables: database.tables.clone() };
+    let dump_key = manifest::object_key(
+        &sources.prefix,
+        &database.name,
+        backup_id,
+        database.compression.dump_file_name(),
+    );
+    let export = ExportOptions {
+        no_data: database.no_data,
+        no_schema: false,
+        tables: database.tables.clone(),
+    };
 
-    let (source_kind, database_id, bookmark, body, announced): (_, _, _, Box<dyn tokio::io::AsyncRead + Send + Unpin>, _) =
-        match &database.source {
-            Source::D1 { id } => {
-                let client = sources.cloudflare.as_ref().ok_or_else(|| {
-                    BackupError::Config(format!("database {} is a D1 source but [cloudflare] is not configured", database.name))
-                })?;
-                let uuid = match id {
-                    Some(id) => id.clone(),
-                    None => client.get_database(&database.name).await?.uuid,
-                };
-                let ready = client.export(&uuid, &export).await?;
-                let download = client.download(&ready.signed_url).await?;
-                if let Some(kind) = download.content_type.as_deref() {
-                    if kind.to_ascii_lowercase().starts_with("text/html") {
-                        return Err(DumpError::Html { start: format!("Content-Type: {kind}") }.into());
+    let (source_kind, database_id, bookmark, body, announced): (
+        _,
+        _,
+        _,
+        Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        _,
+    ) = match &database.source {
+        Source::D1 { id } => {
+            let client = sources.cloudflare.as_ref().ok_or_else(|| {
+                BackupError::Config(format!(
+                    "database {} is a D1 source but [cloudflare] is not configured",
+                    database.name
+                ))
+            })?;
+            let uuid = match id {
+                Some(id) => id.clone(),
+                None => client.get_database(&database.name).await?.uuid,
+            };
+            let ready = client.export(&uuid, &export).await?;
+            let download = client.download(&ready.signed_url).await?;
+            if let Some(kind) = download.content_type.as_deref() {
+                if kind.to_ascii_lowercase().starts_with("text/html") {
+                    return Err(DumpError::Html {
+                        start: format!("Content-Type: {kind}"),
                     }
+                    .into());
                 }
-                ("d1", Some(uuid), Some(ready.at_bookmark), download.body, download.content_length)
             }
-            Source::Sqlite { path } => {
-                let options = DumpOptions { no_data: export.no_data, no_schema: false, tables: export.tables.clone() };
-                let reader = sqlite_dump(path, options).map_err(|e| BackupError::Source(e.to_string()))?;
-                ("sqlite", None, None, Box::new(reader), None)
-            }
-        };
+            (
+                "d1",
+                Some(uuid),
+                Some(ready.at_bookmark),
+                download.body,
+                download.content_length,
+            )
+        }
+        Source::Sqlite { path } => {
+            let options = DumpOptions {
+                no_data: export.no_data,
+                no_schema: false,
+                tables: export.tables.clone(),
+            };
+            let reader =
+                sqlite_dump(path, options).map_err(|e| BackupError::Source(e.to_string()))?;
+            ("sqlite", None, None, Box::new(reader), None)
+        }
+    };
 
-    let stored = store_dump(storage.as_ref(), &dump_key, body, announced, database.compression, &database.migrations_table).await?;
+    let stored = store_dump(
+        storage.as_ref(),
+        &dump_key,
+        body,
+        announced,
+        database.compression,
+        &database.migrations_table,
+    )
+    .await?;
     let report = stored.report;
 
     let manifest = Manifest {
         format: manifest::FORMAT,
         tool: crate::TOOL.to_string(),
-        database: ManifestDatabase { name: database.name.clone(), id: database_id, source: source_kind.into() },
+        database: ManifestDatabase {
+            name: database.name.clone(),
+            id: database_id,
+            source: source_kind.into(),
+        },
         backup_id: backup_id.to_string(),
         started_at,
         finished_at: Utc::now(),
         bookmark,
-        export: ManifestExport { no_data: export.no_data, no_schema: false, tables: export.tables.clone() },
+        export: ManifestExport {
+            no_data: export.no_data,
+            no_schema: false,
+            tables: export.tables.clone(),
+        },
         dump: ManifestDump {
             key: dump_key.clone(),
             compression: database.compression.name().into(),
@@ -164,7 +224,12 @@ async fn backup_inner(
         tables: report.tables,
         migrations: report.migrations,
     };
-    let manifest_key = manifest::object_key(&sources.prefix, &database.name, backup_id, manifest::MANIFEST_FILE);
+    let manifest_key = manifest::object_key(
+        &sources.prefix,
+        &database.name,
+        backup_id,
+        manifest::MANIFEST_FILE,
+    );
     if let Err(e) = storage.put_bytes(&manifest_key, manifest.to_json()).await {
         // Without its manifest the dump is not a backup; remove it rather than leave it for prune.
         let _ = storage.delete(&dump_key).await;
@@ -194,12 +259,20 @@ pub async fn store_dump(
     compression: Compression,
     migrations_table: &str,
 ) -> Result<StoredDump, BackupError> {
-    let mut inspecting = InspectingReader::new(body, DumpInspector::new(announced, migrations_table));
-    let mut stored = HashingReader::new(compress(BufReader::with_capacity(256 * 1024, &mut inspecting), compression));
+    let mut inspecting =
+        InspectingReader::new(body, DumpInspector::new(announced, migrations_table));
+    let mut stored = HashingReader::new(compress(
+        BufReader::with_capacity(256 * 1024, &mut inspecting),
+        compression,
+    ));
     let upload = storage.put_stream(key, &mut stored).await;
     let (size, sha256) = stored.finish();
     match (upload, inspecting.outcome()) {
-        (Ok(_), Some(Ok(report))) => Ok(StoredDump { report, size, sha256 }),
+        (Ok(_), Some(Ok(report))) => Ok(StoredDump {
+            report,
+            size,
+            sha256,
+        }),
         (_, Some(Err(dump_error))) => {
             let _ = storage.delete(key).await;
             Err(dump_error.into())
@@ -207,7 +280,9 @@ pub async fn store_dump(
         (Err(e), _) => Err(e.into()),
         (Ok(_), None) => {
             let _ = storage.delete(key).await;
-            Err(BackupError::Source("the dump stream ended without a verdict".into()))
+            Err(BackupError::Source(
+                "the dump stream ended without a verdict".into(),
+            ))
         }
     }
 }

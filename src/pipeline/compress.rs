@@ -10,10 +10,17 @@ use crate::config::Compression;
 pub type BoxRead<'a> = Box<dyn AsyncRead + Send + Unpin + 'a>;
 
 /// Compresses `input` as configured.
-pub fn compress<'a>(input: impl AsyncBufRead + Send + Unpin + 'a, compression: Compression) -> BoxRead<'a> {
+pub fn compress<'a>(
+    input: impl AsyncBufRead + Send + Unpin + 'a,
+    compression: Compression,
+) -> BoxRead<'a> {
     match compression {
-        Compression::Zstd { level } => Box::new(ZstdEncoder::with_quality(input, Level::Precise(level))),
-        Compression::Gzip { level } => Box::new(GzipEncoder::with_quality(input, Level::Precise(level))),
+        Compression::Zstd { level } => {
+            Box::new(ZstdEncoder::with_quality(input, Level::Precise(level)))
+        }
+        Compression::Gzip { level } => {
+            Box::new(GzipEncoder::with_quality(input, Level::Precise(level)))
+        }
         Compression::None => Box::new(input),
     }
 }

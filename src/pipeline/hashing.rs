@@ -18,7 +18,11 @@ pub struct HashingReader<R> {
 impl<R: AsyncRead + Unpin> HashingReader<R> {
     /// Wraps `inner`.
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, sha256: Sha256::new(), bytes: 0 }
+        HashingReader {
+            inner,
+            sha256: Sha256::new(),
+            bytes: 0,
+        }
     }
 
     /// Bytes read so far and the hex sha256 of them.
@@ -28,7 +32,11 @@ impl<R: AsyncRead + Unpin> HashingReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;

@@ -26,7 +26,10 @@ pub fn sqlite_dump(path: &Path, options: DumpOptions) -> io::Result<SqliteDumpRe
     if !path.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
-            format!("SQLite source {} does not exist or is not a file: check sqlite_path", path.display()),
+            format!(
+                "SQLite source {} does not exist or is not a file: check sqlite_path",
+                path.display()
+            ),
         ));
     }
     let (reader, writer) = tokio::io::duplex(PIPE_BYTES);
@@ -37,20 +40,29 @@ pub fn sqlite_dump(path: &Path, options: DumpOptions) -> io::Result<SqliteDumpRe
         let result = dump_to(&path, &options, bridge);
         let _ = done_tx.send(result);
     });
-    Ok(SqliteDumpReader { inner: reader, done: Some(done_rx) })
+    Ok(SqliteDumpReader {
+        inner: reader,
+        done: Some(done_rx),
+    })
 }
 
-fn dump_to(path: &Path, options: &DumpOptions, bridge: SyncIoBridge<DuplexStream>) -> Result<(), String> {
+fn dump_to(
+    path: &Path,
+    options: &DumpOptions,
+    bridge: SyncIoBridge<DuplexStream>,
+) -> Result<(), String> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = rusqlite::Connection::open_with_flags(path, flags)
         .map_err(|e| format!("opening SQLite source {}: {e}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
     // BEGIN plus a read pins one snapshot for the whole dump.
     conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
         .map_err(|e| format!("starting a read snapshot of {}: {e}", path.display()))?;
     let mut out = io::BufWriter::with_capacity(64 * 1024, bridge);
     write_dump(&conn, options, &mut out).map_err(|e| format!("dumping {}: {e}", path.display()))?;
-    out.flush().map_err(|e| format!("dumping {}: {e}", path.display()))?;
+    out.flush()
+        .map_err(|e| format!("dumping {}: {e}", path.display()))?;
     let mut bridge = out.into_inner().map_err(|e| e.to_string())?;
     bridge.shutdown().map_err(|e| e.to_string())?;
     Ok(())
@@ -63,7 +75,11 @@ pub struct SqliteDumpReader {
 }
 
 impl AsyncRead for SqliteDumpReader {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
@@ -71,14 +87,17 @@ impl AsyncRead for SqliteDumpReader {
             return Poll::Ready(Ok(()));
         }
         // EOF of the pipe: the dump is complete only if the thread says so.
-        let Some(done) = this.done.as_mut() else { return Poll::Ready(Ok(())) };
+        let Some(done) = this.done.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
         let result = std::task::ready!(Pin::new(done).poll(cx));
         this.done = None;
         match result {
             Ok(Ok(())) => Poll::Ready(Ok(())),
             Ok(Err(message)) => Poll::Ready(Err(io::Error::other(message))),
-            Err(_) => Poll::Ready(Err(io::Error::other("the SQLite dump thread stopped unexpectedly"))),
+            Err(_) => Poll::Ready(Err(io::Error::other(
+                "the SQLite dump thread stopped unexpectedly",
+            ))),
         }
     }
 }
-

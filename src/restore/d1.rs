@@ -25,7 +25,10 @@ pub struct SchemaObject {
 }
 
 /// Reads the target's user tables, views, triggers and indexes (not SQLite's or Cloudflare's internals).
-pub async fn user_objects(client: &Client, database_id: &str) -> Result<Vec<SchemaObject>, RestoreError> {
+pub async fn user_objects(
+    client: &Client,
+    database_id: &str,
+) -> Result<Vec<SchemaObject>, RestoreError> {
     let results = client
         .query(
             database_id,
@@ -34,7 +37,11 @@ pub async fn user_objects(client: &Client, database_id: &str) -> Result<Vec<Sche
             &[],
         )
         .await?;
-    let rows = results.into_iter().next().map(|r| r.results).unwrap_or_default();
+    let rows = results
+        .into_iter()
+        .next()
+        .map(|r| r.results)
+        .unwrap_or_default();
     Ok(rows
         .into_iter()
         .filter_map(|row| {
@@ -51,7 +58,11 @@ pub fn clearing_statements(objects: &[SchemaObject]) -> Vec<String> {
     let mut out = Vec::new();
     for kind in ["trigger", "view", "index", "table"] {
         for object in objects.iter().filter(|o| o.kind == kind) {
-            out.push(format!("DROP {} IF EXISTS {};", kind.to_uppercase(), quote_identifier(&object.name)));
+            out.push(format!(
+                "DROP {} IF EXISTS {};",
+                kind.to_uppercase(),
+                quote_identifier(&object.name)
+            ));
         }
     }
     out
@@ -67,10 +78,18 @@ pub async fn spool_import_body(
     spool_dir: &Path,
     progress: &mut Progress,
 ) -> Result<PathBuf, RestoreError> {
-    tokio::fs::create_dir_all(spool_dir)
-        .await
-        .map_err(|e| RestoreError::Target(format!("creating the spool directory {}: {e}", spool_dir.display())))?;
-    let stem = format!("restore-{}-{}-{}", manifest.database.name, manifest.backup_id, std::process::id());
+    tokio::fs::create_dir_all(spool_dir).await.map_err(|e| {
+        RestoreError::Target(format!(
+            "creating the spool directory {}: {e}",
+            spool_dir.display()
+        ))
+    })?;
+    let stem = format!(
+        "restore-{}-{}-{}",
+        manifest.database.name,
+        manifest.backup_id,
+        std::process::id()
+    );
     let parts = Parts::create(spool_dir, &stem).await?;
     let result = fill(storage, manifest, progress, parts, spool_dir, &stem).await;
     if result.is_err() {
@@ -120,7 +139,9 @@ async fn fill(
     for suffix in ["schema", "rows", "late"] {
         let part = spool_dir.join(format!("{stem}.{suffix}"));
         let mut input = File::open(&part).await.map_err(spool_io)?;
-        tokio::io::copy(&mut input, &mut out).await.map_err(spool_io)?;
+        tokio::io::copy(&mut input, &mut out)
+            .await
+            .map_err(spool_io)?;
         let _ = tokio::fs::remove_file(&part).await;
     }
     out.flush().await.map_err(spool_io)?;
@@ -130,16 +151,23 @@ async fn fill(
 /// Writes the final import file next to `body`: `PRAGMA defer_foreign_keys=TRUE;`, the `clearing`
 /// statements, then the body; removes the body. Because D1 applies an import atomically, clearing and
 /// loading then succeed or fail together.
-pub async fn assemble_import_file(body: &Path, clearing: &[String]) -> Result<PathBuf, RestoreError> {
+pub async fn assemble_import_file(
+    body: &Path,
+    clearing: &[String],
+) -> Result<PathBuf, RestoreError> {
     let out_path = body.with_extension("sql");
     let mut out = BufWriter::new(create(&out_path).await?);
-    out.write_all(b"PRAGMA defer_foreign_keys=TRUE;\n").await.map_err(spool_io)?;
+    out.write_all(b"PRAGMA defer_foreign_keys=TRUE;\n")
+        .await
+        .map_err(spool_io)?;
     for stmt in clearing {
         out.write_all(stmt.as_bytes()).await.map_err(spool_io)?;
         out.write_all(b"\n").await.map_err(spool_io)?;
     }
     let mut input = File::open(body).await.map_err(spool_io)?;
-    tokio::io::copy(&mut input, &mut out).await.map_err(spool_io)?;
+    tokio::io::copy(&mut input, &mut out)
+        .await
+        .map_err(spool_io)?;
     out.flush().await.map_err(spool_io)?;
     let _ = tokio::fs::remove_file(body).await;
     Ok(out_path)
@@ -185,7 +213,9 @@ impl Parts {
 }
 
 async fn create(path: &Path) -> Result<File, RestoreError> {
-    File::create(path).await.map_err(|e| RestoreError::Target(format!("creating {}: {e}", path.display())))
+    File::create(path)
+        .await
+        .map_err(|e| RestoreError::Target(format!("creating {}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -195,11 +225,26 @@ mod tests {
     #[test]
     fn clearing_drops_dependents_before_tables() {
         let objects = vec![
-            SchemaObject { kind: "view".into(), name: "v".into() },
-            SchemaObject { kind: "index".into(), name: "i".into() },
-            SchemaObject { kind: "table".into(), name: "child".into() },
-            SchemaObject { kind: "trigger".into(), name: "t".into() },
-            SchemaObject { kind: "table".into(), name: "we\"ird".into() },
+            SchemaObject {
+                kind: "view".into(),
+                name: "v".into(),
+            },
+            SchemaObject {
+                kind: "index".into(),
+                name: "i".into(),
+            },
+            SchemaObject {
+                kind: "table".into(),
+                name: "child".into(),
+            },
+            SchemaObject {
+                kind: "trigger".into(),
+                name: "t".into(),
+            },
+            SchemaObject {
+                kind: "table".into(),
+                name: "we\"ird".into(),
+            },
         ];
         assert_eq!(
             clearing_statements(&objects),

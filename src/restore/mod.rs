@@ -43,9 +43,9 @@ pub enum Phase {
 pub fn phase_of(kind: &StatementKind) -> Phase {
     match kind {
         StatementKind::Insert { .. } | StatementKind::DeleteFrom { .. } => Phase::Rows,
-        StatementKind::CreateIndex { .. } | StatementKind::CreateTrigger { .. } | StatementKind::CreateView { .. } => {
-            Phase::Late
-        }
+        StatementKind::CreateIndex { .. }
+        | StatementKind::CreateTrigger { .. }
+        | StatementKind::CreateView { .. } => Phase::Late,
         StatementKind::Transaction | StatementKind::Pragma => Phase::Skip,
         _ => Phase::Schema,
     }
@@ -80,12 +80,18 @@ pub async fn read_statements(
     progress: &mut Progress,
     mut on_batch: impl AsyncFnMut(StatementBatch) -> Result<(), RestoreError>,
 ) -> Result<(), RestoreError> {
-    let damaged = |detail: String| RestoreError::Damaged { backup_id: manifest.backup_id.clone(), detail };
+    let damaged = |detail: String| RestoreError::Damaged {
+        backup_id: manifest.backup_id.clone(),
+        detail,
+    };
     let object = storage.get_stream(&manifest.dump.key).await?;
     let mut stored = HashingReader::new(object);
     let mut raw = {
-        let decoded = decompress(BufReader::with_capacity(256 * 1024, &mut stored), &manifest.dump.compression)
-            .map_err(damaged)?;
+        let decoded = decompress(
+            BufReader::with_capacity(256 * 1024, &mut stored),
+            &manifest.dump.compression,
+        )
+        .map_err(damaged)?;
         HashingReader::new(decoded)
     };
     let mut splitter = StatementSplitter::new();
@@ -101,7 +107,9 @@ pub async fn read_statements(
         progress.advance(n as u64);
         let mut batch = StatementBatch::new();
         splitter
-            .push(&buf[..n], &mut |stmt: &str| batch.push((stmt.to_string(), classify(stmt))))
+            .push(&buf[..n], &mut |stmt: &str| {
+                batch.push((stmt.to_string(), classify(stmt)))
+            })
             .map_err(|e| damaged(format!("the SQL is not valid UTF-8: {e}")))?;
         if !batch.is_empty() {
             on_batch(batch).await?;
@@ -109,7 +117,9 @@ pub async fn read_statements(
     }
     if let Some(tail) = splitter.finish().map_err(|e| damaged(e.to_string()))? {
         let head: String = tail.chars().take(60).collect();
-        return Err(damaged(format!("the dump ends inside a statement: {head:?}")));
+        return Err(damaged(format!(
+            "the dump ends inside a statement: {head:?}"
+        )));
     }
     // Finishing the SQL hasher drops the decoder, which ends its borrow of the stored-bytes hasher.
     let (raw_size, raw_sha256) = raw.finish();

@@ -18,22 +18,42 @@ pub struct Progress {
 impl Progress {
     /// A progress line labelled `label` for `total` bytes of SQL; drawn only on a terminal.
     pub fn new(label: impl Into<String>, total: u64) -> Self {
-        Progress { label: label.into(), total, done: 0, enabled: std::io::stderr().is_terminal(), last_draw: None }
+        Progress {
+            label: label.into(),
+            total,
+            done: 0,
+            enabled: std::io::stderr().is_terminal(),
+            last_draw: None,
+        }
     }
 
     /// A progress line that never draws (tests, nested operations).
     pub fn hidden() -> Self {
-        Progress { label: String::new(), total: 0, done: 0, enabled: false, last_draw: None }
+        Progress {
+            label: String::new(),
+            total: 0,
+            done: 0,
+            enabled: false,
+            last_draw: None,
+        }
     }
 
     /// Records `bytes` more done.
     pub fn advance(&mut self, bytes: u64) {
         self.done += bytes;
-        if !self.enabled || self.last_draw.is_some_and(|t| t.elapsed() < Duration::from_millis(500)) {
+        if !self.enabled
+            || self
+                .last_draw
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
+        {
             return;
         }
         self.last_draw = Some(Instant::now());
-        let percent = if self.total == 0 { 100.0 } else { self.done as f64 * 100.0 / self.total as f64 };
+        let percent = if self.total == 0 {
+            100.0
+        } else {
+            self.done as f64 * 100.0 / self.total as f64
+        };
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,

@@ -54,13 +54,21 @@ impl FilesystemStorage {
     /// quickstart's `./backups`). A missing parent stays an error, so that a mistyped path or an absent
     /// volume is reported instead of silently growing a new directory tree.
     async fn prepare_root(&self) -> Result<(), StorageError> {
-        let parent_exists = self.root.parent().is_some_and(|p| p.as_os_str().is_empty() || p.is_dir());
+        let parent_exists = self
+            .root
+            .parent()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.is_dir());
         if parent_exists && !self.root.exists() {
             match tokio::fs::create_dir(&self.root).await {
-                Ok(()) => tracing::info!(path = %self.root.display(), "created the backup directory"),
+                Ok(()) => {
+                    tracing::info!(path = %self.root.display(), "created the backup directory")
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
-                    return Err(io_error(&format!("creating backup directory {}", self.root.display()), &e));
+                    return Err(io_error(
+                        &format!("creating backup directory {}", self.root.display()),
+                        &e,
+                    ));
                 }
             }
         }

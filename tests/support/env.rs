@@ -34,10 +34,19 @@ impl Env {
         std::fs::create_dir_all(&data).unwrap();
         create_fixture_db(&data.join("blog.sqlite"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let options = EmulatorOptions { data_dir: data, token: TOKEN.into(), account_id: ACCOUNT.into() };
+        let options = EmulatorOptions {
+            data_dir: data,
+            token: TOKEN.into(),
+            account_id: ACCOUNT.into(),
+        };
         let emulator = Emulator::start(listener, options).await.unwrap();
         let s3 = super::start_s3().await;
-        Env { emulator, s3, dir, http: reqwest::Client::new() }
+        Env {
+            emulator,
+            s3,
+            dir,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn source_db(&self) -> PathBuf {
@@ -76,29 +85,68 @@ impl Env {
                 cap: Duration::from_millis(200),
                 max_retry_after: Duration::from_secs(5),
             })
-            .with_poll_settings(PollSettings { first_delay: Duration::from_millis(20), max_delay: Duration::from_millis(50) });
-        BackupSources { storage, prefix: config.storage.prefix().to_string(), cloudflare: Some(client) }
+            .with_poll_settings(PollSettings {
+                first_delay: Duration::from_millis(20),
+                max_delay: Duration::from_millis(50),
+            });
+        BackupSources {
+            storage,
+            prefix: config.storage.prefix().to_string(),
+            cloudflare: Some(client),
+        }
     }
 
     pub async fn set_faults(&self, faults: Value) {
         let url = format!("http://{}/__emulator/faults", self.emulator.addr());
-        let response = self.http.post(url).bearer_auth(TOKEN).json(&faults).send().await.unwrap();
-        assert!(response.status().is_success(), "setting faults failed: {}", response.status());
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(TOKEN)
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "setting faults failed: {}",
+            response.status()
+        );
     }
 
     pub async fn stats(&self) -> Value {
         let url = format!("http://{}/__emulator/stats", self.emulator.addr());
-        self.http.get(url).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Restores `manifest` into a new SQLite file and returns its path.
-    pub async fn restore(&self, sources: &BackupSources, manifest: &d1vault::manifest::Manifest, name: &str) -> PathBuf {
+    pub async fn restore(
+        &self,
+        sources: &BackupSources,
+        manifest: &d1vault::manifest::Manifest,
+        name: &str,
+    ) -> PathBuf {
         let path = self.dir.path().join(name);
-        let report = sqlite::load_into_new_file(sources.storage.as_ref(), manifest, &path, &mut Progress::hidden())
-            .await
-            .unwrap();
-        assert!(report.problems(manifest).is_empty(), "{:?}", report.problems(manifest));
+        let report = sqlite::load_into_new_file(
+            sources.storage.as_ref(),
+            manifest,
+            &path,
+            &mut Progress::hidden(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            report.problems(manifest).is_empty(),
+            "{:?}",
+            report.problems(manifest)
+        );
         path
     }
 }
-

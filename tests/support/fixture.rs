@@ -9,8 +9,11 @@ use rusqlite::types::Value;
 /// The fixture SQL: foreign keys to later tables, AUTOINCREMENT, an index, a trigger, a view, BLOBs,
 /// REALs, NULLs, quotes, newlines, carriage returns, unicode, an empty table, wrangler's d1_migrations.
 pub fn fixture_sql() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fixture.sql"))
-        .expect("tests/fixtures/fixture.sql")
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/fixture.sql"
+    ))
+    .expect("tests/fixtures/fixture.sql")
 }
 
 /// Creates `path` as a SQLite database holding the fixture.
@@ -47,7 +50,11 @@ pub fn contents_of(conn: &Connection) -> Contents {
             .unwrap();
         let columns = stmt.column_count();
         let rows = stmt
-            .query_map([], |r| (0..columns).map(|i| r.get::<_, Value>(i)).collect::<Result<Vec<_>, _>>())
+            .query_map([], |r| {
+                (0..columns)
+                    .map(|i| r.get::<_, Value>(i))
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .unwrap()
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
@@ -73,9 +80,17 @@ pub fn schema_objects(path: &Path) -> Vec<(String, String)> {
 /// Asserts that two databases hold the same tables with the same rows, value for value.
 pub fn assert_same_contents(expected: &Path, actual: &Path) {
     let (a, b) = (contents(expected), contents(actual));
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "tables differ");
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "tables differ"
+    );
     for (table, rows) in &a {
         assert_eq!(rows, &b[table], "rows of table {table} differ");
     }
-    assert_eq!(schema_objects(expected), schema_objects(actual), "indexes, triggers or views differ");
+    assert_eq!(
+        schema_objects(expected),
+        schema_objects(actual),
+        "indexes, triggers or views differ"
+    );
 }

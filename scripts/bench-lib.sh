@@ -35,7 +35,7 @@ build_release() {
         args+=(--bin "$bin")
     done
     [ ${#args[@]} -gt 0 ] || return 0
-    echo "== building (release): $*" >&2
+    echo "== building (release): ${args[*]}" >&2
     (cd "$REPO" && CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build --release --quiet "${args[@]}")
 }
 

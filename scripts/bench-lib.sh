@@ -3,6 +3,7 @@
 # Environment:
 #   BENCH_DIR   work directory (default /tmp/d1vault-bench): the generated database, dumps, stores
 #   BENCH_ROWS  rows in the generated database (default 3500000: a D1-format dump of about 1.15 GB)
+#   BENCH_D1VAULT  a prebuilt d1vault binary to measure instead of building target/release/d1vault
 # Needs: sqlite3, zstd, curl, jq, GNU time (/usr/bin/time). Generated data is never committed.
 
 set -euo pipefail
@@ -11,7 +12,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/tmp/d1vault-bench}
 BENCH_ROWS=${BENCH_ROWS:-3500000}
 MIN_DUMP_BYTES=$((1024 * 1024 * 1024))
-D1VAULT="$REPO/target/release/d1vault"
+D1VAULT=${BENCH_D1VAULT:-$REPO/target/release/d1vault}
 EMULATOR="$REPO/target/release/d1-emulator"
 ACCOUNT_ID=0123456789abcdef0123456789abcdef
 API_TOKEN=test-token
@@ -29,8 +30,12 @@ need_tools() {
 # Builds the release binaries named (cargo does nothing when they are fresh).
 build_release() {
     local args=() bin
-    for bin in "$@"; do args+=(--bin "$bin"); done
-    echo "== building (release): $*" >&2
+    for bin in "$@"; do
+        [ "$bin" = d1vault ] && [ -n "${BENCH_D1VAULT:-}" ] && continue
+        args+=(--bin "$bin")
+    done
+    [ ${#args[@]} -gt 0 ] || return 0
+    echo "== building (release): ${args[*]}" >&2
     (cd "$REPO" && CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build --release --quiet "${args[@]}")
 }
 

@@ -73,8 +73,12 @@ impl Tally {
         let index = match self.table_index.get(name) {
             Some(i) => *i,
             None => {
-                self.tables.push(TableCount { name: name.to_string(), rows: 0 });
-                self.table_index.insert(name.to_string(), self.tables.len() - 1);
+                self.tables.push(TableCount {
+                    name: name.to_string(),
+                    rows: 0,
+                });
+                self.table_index
+                    .insert(name.to_string(), self.tables.len() - 1);
                 self.tables.len() - 1
             }
         };
@@ -89,7 +93,9 @@ impl Tally {
         if self.statements == 1 {
             let normalized: String = stmt.split_whitespace().collect::<Vec<_>>().join(" ");
             if !normalized.eq_ignore_ascii_case(DUMP_HEADER) {
-                self.error = Some(DumpError::MissingHeader { found: preview(stmt) });
+                self.error = Some(DumpError::MissingHeader {
+                    found: preview(stmt),
+                });
             }
             return;
         }
@@ -120,7 +126,9 @@ fn is_user_table(name: &str) -> bool {
 fn migration_name(stmt: &str) -> Option<String> {
     let insert = parse_insert(stmt)?;
     let index = match &insert.columns {
-        Some(columns) => columns.iter().position(|c| c.eq_ignore_ascii_case("name"))?,
+        Some(columns) => columns
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case("name"))?,
         None => 1,
     };
     match insert.values.get(index)? {
@@ -198,7 +206,10 @@ impl DumpInspector {
         }
         let tally = &mut self.tally;
         if let Err(e) = self.splitter.push(chunk, &mut |stmt| tally.statement(stmt)) {
-            return self.fail(DumpError::NotUtf8 { offset: self.received, detail: e.to_string() });
+            return self.fail(DumpError::NotUtf8 {
+                offset: self.received,
+                detail: e.to_string(),
+            });
         }
         match &self.tally.error {
             Some(err) => Err(err.clone()),
@@ -217,20 +228,27 @@ impl DumpInspector {
         }
         if let Some(announced) = self.announced {
             if self.received < announced {
-                return Err(DumpError::Truncated { received: self.received, announced });
+                return Err(DumpError::Truncated {
+                    received: self.received,
+                    announced,
+                });
             }
         }
         let mut tally = self.tally;
-        let tail = self
-            .splitter
-            .finish()
-            .map_err(|e| DumpError::NotUtf8 { offset: self.received, detail: e.to_string() })?;
+        let tail = self.splitter.finish().map_err(|e| DumpError::NotUtf8 {
+            offset: self.received,
+            detail: e.to_string(),
+        })?;
         if let Some(tail) = tail {
             // A complete final statement without its `;` is still incomplete for SQLite's purposes.
-            return Err(DumpError::IncompleteStatement { tail: preview(&tail) });
+            return Err(DumpError::IncompleteStatement {
+                tail: preview(&tail),
+            });
         }
         if tally.statements == 0 {
-            return Err(DumpError::MissingHeader { found: String::new() });
+            return Err(DumpError::MissingHeader {
+                found: String::new(),
+            });
         }
         Ok(DumpReport {
             raw_size: self.received,
@@ -259,7 +277,11 @@ pub struct InspectingReader<R> {
 impl<R: AsyncRead + Unpin> InspectingReader<R> {
     /// Wraps `inner`.
     pub fn new(inner: R, inspector: DumpInspector) -> Self {
-        InspectingReader { inner, inspector: Some(inspector), outcome: None }
+        InspectingReader {
+            inner,
+            inspector: Some(inspector),
+            outcome: None,
+        }
     }
 
     /// The verdict, once the stream was read to the end (or failed validation). `None` if reading stopped
@@ -270,7 +292,11 @@ impl<R: AsyncRead + Unpin> InspectingReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for InspectingReader<R> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if let Some(Err(err)) = &this.outcome {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, err.clone())));

@@ -37,10 +37,17 @@ impl LoadReport {
             problems.push(format!("foreign_key_check: {v}"));
         }
         for table in &manifest.tables {
-            let found = self.row_counts.iter().find(|(name, _)| *name == table.name).and_then(|(_, n)| *n);
+            let found = self
+                .row_counts
+                .iter()
+                .find(|(name, _)| *name == table.name)
+                .and_then(|(_, n)| *n);
             match found {
                 Some(n) if n == table.rows => {}
-                Some(n) => problems.push(format!("table {}: {n} rows, the manifest says {}", table.name, table.rows)),
+                Some(n) => problems.push(format!(
+                    "table {}: {n} rows, the manifest says {}",
+                    table.name, table.rows
+                )),
                 None => problems.push(format!("table {}: missing after load", table.name)),
             }
         }
@@ -70,7 +77,9 @@ pub async fn load_into_new_file(
     // Dropping the sender tells the writer the dump is complete. After a read error the writer's result is
     // irrelevant: the read error (damage, outage) is what the user must see.
     drop(tx);
-    let written = writer.await.map_err(|e| RestoreError::Target(format!("the SQLite writer stopped: {e}")))?;
+    let written = writer
+        .await
+        .map_err(|e| RestoreError::Target(format!("the SQLite writer stopped: {e}")))?;
     read?;
     written.map_err(RestoreError::Target)
 }
@@ -81,7 +90,8 @@ fn apply_all(
     mut rx: mpsc::Receiver<StatementBatch>,
     tables: &[String],
 ) -> Result<LoadReport, String> {
-    let mut conn = Connection::open(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    let mut conn =
+        Connection::open(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
     // A fresh file that is renamed into place only when complete: no journal needed until then.
     conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA foreign_keys=OFF;")
         .map_err(|e| e.to_string())?;
@@ -93,18 +103,25 @@ fn apply_all(
             match phase_of(&kind) {
                 Phase::Skip => {}
                 Phase::Late => late.push(stmt),
-                Phase::Rows => inserter.insert(&tx, &stmt).map_err(|e| statement_error(&stmt, &e))?,
-                Phase::Schema => tx.execute_batch(&stmt).map_err(|e| statement_error(&stmt, &e))?,
+                Phase::Rows => inserter
+                    .insert(&tx, &stmt)
+                    .map_err(|e| statement_error(&stmt, &e))?,
+                Phase::Schema => tx
+                    .execute_batch(&stmt)
+                    .map_err(|e| statement_error(&stmt, &e))?,
             }
         }
     }
     for stmt in &late {
-        tx.execute_batch(stmt).map_err(|e| statement_error(stmt, &e))?;
+        tx.execute_batch(stmt)
+            .map_err(|e| statement_error(stmt, &e))?;
     }
     drop(inserter);
     tx.commit().map_err(|e| format!("committing: {e}"))?;
-    let report = inspect(&conn, tables).map_err(|e| format!("checking the restored database: {e}"))?;
-    conn.execute_batch("PRAGMA journal_mode=DELETE;").map_err(|e| e.to_string())?;
+    let report =
+        inspect(&conn, tables).map_err(|e| format!("checking the restored database: {e}"))?;
+    conn.execute_batch("PRAGMA journal_mode=DELETE;")
+        .map_err(|e| e.to_string())?;
     conn.close().map_err(|(_, e)| e.to_string())?;
     Ok(report)
 }
@@ -126,16 +143,27 @@ impl Inserter {
         let Some(insert) = parse_insert(stmt) else {
             return conn.execute_batch(stmt);
         };
-        let key = (insert.table.clone(), insert.columns.clone(), insert.values.len());
+        let key = (
+            insert.table.clone(),
+            insert.columns.clone(),
+            insert.values.len(),
+        );
         let sql = self.sql_for.entry(key).or_insert_with(|| {
             let placeholders = vec!["?"; insert.values.len()].join(",");
             match &insert.columns {
                 Some(columns) => format!(
                     "INSERT INTO {} ({}) VALUES ({placeholders})",
                     quote_identifier(&insert.table),
-                    columns.iter().map(|c| quote_identifier(c)).collect::<Vec<_>>().join(",")
+                    columns
+                        .iter()
+                        .map(|c| quote_identifier(c))
+                        .collect::<Vec<_>>()
+                        .join(",")
                 ),
-                None => format!("INSERT INTO {} VALUES ({placeholders})", quote_identifier(&insert.table)),
+                None => format!(
+                    "INSERT INTO {} VALUES ({placeholders})",
+                    quote_identifier(&insert.table)
+                ),
             }
         });
         let mut prepared = conn.prepare_cached(sql)?;
@@ -166,20 +194,32 @@ pub fn inspect(conn: &Connection, tables: &[String]) -> rusqlite::Result<LoadRep
             let table: String = row.get(0)?;
             let rowid: Option<i64> = row.get(1)?;
             let parent: String = row.get(2)?;
-            Ok(format!("row {rowid:?} of {table} references a missing row of {parent}"))
+            Ok(format!(
+                "row {rowid:?} of {table} references a missing row of {parent}"
+            ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut row_counts = Vec::new();
     for table in tables {
         let sql = format!("SELECT count(*) FROM {}", quote_identifier(table));
-        let count = conn.query_row(&sql, [], |row| row.get::<_, i64>(0)).ok().map(|n| n as u64);
+        let count = conn
+            .query_row(&sql, [], |row| row.get::<_, i64>(0))
+            .ok()
+            .map(|n| n as u64);
         row_counts.push((table.clone(), count));
     }
-    Ok(LoadReport { integrity, foreign_key_violations, row_counts })
+    Ok(LoadReport {
+        integrity,
+        foreign_key_violations,
+        row_counts,
+    })
 }
 
 /// A temporary path next to `target` for an atomic write.
 pub fn temporary_sibling(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "restore".into());
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "restore".into());
     target.with_file_name(format!(".{name}.d1vault-restore-{}", std::process::id()))
 }

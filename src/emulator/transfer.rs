@@ -51,7 +51,9 @@ pub(crate) struct Transfers {
     pub exports: Mutex<std::collections::HashMap<uuid::Uuid, Task>>,
     pub imports: Mutex<std::collections::HashMap<uuid::Uuid, Task>>,
     /// Finished export files by download token: (path, size).
-    pub downloads: Mutex<std::collections::HashMap<String, (PathBuf, u64)>>,
+    /// Export files by download token: path, size, and the database's id (a database keeps only its newest
+    /// export on disk; older URLs then answer 404, as expired signed URLs do).
+    pub downloads: Mutex<std::collections::HashMap<String, (PathBuf, u64, uuid::Uuid)>>,
     /// Upload slots by token.
     pub uploads: Mutex<std::collections::HashMap<String, UploadSlot>>,
 }
@@ -225,7 +227,24 @@ fn run_export(state: &AppState, db: &Database, options: &DumpOptions, filename: 
     })();
     match result {
         Ok(size) => {
-            lock(&state.transfers.downloads).insert(token.clone(), (path, size));
+            let stale: Vec<PathBuf> = {
+                let mut downloads = lock(&state.transfers.downloads);
+                let old: Vec<String> = downloads
+                    .iter()
+                    .filter(|(_, entry)| entry.2 == db.uuid)
+                    .map(|(token, _)| token.clone())
+                    .collect();
+                let stale = old
+                    .iter()
+                    .filter_map(|t| downloads.remove(t))
+                    .map(|e| e.0)
+                    .collect();
+                downloads.insert(token.clone(), (path, size, db.uuid));
+                stale
+            };
+            for file in stale {
+                let _ = std::fs::remove_file(file);
+            }
             Outcome::Done(json!({
                 "filename": filename,
                 "signed_url": format!("http://{}/__emulator/exports/{token}", state.addr),
@@ -242,7 +261,7 @@ fn run_export(state: &AppState, db: &Database, options: &DumpOptions, filename: 
 pub(crate) async fn download(state: Arc<AppState>, token: String) -> Response {
     let entry = lock(&state.transfers.downloads).get(&token).cloned();
     let fault = state.faults.take_download_fault();
-    let Some((path, size)) = entry else {
+    let Some((path, size, _)) = entry else {
         return expired();
     };
     match fault {

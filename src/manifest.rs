@@ -11,7 +11,9 @@ pub struct Manifest {
     pub tool: String,
     pub database: ManifestDatabase,
     pub backup_id: String,
+    #[serde(with = "utc_seconds")]
     pub started_at: DateTime<Utc>,
+    #[serde(with = "utc_seconds")]
     pub finished_at: DateTime<Utc>,
     /// D1 Time Travel bookmark at export start; `None` for SQLite sources.
     pub bookmark: Option<String>,
@@ -135,6 +137,29 @@ impl Manifest {
     }
 }
 
+/// Manifest times as the contract writes them, `2026-11-29T03:00:12Z` (UTC, whole seconds); any RFC 3339
+/// time is accepted when reading.
+mod utc_seconds {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        time: &DateTime<Utc>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +207,11 @@ mod tests {
         assert_eq!(m.newest_migration(), Some("0001_init.sql"));
         let again = Manifest::from_json(&m.to_json()).unwrap();
         assert_eq!(again, m);
+        let text = String::from_utf8(m.to_json()).unwrap();
+        assert!(
+            text.contains("\"started_at\": \"2026-11-29T03:00:12Z\""),
+            "{text}"
+        );
         assert!(Manifest::from_json(b"{\"format\": 2}").is_err());
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio::io::{AsyncRead, BufReader};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -205,8 +205,9 @@ async fn backup_inner(
             source: source_kind.into(),
         },
         backup_id: backup_id.to_string(),
-        started_at,
-        finished_at: Utc::now(),
+        // Whole seconds, as stored (the contract's time format); the id is the same second.
+        started_at: started_at.trunc_subsecs(0),
+        finished_at: Utc::now().trunc_subsecs(0),
         bookmark,
         export: ManifestExport {
             no_data: export.no_data,

@@ -181,9 +181,13 @@ async fn to_d1(
     }
 
     // 3. One atomic import: clear what is there now, then load.
-    let objects = d1::user_objects(client, &target_db.uuid)
-        .await
-        .map_err(failed)?;
+    let objects = match d1::user_objects(client, &target_db.uuid).await {
+        Ok(objects) => objects,
+        Err(e) => {
+            let _ = std::fs::remove_file(&body); // do not leave the spooled dump in state_dir
+            return Err(failed(e));
+        }
+    };
     let file = d1::assemble_import_file(&body, &d1::clearing_statements(&objects))
         .await
         .map_err(failed)?;

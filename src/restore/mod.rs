@@ -85,7 +85,7 @@ pub async fn read_statements(
         detail,
     };
     let object = storage.get_stream(&manifest.dump.key).await?;
-    let mut stored = HashingReader::new(object);
+    let mut stored = HashingReader::new(TaggedStorageReader(object));
     let mut raw = {
         let decoded = decompress(
             BufReader::with_capacity(256 * 1024, &mut stored),
@@ -140,12 +140,40 @@ pub async fn read_statements(
     Ok(())
 }
 
-/// A read error while decompressing is damage (a truncated or foreign object), not an outage, unless the
-/// storage connection itself failed.
+/// A read error is an outage when it came from the storage stream (tagged by [`StorageReadError`]), and
+/// damage (a truncated or foreign object the decoder refused) otherwise.
 fn read_error(e: io::Error, manifest: &Manifest) -> RestoreError {
+    if e.get_ref()
+        .is_some_and(|inner| inner.is::<StorageReadError>())
+    {
+        return RestoreError::Storage(crate::storage::StorageError::retryable(format!(
+            "reading backup {} from storage failed: {e}; the backup may be fine, try again",
+            manifest.backup_id
+        )));
+    }
     RestoreError::Damaged {
         backup_id: manifest.backup_id.clone(),
         detail: format!("reading the {} dump failed: {e}", manifest.dump.compression),
+    }
+}
+
+/// Marks an I/O error as coming from the storage stream rather than from decompression.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct StorageReadError(io::Error);
+
+/// Passes the stored object through, tagging its read errors with [`StorageReadError`].
+struct TaggedStorageReader(crate::storage::ObjectReader);
+
+impl tokio::io::AsyncRead for TaggedStorageReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_read(cx, buf)
+            .map_err(|e| io::Error::new(e.kind(), StorageReadError(e)))
     }
 }
 

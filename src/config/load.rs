@@ -125,7 +125,18 @@ pub fn load_str(
         secrets: Vec::new(),
         first_d1: None,
     };
-    let document = match Document::parse(text) {
+    // toml_edit 0.23 can panic ("all items have spans") on some malformed input (found by cargo-fuzz):
+    // contain it, so that a bad file is a configuration error (exit 2), never a crash.
+    let parsed = std::panic::catch_unwind(|| Document::parse(text));
+    let Ok(parsed) = parsed else {
+        loader.error(
+            0,
+            "",
+            "TOML syntax error: the file could not be parsed".to_string(),
+        );
+        return Err(loader.finish());
+    };
+    let document = match parsed {
         Ok(document) => document,
         Err(e) => {
             let offset = e.span().map_or(0, |s| s.start);

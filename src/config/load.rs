@@ -123,19 +123,10 @@ pub fn load_str(
         env,
         errors: Vec::new(),
         secrets: Vec::new(),
+        substitutions: Vec::new(),
         first_d1: None,
     };
-    // toml_edit 0.23 can panic ("all items have spans") on some malformed input (found by cargo-fuzz):
-    // contain it, so that a bad file is a configuration error (exit 2), never a crash.
-    let parsed = std::panic::catch_unwind(|| Document::parse(text));
-    let Ok(parsed) = parsed else {
-        loader.error(
-            0,
-            "",
-            "TOML syntax error: the file could not be parsed".to_string(),
-        );
-        return Err(loader.finish());
-    };
+    let parsed = Document::parse(text);
     let document = match parsed {
         Ok(document) => document,
         Err(e) => {
@@ -340,6 +331,9 @@ struct Loader<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     errors: Vec<ConfigError>,
     secrets: Vec<String>,
+    /// Every `${NAME}` substituted so far, as (name, value): the value is shown as `${NAME}` in messages,
+    /// since a variable referenced from an ordinary key may still hold a secret.
+    substitutions: Vec<(String, String)>,
     /// The first database that reads from D1 (label, header offset): it makes `[cloudflare]` required.
     first_d1: Option<(String, usize)>,
 }
@@ -371,6 +365,11 @@ impl<'a> Loader<'a> {
                 // Very short values would redact ordinary words; real secrets are longer.
                 if secret.len() >= 4 && error.message.contains(secret.as_str()) {
                     error.message = error.message.replace(secret.as_str(), "[redacted]");
+                }
+            }
+            for (name, value) in &self.substitutions {
+                if value.len() >= 4 && error.message.contains(value.as_str()) {
+                    error.message = error.message.replace(value.as_str(), &format!("${{{name}}}"));
                 }
             }
         }
@@ -426,7 +425,18 @@ impl<'a> Loader<'a> {
             self.wrong_type(offset, key, "a string", item);
             return None;
         };
-        match expand::expand(raw, self.env) {
+        let env = self.env;
+        let used = std::cell::RefCell::new(Vec::new());
+        let recording_env = |name: &str| {
+            let value = env(name);
+            if let Some(value) = &value {
+                used.borrow_mut().push((name.to_string(), value.clone()));
+            }
+            value
+        };
+        let expanded = expand::expand(raw, &recording_env);
+        self.substitutions.extend(used.into_inner());
+        match expanded {
             Ok(value) => Some(value),
             Err(problems) => {
                 for problem in problems {

@@ -8,11 +8,15 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::PollSender;
 
 use crate::manifest::TableCount;
 use crate::sql::{SqlValue, StatementKind, StatementSplitter, classify, parse_insert};
@@ -265,21 +269,37 @@ impl DumpInspector {
     }
 }
 
-/// An `AsyncRead` that passes a dump through unchanged while a [`DumpInspector`] watches it. A bad dump
-/// turns into an I/O error (at the first bad byte or at EOF), so whatever consumes the stream (an upload)
-/// fails and stores nothing.
+/// Chunks in flight between an [`InspectingReader`] and its inspector thread: enough to keep both sides
+/// busy, few enough to keep memory bounded (a chunk is at most one read, typically 16–256 KiB).
+const CHUNKS_IN_FLIGHT: usize = 16;
+
+/// An `AsyncRead` that passes a dump through unchanged while a [`DumpInspector`] checks a copy of it on a
+/// blocking thread, so that validation, hashing and row counting run in parallel with compression and
+/// upload instead of adding to them. A bad dump turns into an I/O error (soon after the inspector sees the
+/// first bad byte, or at EOF), and EOF itself is only reported once the inspector has accepted the whole
+/// dump, so whatever consumes the stream (an upload) fails and stores nothing.
 pub struct InspectingReader<R> {
     inner: R,
-    inspector: Option<DumpInspector>,
+    /// Copies of the bytes read, to the inspector thread; `None` once EOF was passed on.
+    chunks: Option<PollSender<Bytes>>,
+    /// The inspector's verdict, sent when it has seen everything or found the dump bad.
+    verdict: oneshot::Receiver<Result<DumpReport, DumpError>>,
     outcome: Option<Result<DumpReport, DumpError>>,
 }
 
 impl<R: AsyncRead + Unpin> InspectingReader<R> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, starting the inspector on tokio's blocking pool (so it must be called inside a tokio
+    /// runtime).
     pub fn new(inner: R, inspector: DumpInspector) -> Self {
+        let (chunk_sender, chunk_receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let (verdict_sender, verdict) = oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let _ = verdict_sender.send(inspect_chunks(inspector, chunk_receiver));
+        });
         InspectingReader {
             inner,
-            inspector: Some(inspector),
+            chunks: Some(PollSender::new(chunk_sender)),
+            verdict,
             outcome: None,
         }
     }
@@ -289,6 +309,31 @@ impl<R: AsyncRead + Unpin> InspectingReader<R> {
     pub fn outcome(self) -> Option<Result<DumpReport, DumpError>> {
         self.outcome
     }
+
+    /// Waits for the inspector's verdict and turns it into the end of the stream or an error.
+    fn poll_verdict(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let outcome = std::task::ready!(Pin::new(&mut self.verdict).poll(cx)).map_err(|_| {
+            io::Error::other("the dump inspector stopped without a verdict (a bug in d1vault)")
+        })?;
+        let result = match &outcome {
+            Ok(_) => Ok(()),
+            Err(err) => Err(io::Error::new(io::ErrorKind::InvalidData, err.clone())),
+        };
+        self.outcome = Some(outcome);
+        Poll::Ready(result)
+    }
+}
+
+/// The inspector thread: feeds every chunk to `inspector` until the stream ends or the dump is found bad
+/// (then it returns at once, which closes the channel and tells the reader to stop).
+fn inspect_chunks(
+    mut inspector: DumpInspector,
+    mut chunks: mpsc::Receiver<Bytes>,
+) -> Result<DumpReport, DumpError> {
+    while let Some(chunk) = chunks.blocking_recv() {
+        inspector.push(&chunk)?;
+    }
+    inspector.finish()
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for InspectingReader<R> {
@@ -298,31 +343,36 @@ impl<R: AsyncRead + Unpin> AsyncRead for InspectingReader<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(Err(err)) = &this.outcome {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, err.clone())));
+        match &this.outcome {
+            Some(Ok(_)) => return Poll::Ready(Ok(())), // at EOF and valid
+            Some(Err(err)) => {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, err.clone())));
+            }
+            None => {}
         }
-        let Some(inspector) = this.inspector.as_mut() else {
-            return Poll::Ready(Ok(())); // already at EOF and valid
+        let Some(chunks) = this.chunks.as_mut() else {
+            return this.poll_verdict(cx);
         };
+        // Room for the copy first, so that bytes read are never bytes the inspector misses.
+        if std::task::ready!(chunks.poll_reserve(cx)).is_err() {
+            // The inspector stopped early: it found the dump bad.
+            this.chunks = None;
+            return this.poll_verdict(cx);
+        }
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         let new = &buf.filled()[before..];
-        let verdict = if new.is_empty() {
-            let inspector = this.inspector.take().expect("checked above");
-            let outcome = inspector.finish();
-            let verdict = outcome.as_ref().map(|_| ()).map_err(Clone::clone);
-            this.outcome = Some(outcome);
-            verdict
-        } else {
-            inspector.push(new)
-        };
-        match verdict {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(err) => {
-                this.outcome = Some(Err(err.clone()));
-                buf.set_filled(before);
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, err)))
-            }
+        if new.is_empty() {
+            // End of the body: closing the channel lets the inspector finish; EOF waits for its verdict.
+            this.chunks = None;
+            return this.poll_verdict(cx);
         }
+        if chunks.send_item(Bytes::copy_from_slice(new)).is_err() {
+            // Closed since the reservation: the inspector found the dump bad; do not pass these bytes on.
+            buf.set_filled(before);
+            this.chunks = None;
+            return this.poll_verdict(cx);
+        }
+        Poll::Ready(Ok(()))
     }
 }

@@ -6,10 +6,6 @@
 #[path = "support/mod.rs"]
 mod support;
 
-#[allow(dead_code)]
-#[path = "support/fixture.rs"]
-mod fixture;
-
 #[path = "faults/bad_config.rs"]
 mod bad_config;
 #[path = "faults/cloudflare.rs"]

@@ -363,10 +363,11 @@ impl Registry {
         let mut databases = lock(&self.databases);
         databases.retain(|name, _| on_disk.iter().any(|(n, _)| n == name));
         for (name, path) in on_disk {
-            if !databases.contains_key(&name) {
-                match Database::open(&name, path, self.snapshot_dir(&name)) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = databases.entry(name) {
+                let name = slot.key();
+                match Database::open(name, path, self.snapshot_dir(name)) {
                     Ok(db) => {
-                        databases.insert(name, Arc::new(db));
+                        slot.insert(Arc::new(db));
                     }
                     Err(e) => {
                         tracing::warn!(database = %name, error = %e, "cannot open database file")

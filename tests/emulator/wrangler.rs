@@ -73,8 +73,11 @@ fn must(output: Output, what: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// One row: each value with its storage class, as (type, text).
+type TypedRow = Vec<(String, String)>;
+
 /// Every row of every table (including sqlite_sequence), each value with its storage class, by table.
-fn contents(path: &Path) -> Vec<(String, Vec<Vec<(String, String)>>)> {
+fn contents(path: &Path) -> Vec<(String, Vec<TypedRow>)> {
     let conn = rusqlite::Connection::open(path).unwrap();
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")

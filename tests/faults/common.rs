@@ -223,7 +223,7 @@ impl Bed {
     /// An S3 server and a scratch directory holding the fixture as `blog.sqlite`.
     pub async fn start() -> Bed {
         let dir = tempfile::tempdir().unwrap();
-        crate::fixture::create_fixture_db(&dir.path().join("blog.sqlite"));
+        crate::support::fixture::create_fixture_db(&dir.path().join("blog.sqlite"));
         Bed {
             s3: support::start_s3().await,
             dir,
@@ -238,7 +238,7 @@ impl Bed {
         let data = bed.dir.path().join("d1");
         std::fs::create_dir_all(&data).unwrap();
         for name in names {
-            crate::fixture::create_fixture_db(&data.join(format!("{name}.sqlite")));
+            crate::support::fixture::create_fixture_db(&data.join(format!("{name}.sqlite")));
         }
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let options = EmulatorOptions {

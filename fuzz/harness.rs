@@ -116,9 +116,13 @@ pub fn config(data: &[u8]) {
     if let Err(errors) = d1vault::config::load_str(text, path, &env) {
         let shown = errors.to_string();
         assert!(!shown.is_empty(), "an empty error report");
-        assert!(
-            !shown.contains("fuzz-token"),
-            "a secret reached an error message: {shown}"
-        );
+        // Only a leak if the token came from the environment: the fuzzer learns the literal text (from
+        // the loader's redaction search) and may write it into the file itself.
+        if !text.contains("fuzz-token") {
+            assert!(
+                !shown.contains("fuzz-token"),
+                "a secret reached an error message: {shown}"
+            );
+        }
     }
 }

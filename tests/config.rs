@@ -299,7 +299,7 @@ sqlite_path = "/data/app.sqlite"
     assert_eq!(s3.region, "auto");
     assert!(!s3.force_path_style);
     assert!(s3.endpoint.is_none() && s3.access_key_id.is_none());
-    assert_eq!(s3.part_size, 16 * 1024 * 1024);
+    assert_eq!(s3.part_size, 8 * 1024 * 1024);
     assert_eq!(s3.max_parts_in_flight, 2);
     assert_eq!(s3.prefix, "");
     let db = &config.databases[0];

@@ -548,6 +548,51 @@ async fn export_serves_the_d1_dump_and_honours_options() {
 }
 
 #[tokio::test]
+async fn an_unchanged_database_reuses_its_export_and_a_change_makes_a_new_one() {
+    // Proves the emulator's export reuse: same bookmark and options give the same file under a new URL
+    // (the old one expires), different options or a write give a fresh dump with the new content.
+    let h = Harness::new().await;
+    let id = h.fixture_id();
+    let all = json!({ "no_data": false, "no_schema": false, "tables": [] });
+    let download = |result: Value| {
+        let url = result["result"]["signed_url"].as_str().unwrap().to_string();
+        let client = h.client.clone();
+        async move {
+            let response = client.get(&url).send().await.unwrap();
+            (url, response.status(), response.text().await.unwrap())
+        }
+    };
+    let export_files = || {
+        std::fs::read_dir(h.dir.path().join(".d1-emulator/exports"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect::<Vec<_>>()
+    };
+    let (first_url, _, first) = download(h.export(&id, all.clone()).await.0).await;
+    let first_files = export_files();
+    let (second_url, status, second) = download(h.export(&id, all.clone()).await.0).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(first_url, second_url, "every export gets its own URL");
+    assert_eq!(first, second);
+    assert_eq!(first_files.len(), 1);
+    assert_eq!(export_files(), first_files, "the unchanged dump was reused, not written again");
+    let old = h.client.get(&first_url).send().await.unwrap();
+    assert_eq!(old.status(), StatusCode::NOT_FOUND, "the older URL expired");
+
+    let (_, _, schema) = download(h.export(&id, json!({ "no_data": true })).await.0).await;
+    assert!(!schema.contains("INSERT INTO"), "other options are a new dump");
+
+    h.query(&id, json!({ "sql": "INSERT INTO authors (name) VALUES ('reused?')" }))
+        .await;
+    let (_, _, after) = download(h.export(&id, all).await.0).await;
+    assert!(after.contains("'reused?'"), "a write makes a new dump");
+    let last_files = export_files();
+    assert_eq!(last_files.len(), 1, "a database keeps only its newest export");
+    assert_ne!(last_files, first_files);
+    h.emulator.shutdown().await;
+}
+
+#[tokio::test]
 async fn export_faults_and_virtual_tables_end_in_error() {
     // Proves export_active_polls, export_error and D1's virtual-table refusal.
     let h = Harness::new().await;

@@ -215,7 +215,9 @@ const MAX_REQUESTS_PER_5MIN: i64 = 1200;
 const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_REGION: &str = "auto";
 const MIB: u64 = 1024 * 1024;
-const DEFAULT_PART_SIZE: u64 = 16 * MIB;
+/// 8 MiB, as the AWS CLI: with two parts in flight and one filling, about 24 MiB of buffers per upload, and
+/// room for 78 GiB objects within S3's 10,000 parts (a D1 database holds at most 10 GB).
+const DEFAULT_PART_SIZE: u64 = 8 * MIB;
 /// S3's smallest allowed multipart part (except the last one).
 const MIN_PART_SIZE: u64 = 5 * MIB;
 /// S3's largest allowed multipart part.

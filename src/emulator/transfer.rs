@@ -50,12 +50,23 @@ pub(crate) struct Task {
 pub(crate) struct Transfers {
     pub exports: Mutex<std::collections::HashMap<uuid::Uuid, Task>>,
     pub imports: Mutex<std::collections::HashMap<uuid::Uuid, Task>>,
-    /// Finished export files by download token: (path, size).
-    /// Export files by download token: path, size, and the database's id (a database keeps only its newest
-    /// export on disk; older URLs then answer 404, as expired signed URLs do).
-    pub downloads: Mutex<std::collections::HashMap<String, (PathBuf, u64, uuid::Uuid)>>,
+    /// Export files by download token (a database keeps only its newest export on disk, under only its
+    /// newest URL; older URLs then answer 404, as expired signed URLs do).
+    pub downloads: Mutex<std::collections::HashMap<String, ExportFile>>,
     /// Upload slots by token.
     pub uploads: Mutex<std::collections::HashMap<String, UploadSlot>>,
+}
+
+/// A finished export on disk.
+#[derive(Debug, Clone)]
+pub(crate) struct ExportFile {
+    pub path: PathBuf,
+    pub size: u64,
+    pub database: uuid::Uuid,
+    /// The database's bookmark when the dump was written, and what was dumped: an export of an unchanged
+    /// database with the same options reuses the file, since its content would be identical.
+    pub at_bookmark: String,
+    pub options: DumpOptions,
 }
 
 /// A file announced by `init`, possibly uploaded.
@@ -187,7 +198,7 @@ pub(crate) async fn export(
         exports.insert(
             db.uuid,
             Task {
-                at_bookmark,
+                at_bookmark: at_bookmark.clone(),
                 outcome: receiver,
                 active_polls_left: active_polls,
                 forced_error,
@@ -202,17 +213,75 @@ pub(crate) async fn export(
         let state = state.clone();
         let db = db.clone();
         tokio::task::spawn_blocking(move || {
-            let outcome = run_export(&state, &db, &options, &filename);
+            let outcome = run_export(&state, &db, &options, &at_bookmark, &filename);
             let _ = sender.send(outcome);
         });
     }
     answer_poll(&transfers.exports, db.uuid, "export").await
 }
 
-/// Writes the dump to a file under the data directory and registers its download URL.
-fn run_export(state: &AppState, db: &Database, options: &DumpOptions, filename: &str) -> Outcome {
+/// Writes the dump to a file under the data directory and registers its download URL. When the newest
+/// export of this database was made at the same bookmark with the same options, its file is reused under
+/// a new URL: the content would be byte for byte the same, and a gigabyte dump takes seconds to write.
+fn run_export(
+    state: &AppState,
+    db: &Database,
+    options: &DumpOptions,
+    at_bookmark: &str,
+    filename: &str,
+) -> Outcome {
     let token = random_token();
-    let path = state.work_dir.join("exports").join(format!("{token}.sql"));
+    let reusable = lock(&state.transfers.downloads)
+        .values()
+        .find(|f| f.database == db.uuid && f.at_bookmark == at_bookmark && &f.options == options)
+        .filter(|f| f.path.is_file())
+        .cloned();
+    let file = match reusable {
+        Some(file) => Ok(file),
+        None => write_export(state, db, options, at_bookmark),
+    };
+    match file {
+        Ok(file) => {
+            let stale: Vec<PathBuf> = {
+                let mut downloads = lock(&state.transfers.downloads);
+                let old: Vec<String> = downloads
+                    .iter()
+                    .filter(|(_, entry)| entry.database == db.uuid)
+                    .map(|(token, _)| token.clone())
+                    .collect();
+                let stale = old
+                    .iter()
+                    .filter_map(|t| downloads.remove(t))
+                    .map(|e| e.path)
+                    .filter(|path| *path != file.path)
+                    .collect();
+                downloads.insert(token.clone(), file);
+                stale
+            };
+            for path in stale {
+                let _ = std::fs::remove_file(path);
+            }
+            Outcome::Done(json!({
+                "filename": filename,
+                "signed_url": format!("http://{}/__emulator/exports/{token}", state.addr),
+            }))
+        }
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+/// Dumps `db` into a new file under the data directory. Not synced: export files are scratch copies,
+/// rewritten by the next export.
+fn write_export(
+    state: &AppState,
+    db: &Database,
+    options: &DumpOptions,
+    at_bookmark: &str,
+) -> Result<ExportFile, DumpError> {
+    let path = state
+        .work_dir
+        .join("exports")
+        .join(format!("{}.sql", random_token()));
     let result = (|| -> Result<u64, DumpError> {
         std::fs::create_dir_all(path.parent().expect("export path has a parent"))?;
         let mut file = std::fs::File::create(&path)?;
@@ -221,38 +290,19 @@ fn run_export(state: &AppState, db: &Database, options: &DumpOptions, filename: 
         conn.execute_batch("BEGIN")?;
         let written = write_dump(&conn, options, &mut file);
         let _ = conn.execute_batch("COMMIT");
-        let summary = written?;
-        file.sync_all()?;
-        Ok(summary.bytes)
+        Ok(written?.bytes)
     })();
     match result {
-        Ok(size) => {
-            let stale: Vec<PathBuf> = {
-                let mut downloads = lock(&state.transfers.downloads);
-                let old: Vec<String> = downloads
-                    .iter()
-                    .filter(|(_, entry)| entry.2 == db.uuid)
-                    .map(|(token, _)| token.clone())
-                    .collect();
-                let stale = old
-                    .iter()
-                    .filter_map(|t| downloads.remove(t))
-                    .map(|e| e.0)
-                    .collect();
-                downloads.insert(token.clone(), (path, size, db.uuid));
-                stale
-            };
-            for file in stale {
-                let _ = std::fs::remove_file(file);
-            }
-            Outcome::Done(json!({
-                "filename": filename,
-                "signed_url": format!("http://{}/__emulator/exports/{token}", state.addr),
-            }))
-        }
+        Ok(size) => Ok(ExportFile {
+            path,
+            size,
+            database: db.uuid,
+            at_bookmark: at_bookmark.to_string(),
+            options: options.clone(),
+        }),
         Err(e) => {
             let _ = std::fs::remove_file(&path);
-            Outcome::Failed(e.to_string())
+            Err(e)
         }
     }
 }
@@ -261,7 +311,7 @@ fn run_export(state: &AppState, db: &Database, options: &DumpOptions, filename: 
 pub(crate) async fn download(state: Arc<AppState>, token: String) -> Response {
     let entry = lock(&state.transfers.downloads).get(&token).cloned();
     let fault = state.faults.take_download_fault();
-    let Some((path, size, _)) = entry else {
+    let Some(ExportFile { path, size, .. }) = entry else {
         return expired();
     };
     match fault {

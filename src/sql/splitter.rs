@@ -214,22 +214,63 @@ impl StatementSplitter {
         Ok(())
     }
 
-    /// The length of the prefix of `text` that cannot change the splitter's state and is kept as is: the
-    /// inside of a quoted token up to its closing quote, or, in a statement whose leading keywords are
-    /// known, ordinary text up to the next quote, `;` or possible comment start. Copying such runs in one
-    /// go, instead of character by character, is what makes splitting a multi-gigabyte dump cheap; every
-    /// other character goes through [`Self::step`].
-    fn inert_run(&self, text: &str) -> usize {
+    /// Consumes the longest prefix of `text` that only extends the current statement, updating the state
+    /// as it goes, and returns its length; the caller keeps that text. Every other character goes through
+    /// [`Self::step`]. Copying such runs in one go, instead of character by character, is what makes
+    /// splitting a multi-gigabyte dump cheap.
+    ///
+    /// Inside a quoted token, the run goes up to its closing quote. In a statement whose leading keywords
+    /// are known ([`Shape::Plain`]), words no longer matter, so the run also crosses ordinary text and
+    /// whole quoted tokens (the rows of a dump), stopping only at a `;` or a possible comment start.
+    fn inert_run(&mut self, text: &str) -> usize {
         let bytes = text.as_bytes();
-        // Every delimiter searched for is ASCII, so each returned position is a character boundary.
-        match self.state {
-            State::Quoted(q) => text.find(q).unwrap_or(bytes.len()), // memchr inside
-            State::Normal if self.shape == Shape::Plain => bytes
-                .iter()
-                .position(|b| matches!(b, b'\'' | b'"' | b'`' | b'[' | b';' | b'-' | b'/'))
-                .unwrap_or(bytes.len()),
-            _ => 0,
+        // Every byte that changes the state is ASCII, so every position returned is a character boundary.
+        let plain = self.shape == Shape::Plain;
+        let mut state = self.state;
+        let mut at = 0;
+        while at < bytes.len() {
+            match state {
+                State::Quoted(q) => match memchr::memchr(q as u8, &bytes[at..]) {
+                    Some(offset) if plain => {
+                        at += offset + 1;
+                        state = if q == ']' {
+                            State::Normal
+                        } else {
+                            State::QuoteEnd(q)
+                        };
+                    }
+                    // Outside plain statements, the closing quote goes through `step` (words matter).
+                    Some(offset) => {
+                        at += offset;
+                        break;
+                    }
+                    None => at = bytes.len(),
+                },
+                State::QuoteEnd(q) if plain => {
+                    if bytes[at] == q as u8 {
+                        at += 1;
+                        state = State::Quoted(q);
+                    } else {
+                        state = State::Normal;
+                    }
+                }
+                State::Normal if plain => match bytes[at] {
+                    b'\'' | b'"' | b'`' => {
+                        state = State::Quoted(char::from(bytes[at]));
+                        at += 1;
+                    }
+                    b'[' => {
+                        state = State::Quoted(']');
+                        at += 1;
+                    }
+                    b';' | b'-' | b'/' => break,
+                    _ => at += 1,
+                },
+                _ => break,
+            }
         }
+        self.state = state;
+        at
     }
 
     /// Appends a run of significant text to the current statement (see [`Self::inert_run`]).

@@ -58,6 +58,7 @@ timed() {
     TIME_WALL=$(awk -F': ' '/Elapsed \(wall clock\)/ {
         n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; printf "%.2f", s }' "$TIME_LOG")
     TIME_RSS_KIB=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$TIME_LOG")
+    TIME_CPU=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$TIME_LOG")
     rm -f "$TIME_LOG"
 }
 

@@ -28,6 +28,8 @@ pub const SIGNED_URL_MARK: &str = "/__emulator/exports/";
 pub struct ProxyOptions {
     /// Forward at most this many bytes per second upstream (per connection).
     pub upstream_bytes_per_sec: Option<u64>,
+    /// Forward at most this many bytes per second downstream, server to client (per connection).
+    pub downstream_bytes_per_sec: Option<u64>,
     /// When a connection's upstream bytes contain this pattern, stop forwarding that connection (it
     /// hangs) and report it through [`Proxy::wait_held`].
     pub hold_on: Option<Vec<u8>>,
@@ -41,6 +43,8 @@ pub struct Proxy {
     pub endpoint: String,
     /// Total bytes forwarded client to server.
     forwarded: watch::Receiver<u64>,
+    /// Total bytes forwarded server to client.
+    delivered: watch::Receiver<u64>,
     held: watch::Receiver<bool>,
     /// Bumped to cut every open connection.
     generation: Arc<watch::Sender<u64>>,
@@ -61,6 +65,8 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let (forwarded_tx, forwarded) = watch::channel(0u64);
+        let (delivered_tx, delivered) = watch::channel(0u64);
+        let delivered_tx = Arc::new(delivered_tx);
         let (held_tx, held) = watch::channel(false);
         let generation = Arc::new(watch::channel(0u64).0);
         let stopped = Arc::new(AtomicBool::new(false));
@@ -85,6 +91,7 @@ impl Proxy {
                         server,
                         options.clone(),
                         forwarded_tx.clone(),
+                        delivered_tx.clone(),
                         held_tx.clone(),
                         cut,
                     ));
@@ -94,6 +101,7 @@ impl Proxy {
         Proxy {
             endpoint,
             forwarded,
+            delivered,
             held,
             generation,
             stopped,
@@ -111,6 +119,20 @@ impl Proxy {
                 panic!(
                     "the proxy never forwarded {bytes} bytes (got {})",
                     *self.forwarded.borrow()
+                )
+            })
+            .unwrap();
+    }
+
+    /// Waits until at least `bytes` came back downstream (bounded: panics after 60 s).
+    pub async fn wait_delivered(&self, bytes: u64) {
+        let mut rx = self.delivered.clone();
+        tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|n| *n >= bytes))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the proxy never delivered {bytes} bytes (got {})",
+                    *self.delivered.borrow()
                 )
             })
             .unwrap();
@@ -155,6 +177,7 @@ async fn pipe(
     mut server: TcpStream,
     options: ProxyOptions,
     forwarded: Arc<watch::Sender<u64>>,
+    delivered: Arc<watch::Sender<u64>>,
     held: Arc<watch::Sender<bool>>,
     mut cut: watch::Receiver<u64>,
 ) {
@@ -201,7 +224,21 @@ async fn pipe(
         std::future::pending::<()>().await;
     };
     let down = async {
-        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match server_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if client_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            delivered.send_modify(|total| *total += n as u64);
+            if let Some(rate) = options.downstream_bytes_per_sec {
+                // Throttling, as a slow downlink behaves.
+                tokio::time::sleep(Duration::from_secs_f64(n as f64 / rate as f64)).await;
+            }
+        }
         let _ = client_write.shutdown().await;
     };
     tokio::select! {

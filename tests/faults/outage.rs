@@ -129,6 +129,42 @@ async fn connections_reset_mid_upload_end_in_success_or_clean_failure() {
     previous_untouched(&bed, &direct, &before).await;
 }
 
+/// Proves that a store which disappears while a restore downloads the backup ends the restore with a
+/// storage error that says the backup may be fine (not a "damaged backup" verdict), exit 1, and no target
+/// file, temporary or final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_gone_mid_restore_is_an_outage_and_writes_nothing() {
+    let (bed, proxy, direct, proxied, _) = bed_with_previous_backup(ProxyOptions {
+        downstream_bytes_per_sec: Some(4 << 20),
+        ..Default::default()
+    })
+    .await;
+    let backup = run(&direct, &["backup", "big"], &bed.secrets()).await;
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    let restored_dir = bed.dir.path().join("restored");
+    std::fs::create_dir(&restored_dir).unwrap();
+    let target = restored_dir.join("big.sqlite");
+    let child = common::command(
+        &proxied,
+        &["restore", "big", "--to-sqlite", target.to_str().unwrap()],
+    )
+    .spawn()
+    .unwrap();
+    proxy.wait_delivered(2 << 20).await;
+    proxy.stop();
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("no bounded failure")
+        .unwrap();
+    common::assert_no_secrets(&output, &bed.secrets());
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("from storage failed"), "not reported as an outage: {err}");
+    assert!(!err.contains("damaged"), "an outage reported as damage: {err}");
+    let left: Vec<_> = std::fs::read_dir(&restored_dir).unwrap().collect();
+    assert!(left.is_empty(), "the failed restore left files behind: {left:?}");
+}
+
 /// Proves a store answering `503 SlowDown` to its first requests is retried into a backup that verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_down_for_a_while_is_retried_into_a_success() {

@@ -112,30 +112,12 @@ impl Proxy {
 
     /// Waits until at least `bytes` went upstream (bounded: panics after 60 s).
     pub async fn wait_forwarded(&self, bytes: u64) {
-        let mut rx = self.forwarded.clone();
-        tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|n| *n >= bytes))
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the proxy never forwarded {bytes} bytes (got {})",
-                    *self.forwarded.borrow()
-                )
-            })
-            .unwrap();
+        wait_for_bytes(&self.forwarded, bytes, "forwarded").await;
     }
 
     /// Waits until at least `bytes` came back downstream (bounded: panics after 60 s).
     pub async fn wait_delivered(&self, bytes: u64) {
-        let mut rx = self.delivered.clone();
-        tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|n| *n >= bytes))
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the proxy never delivered {bytes} bytes (got {})",
-                    *self.delivered.borrow()
-                )
-            })
-            .unwrap();
+        wait_for_bytes(&self.delivered, bytes, "delivered").await;
     }
 
     /// Bytes forwarded upstream so far.
@@ -169,6 +151,20 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Waits until the byte `counter` reaches `bytes` (bounded: panics after 60 s).
+async fn wait_for_bytes(counter: &watch::Receiver<u64>, bytes: u64, what: &str) {
+    let mut rx = counter.clone();
+    tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|n| *n >= bytes))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the proxy never {what} {bytes} bytes (got {})",
+                *counter.borrow()
+            )
+        })
+        .unwrap();
 }
 
 /// Forwards one connection until either side closes, the proxy cuts it, or the hold pattern appears.

@@ -505,13 +505,16 @@ fn every_fuzz_corpus_config_is_an_answer_not_a_panic() {
         let Ok(text) = std::str::from_utf8(&bytes) else {
             continue;
         };
-        let result = std::panic::catch_unwind(|| {
-            load_str(text, &path, &|name| env.get(name).cloned())
-        });
+        let result =
+            std::panic::catch_unwind(|| load_str(text, &path, &|name| env.get(name).cloned()));
         assert!(result.is_ok(), "{} panicked", path.display());
         seen += 1;
     }
-    assert!(seen >= 5, "only {seen} corpus files read from {}", corpus.display());
+    assert!(
+        seen >= 5,
+        "only {seen} corpus files read from {}",
+        corpus.display()
+    );
 }
 
 #[test]

@@ -575,19 +575,33 @@ async fn an_unchanged_database_reuses_its_export_and_a_change_makes_a_new_one() 
     assert_ne!(first_url, second_url, "every export gets its own URL");
     assert_eq!(first, second);
     assert_eq!(first_files.len(), 1);
-    assert_eq!(export_files(), first_files, "the unchanged dump was reused, not written again");
+    assert_eq!(
+        export_files(),
+        first_files,
+        "the unchanged dump was reused, not written again"
+    );
     let old = h.client.get(&first_url).send().await.unwrap();
     assert_eq!(old.status(), StatusCode::NOT_FOUND, "the older URL expired");
 
     let (_, _, schema) = download(h.export(&id, json!({ "no_data": true })).await.0).await;
-    assert!(!schema.contains("INSERT INTO"), "other options are a new dump");
+    assert!(
+        !schema.contains("INSERT INTO"),
+        "other options are a new dump"
+    );
 
-    h.query(&id, json!({ "sql": "INSERT INTO authors (name) VALUES ('reused?')" }))
-        .await;
+    h.query(
+        &id,
+        json!({ "sql": "INSERT INTO authors (name) VALUES ('reused?')" }),
+    )
+    .await;
     let (_, _, after) = download(h.export(&id, all).await.0).await;
     assert!(after.contains("'reused?'"), "a write makes a new dump");
     let last_files = export_files();
-    assert_eq!(last_files.len(), 1, "a database keeps only its newest export");
+    assert_eq!(
+        last_files.len(),
+        1,
+        "a database keeps only its newest export"
+    );
     assert_ne!(last_files, first_files);
     h.emulator.shutdown().await;
 }

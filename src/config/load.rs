@@ -371,7 +371,9 @@ impl<'a> Loader<'a> {
             }
             for (name, value) in &self.substitutions {
                 if value.len() >= 4 && error.message.contains(value.as_str()) {
-                    error.message = error.message.replace(value.as_str(), &format!("${{{name}}}"));
+                    error.message = error
+                        .message
+                        .replace(value.as_str(), &format!("${{{name}}}"));
                 }
             }
         }

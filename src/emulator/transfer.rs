@@ -346,7 +346,10 @@ pub(crate) async fn download(state: Arc<AppState>, token: String) -> Response {
         Body::from_stream(stream)
     } else {
         // 256 KiB reads: the default 4 KiB chunks made serving a gigabyte dump CPU-bound on chunk overhead.
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024))
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            256 * 1024,
+        ))
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();

@@ -1,8 +1,8 @@
 //! Streaming compression and decompression of dumps (async-compression), chosen at run time.
 
 use async_compression::Level;
-use async_compression::zstd::CParameter;
 use async_compression::tokio::bufread::{GzipDecoder, GzipEncoder, ZstdDecoder, ZstdEncoder};
+use async_compression::zstd::CParameter;
 use tokio::io::{AsyncBufRead, AsyncRead};
 
 use crate::config::Compression;
@@ -26,7 +26,10 @@ pub fn compress<'a>(
         Compression::Zstd { level } => Box::new(ZstdEncoder::with_quality_and_params(
             input,
             Level::Precise(level),
-            &[CParameter::nb_workers(1), CParameter::job_size(ZSTD_JOB_SIZE)],
+            &[
+                CParameter::nb_workers(1),
+                CParameter::job_size(ZSTD_JOB_SIZE),
+            ],
         )),
         Compression::Gzip { level } => {
             Box::new(GzipEncoder::with_quality(input, Level::Precise(level)))

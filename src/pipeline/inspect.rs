@@ -7,8 +7,8 @@
 //! The same pass counts rows per table and collects the names in the migrations table, for the manifest.
 
 use std::collections::HashMap;
-use std::io;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -99,7 +99,9 @@ impl Tally {
     /// unambiguously: the quoted name followed by `(` or `VALUES` (not `.`, which would make it a schema).
     fn remember_row_prefix(&mut self, stmt: &str, table: &str, index: usize) {
         let head = format!("INSERT INTO {} ", quote_identifier(table));
-        if let Some(next) = stmt.strip_prefix(head.as_str()).and_then(|rest| rest.chars().next())
+        if let Some(next) = stmt
+            .strip_prefix(head.as_str())
+            .and_then(|rest| rest.chars().next())
             && matches!(next, '(' | 'V' | 'v')
         {
             self.row_prefix = Some((format!("{head}{next}"), index));
@@ -444,7 +446,11 @@ mod tests {
         let mut inspector = DumpInspector::new(None, "d1_migrations");
         inspector.push(dump.as_bytes()).unwrap();
         let report = inspector.finish().unwrap();
-        report.tables.into_iter().map(|t| (t.name, t.rows)).collect()
+        report
+            .tables
+            .into_iter()
+            .map(|t| (t.name, t.rows))
+            .collect()
     }
 
     #[test]

@@ -159,10 +159,19 @@ async fn store_gone_mid_restore_is_an_outage_and_writes_nothing() {
     common::assert_no_secrets(&output, &bed.secrets());
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{err}");
-    assert!(err.contains("from storage failed"), "not reported as an outage: {err}");
-    assert!(!err.contains("damaged"), "an outage reported as damage: {err}");
+    assert!(
+        err.contains("from storage failed"),
+        "not reported as an outage: {err}"
+    );
+    assert!(
+        !err.contains("damaged"),
+        "an outage reported as damage: {err}"
+    );
     let left: Vec<_> = std::fs::read_dir(&restored_dir).unwrap().collect();
-    assert!(left.is_empty(), "the failed restore left files behind: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the failed restore left files behind: {left:?}"
+    );
 }
 
 /// Proves a store answering `503 SlowDown` to its first requests is retried into a backup that verifies.

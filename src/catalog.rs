@@ -549,12 +549,7 @@ fn record_from_raw(raw: RawRow) -> Result<RunRecord, CatalogError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .unwrap_or_else(|e| panic!("bad test time {s}: {e}"))
-            .with_timezone(&Utc)
-    }
+    use crate::test_time::utc;
 
     #[tokio::test]
     async fn records_runs_and_survives_reopening() {

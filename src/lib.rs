@@ -37,6 +37,8 @@ pub mod schedule;
 pub mod secret;
 pub mod sql;
 pub mod storage;
+#[cfg(test)]
+mod test_time;
 
 /// The tool's name and version as written into manifests (`"d1vault 0.1.0"`).
 pub const TOOL: &str = concat!("d1vault ", env!("CARGO_PKG_VERSION"));

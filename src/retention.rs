@@ -295,17 +295,12 @@ fn protect_newest(decisions: &mut [Decision], now: DateTime<Utc>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_time::utc;
     use chrono::{Duration, NaiveDate, TimeZone};
     use chrono_tz::America::New_York;
     use chrono_tz::Europe::Berlin;
     use chrono_tz::Pacific::Auckland;
     use chrono_tz::UTC;
-
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .unwrap_or_else(|e| panic!("bad test time {s}: {e}"))
-            .with_timezone(&Utc)
-    }
 
     /// Backups named by their RFC 3339 time, so kept sets read naturally.
     fn backups(times: &[&str]) -> Vec<BackupRef> {

@@ -506,15 +506,10 @@ fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_time::utc;
     use chrono_tz::America::New_York;
     use chrono_tz::Europe::Berlin;
     use chrono_tz::UTC;
-
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .unwrap_or_else(|e| panic!("bad test time {s}: {e}"))
-            .with_timezone(&Utc)
-    }
 
     fn sched(expr: &str) -> Schedule {
         Schedule::parse(expr).unwrap_or_else(|e| panic!("{e}"))

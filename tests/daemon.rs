@@ -841,6 +841,18 @@ impl DaemonProcess {
     }
 }
 
+/// Waits (up to 20 s) until the catalog in `state_dir` shows blog's newest run as running.
+async fn wait_for_running_backup(state_dir: &Path) {
+    eventually(Duration::from_secs(20), "a running backup", || async {
+        let catalog = Catalog::open(state_dir).await.unwrap();
+        let runs = catalog.recent_runs("blog", 1).await.unwrap();
+        runs.first()
+            .is_some_and(|r| r.outcome == RunState::Running)
+            .then_some(())
+    })
+    .await;
+}
+
 /// Polls `check` every 200 ms until it returns Some, for at most `limit`.
 async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
@@ -966,14 +978,7 @@ async fn sigterm_with_an_export_in_flight_waits_for_a_long_grace_and_aborts_afte
             .await;
         // The next second's run starts the export, which stays active.
         let state_dir = env.dir.path().join("state");
-        eventually(Duration::from_secs(20), "a running backup", || async {
-            let catalog = Catalog::open(&state_dir).await.unwrap();
-            let runs = catalog.recent_runs("blog", 1).await.unwrap();
-            runs.first()
-                .is_some_and(|r| r.outcome == RunState::Running)
-                .then_some(())
-        })
-        .await;
+        wait_for_running_backup(&state_dir).await;
         let (code, took) = daemon.terminate(Duration::from_secs(70)).await;
         assert_eq!(code, 0, "grace {grace}: stderr:\n{}", daemon.log.join("\n"));
         let catalog = Catalog::open(&state_dir).await.unwrap();
@@ -1181,14 +1186,7 @@ async fn a_second_sigterm_exits_at_once() {
         .wait_for_line("daemon started", Duration::from_secs(30))
         .await;
     let state_dir = env.dir.path().join("state");
-    eventually(Duration::from_secs(20), "a running backup", || async {
-        let catalog = Catalog::open(&state_dir).await.unwrap();
-        let runs = catalog.recent_runs("blog", 1).await.unwrap();
-        runs.first()
-            .is_some_and(|r| r.outcome == RunState::Running)
-            .then_some(())
-    })
-    .await;
+    wait_for_running_backup(&state_dir).await;
     daemon.signal("TERM");
     daemon
         .wait_for_line("stopping", Duration::from_secs(10))
@@ -1279,13 +1277,7 @@ async fn the_run_binary_exits_within_the_grace_when_a_sqlite_dump_is_stuck_on_a_
     daemon
         .wait_for_line("daemon started", Duration::from_secs(30))
         .await;
-    eventually(Duration::from_secs(20), "a running backup", || async {
-        let runs = setup.runs("blog").await;
-        runs.first()
-            .is_some_and(|r| r.outcome == RunState::Running)
-            .then_some(())
-    })
-    .await;
+    wait_for_running_backup(&setup.state_dir()).await;
     let (code, took) = daemon.terminate(Duration::from_secs(40)).await;
     drop(lock);
     assert_eq!(code, 0, "{}", daemon.log.join("\n"));

@@ -125,6 +125,16 @@ fn code_name(code: rusqlite::ErrorCode) -> &'static str {
 }
 
 /// A rusqlite error as D1 words it: `<message>: SQLITE_<CODE>`.
+/// Turns foreign key enforcement on (as D1 does) or off (`--no-foreign-keys`) for the next request.
+pub(crate) fn set_foreign_keys(conn: &Connection, enforce: bool) -> Result<(), String> {
+    conn.execute_batch(if enforce {
+        "PRAGMA foreign_keys=ON"
+    } else {
+        "PRAGMA foreign_keys=OFF"
+    })
+    .map_err(|e| d1_message(&e))
+}
+
 pub(crate) fn d1_message(error: &rusqlite::Error) -> String {
     match error {
         rusqlite::Error::SqliteFailure(e, Some(msg)) => format!("{msg}: {}", code_name(e.code)),
@@ -283,12 +293,7 @@ pub(crate) fn run_batch(
     enforce_foreign_keys: bool,
 ) -> Result<Vec<StatementResult>, String> {
     let conn = db.connection();
-    conn.execute_batch(if enforce_foreign_keys {
-        "PRAGMA foreign_keys=ON"
-    } else {
-        "PRAGMA foreign_keys=OFF"
-    })
-    .map_err(|e| d1_message(&e))?;
+    set_foreign_keys(&conn, enforce_foreign_keys)?;
     let schema_before = schema_version(&conn);
     // Any request may write; keep the state it starts from for Time Travel (once per bookmark).
     db.before_write(&conn);

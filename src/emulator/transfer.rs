@@ -17,7 +17,9 @@ use crate::dump::{DumpError, DumpOptions, write_dump};
 use crate::sql::{SqlError, StatementSplitter};
 
 use super::AppState;
-use super::engine::{MAX_STATEMENT_BYTES, Meta, d1_message, database_size, refusal};
+use super::engine::{
+    MAX_STATEMENT_BYTES, Meta, d1_message, database_size, refusal, set_foreign_keys,
+};
 use super::envelope::{ok, polling_failure, success};
 use super::faults::DownloadFault;
 use super::registry::Database;
@@ -508,12 +510,7 @@ fn run_import(
     use std::io::Read;
     let started = Instant::now();
     let conn = db.connection();
-    conn.execute_batch(if enforce_foreign_keys {
-        "PRAGMA foreign_keys=ON"
-    } else {
-        "PRAGMA foreign_keys=OFF"
-    })
-    .map_err(|e| d1_message(&e))?;
+    set_foreign_keys(&conn, enforce_foreign_keys)?;
     db.before_write(&conn);
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| d1_message(&e))?;

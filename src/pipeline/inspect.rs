@@ -353,18 +353,18 @@ impl<R: AsyncRead + Unpin> InspectingReader<R> {
         self.outcome
     }
 
-    /// Hands the pending batch to the inspector. `Ready(false)` means the inspector stopped early: it
-    /// found the dump bad.
-    fn poll_send_batch(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+    /// Hands the pending batch to the inspector. If the inspector already stopped (it found the dump bad),
+    /// the channel is dropped instead, and the verdict is what comes next.
+    fn poll_send_batch(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(batches) = self.batches.as_mut() else {
-            return Poll::Ready(false);
+            return Poll::Ready(());
         };
         let sent = std::task::ready!(batches.poll_reserve(cx)).is_ok()
             && batches.send_item(self.batch.split().freeze()).is_ok();
         if !sent {
             self.batches = None;
         }
-        Poll::Ready(sent)
+        Poll::Ready(())
     }
 
     /// Waits for the inspector's verdict and turns it into the end of the stream or an error.
@@ -409,32 +409,29 @@ impl<R: AsyncRead + Unpin> AsyncRead for InspectingReader<R> {
             }
             None => {}
         }
-        if this.batches.is_none() {
-            return this.poll_verdict(cx);
-        }
-        // A full batch (or the last one) goes to the inspector before anything else is read, so that
-        // memory stays bounded and EOF is only passed on once the inspector has seen every byte.
-        if (this.batch.len() >= BATCH_BYTES || this.inner_done && !this.batch.is_empty())
-            && !std::task::ready!(this.poll_send_batch(cx))
-        {
-            return this.poll_verdict(cx);
-        }
-        if this.inner_done {
-            return this.poll_verdict(cx);
-        }
-        let before = buf.filled().len();
-        std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        let new = &buf.filled()[before..];
-        if new.is_empty() {
-            this.inner_done = true;
-            if !this.batch.is_empty() {
-                // Sent or refused (the inspector already stopped), the verdict comes next either way.
-                let _ = std::task::ready!(this.poll_send_batch(cx));
+        loop {
+            if this.batches.is_none() {
+                return this.poll_verdict(cx);
             }
-            return this.poll_verdict(cx);
+            // A full batch (or the last one) goes to the inspector before anything else is read, so that
+            // memory stays bounded and EOF is only passed on once the inspector has seen every byte.
+            if this.batch.len() >= BATCH_BYTES || this.inner_done && !this.batch.is_empty() {
+                std::task::ready!(this.poll_send_batch(cx));
+                continue;
+            }
+            if this.inner_done {
+                return this.poll_verdict(cx);
+            }
+            let before = buf.filled().len();
+            std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            let new = &buf.filled()[before..];
+            if new.is_empty() {
+                this.inner_done = true;
+                continue;
+            }
+            this.batch.extend_from_slice(new);
+            return Poll::Ready(Ok(()));
         }
-        this.batch.extend_from_slice(new);
-        Poll::Ready(Ok(()))
     }
 }
 

@@ -233,12 +233,12 @@ fn run_export(
     filename: &str,
 ) -> Outcome {
     let token = random_token();
-    let reusable = lock(&state.transfers.downloads)
+    let same_export = lock(&state.transfers.downloads)
         .values()
         .find(|f| f.database == db.uuid && f.at_bookmark == at_bookmark && &f.options == options)
-        .filter(|f| f.path.is_file())
         .cloned();
-    let file = match reusable {
+    // Checked after the lock is released: no file-system call while the downloads map is held.
+    let file = match same_export.filter(|f| f.path.is_file()) {
         Some(file) => Ok(file),
         None => write_export(state, db, options, at_bookmark),
     };

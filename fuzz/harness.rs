@@ -7,7 +7,7 @@ use std::path::Path;
 
 use d1vault::manifest::Manifest;
 use d1vault::pipeline::inspect::DumpInspector;
-use d1vault::sql::{StatementSplitter, classify, parse_insert};
+use d1vault::sql::{StatementSplitter, classify, parse_insert, split_statements_stepwise};
 
 /// Cuts `data` into chunks whose lengths come from the first byte, so that one input also exercises
 /// chunk boundaries inside multi-byte characters, quotes and comments.
@@ -43,6 +43,18 @@ pub fn sql_splitter(data: &[u8]) {
         (Ok(a), Ok(b)) => assert_eq!(a, b, "statements depend on how the input was chunked"),
         (Err(_), Err(_)) => {}
         _ => panic!("the verdict depends on chunking: whole {at_once:?}, chunked {chunked:?}"),
+    }
+    // The fast paths (whole runs, statement starts) split exactly as the character-by-character state
+    // machine does. (Inputs longer than the length limit could fail only in the limited splitter.)
+    if let Ok(text) = std::str::from_utf8(&whole)
+        && whole.len() <= 64 * 1024
+    {
+        let fast = at_once.clone().map(|(mut statements, rest)| {
+            statements.extend(rest);
+            statements
+        });
+        let stepped = split_statements_stepwise(text).map_err(|e| e.to_string());
+        assert_eq!(fast, stepped, "the fast paths split differently from stepping");
     }
     if let Ok((statements, _)) = at_once {
         for statement in &statements {

@@ -16,7 +16,7 @@ pub(crate) use insert::{
     write_blob as write_blob_into, write_text as write_text_into, write_value as write_value_into,
 };
 pub use number::format_js_number;
-pub use splitter::{StatementSplitter, split_statements};
+pub use splitter::{StatementSplitter, split_statements, split_statements_stepwise};
 
 /// Why SQL text could not be split into statements.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

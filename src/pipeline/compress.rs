@@ -7,12 +7,17 @@ use tokio::io::{AsyncBufRead, AsyncRead};
 
 use crate::config::Compression;
 
-/// zstd compresses in one worker thread of its own (`-T1`, as the `zstd` command does), in jobs of this
-/// many bytes. In a worker, each job is compressed from one contiguous buffer; single-threaded streaming
-/// instead compresses nearly every block against a wrapped-around window (zstd's slower "extDict" path),
-/// which profiling showed costing about a third more CPU. The job size bounds the memory the worker
-/// holds (a few jobs' worth); 2 MiB keeps it small without hurting the ratio (jobs overlap).
+/// zstd compresses in jobs of this many bytes on worker threads of its own. In a worker, each job is
+/// compressed from one contiguous buffer; single-threaded streaming instead compresses nearly every block
+/// against a wrapped-around window (zstd's slower "extDict" path), which profiling showed costing about a
+/// third more CPU. The job size bounds the memory the workers hold (a few jobs' worth); 2 MiB keeps it
+/// small without hurting the ratio (jobs overlap).
 const ZSTD_JOB_SIZE: u32 = 2 * 1024 * 1024;
+
+/// Two workers, although one would compress as fast as `zstd -T1`: with one, it sat idle between jobs
+/// until the thread feeding it (which also downloads and uploads) got the CPU back, and a backup took
+/// about 12% longer on two CPUs (scripts/bench-backup). Total CPU is the same; memory grows by about 3 MiB.
+const ZSTD_WORKERS: u32 = 2;
 
 /// A boxed byte stream borrowing from the pipeline's earlier stages.
 pub type BoxRead<'a> = Box<dyn AsyncRead + Send + Unpin + 'a>;
@@ -27,7 +32,7 @@ pub fn compress<'a>(
             input,
             Level::Precise(level),
             &[
-                CParameter::nb_workers(1),
+                CParameter::nb_workers(ZSTD_WORKERS),
                 CParameter::job_size(ZSTD_JOB_SIZE),
             ],
         )),

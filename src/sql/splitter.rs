@@ -328,7 +328,10 @@ impl StatementSplitter {
                     }
                 }
                 State::Normal if plain => {
-                    match bytes[at..].iter().position(|&b| PLAIN_STOPS[usize::from(b)]) {
+                    match bytes[at..]
+                        .iter()
+                        .position(|&b| PLAIN_STOPS[usize::from(b)])
+                    {
                         None => at = bytes.len(),
                         Some(offset) => {
                             at += offset;

@@ -54,7 +54,10 @@ pub fn sql_splitter(data: &[u8]) {
             statements
         });
         let stepped = split_statements_stepwise(text).map_err(|e| e.to_string());
-        assert_eq!(fast, stepped, "the fast paths split differently from stepping");
+        assert_eq!(
+            fast, stepped,
+            "the fast paths split differently from stepping"
+        );
     }
     if let Ok((statements, _)) = at_once {
         for statement in &statements {

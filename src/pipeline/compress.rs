@@ -16,7 +16,8 @@ const ZSTD_JOB_SIZE: u32 = 2 * 1024 * 1024;
 
 /// Two workers, although one would compress as fast as `zstd -T1`: with one, it sat idle between jobs
 /// until the thread feeding it (which also downloads and uploads) got the CPU back, and a backup took
-/// about 10% longer on two CPUs (scripts/bench-backup). Total CPU is the same; memory grows by about 3 MiB.
+/// about 6% longer on two CPUs (scripts/bench-backup, seven A/B pairs). Total CPU is the same; memory
+/// grows by about 3 MiB.
 const ZSTD_WORKERS: u32 = 2;
 
 /// A boxed byte stream borrowing from the pipeline's earlier stages.

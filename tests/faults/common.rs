@@ -385,10 +385,15 @@ pub fn command(config: &Path, args: &[&str]) -> tokio::process::Command {
 
 /// Runs the binary to completion (bounded: 120 s) and checks that its output holds none of `secrets`.
 pub async fn run(config: &Path, args: &[&str], secrets: &[String]) -> Output {
-    let child = command(config, args).spawn().unwrap();
+    finish(command(config, args).spawn().unwrap(), secrets).await
+}
+
+/// Waits for a spawned d1vault to end (bounded: 120 s) and checks that its output holds none of
+/// `secrets`.
+pub async fn finish(child: tokio::process::Child, secrets: &[String]) -> Output {
     let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
-        .unwrap_or_else(|_| panic!("d1vault {args:?} ran longer than 120 s"))
+        .unwrap_or_else(|_| panic!("d1vault ran longer than 120 s"))
         .unwrap();
     assert_no_secrets(&output, secrets);
     output

@@ -66,11 +66,7 @@ async fn store_gone_mid_upload_fails_cleanly() {
     proxy.wait_forwarded(2 << 20).await;
     proxy.stop();
     let started = Instant::now();
-    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .expect("no bounded failure")
-        .unwrap();
-    common::assert_no_secrets(&output, &bed.secrets());
+    let output = common::finish(child, &bed.secrets()).await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("storage"),
@@ -103,11 +99,7 @@ async fn connections_reset_mid_upload_end_in_success_or_clean_failure() {
         .unwrap();
     proxy.wait_forwarded(2 << 20).await;
     proxy.cut_connections();
-    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .expect("no bounded end")
-        .unwrap();
-    common::assert_no_secrets(&output, &bed.secrets());
+    let output = common::finish(child, &bed.secrets()).await;
     let listed = ids(&list_json(&direct, &bed.secrets()).await);
     if output.status.success() {
         assert_eq!(listed.len(), 2);
@@ -152,11 +144,7 @@ async fn store_gone_mid_restore_is_an_outage_and_writes_nothing() {
     .unwrap();
     proxy.wait_delivered(2 << 20).await;
     proxy.stop();
-    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .expect("no bounded failure")
-        .unwrap();
-    common::assert_no_secrets(&output, &bed.secrets());
+    let output = common::finish(child, &bed.secrets()).await;
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{err}");
     assert!(

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use chrono::{DateTime, SubsecRound, Utc};
-use tokio::io::{AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::compress::compress;
-use super::hashing::HashingReader;
-use super::inspect::{DumpError, DumpInspector, DumpReport, InspectingReader};
+use super::compress::{Compressor, StoredDigest};
+use super::inspect::{DumpError, DumpInspector, DumpReport, InspectorThread};
 use super::source::sqlite_dump;
 use crate::cloudflare::{self, ApiError, ExportOptions};
 use crate::config::{Compression, DatabaseConfig, Source};
@@ -37,6 +37,9 @@ pub enum BackupError {
     InvalidDump(#[from] DumpError),
     #[error("source: {0}")]
     Source(String),
+    /// Reading the dump failed part-way (an interrupted download); nothing was stored.
+    #[error("reading the dump: {0}")]
+    Read(String),
     #[error("configuration: {0}")]
     Config(String),
     /// Another backup of the same database already uses this second's id.
@@ -50,7 +53,7 @@ impl BackupError {
         match self {
             BackupError::Api(e) => e.is_retryable(),
             BackupError::Storage(e) => e.is_retryable(),
-            BackupError::InvalidDump(_) | BackupError::Conflict(_) => true,
+            BackupError::InvalidDump(_) | BackupError::Conflict(_) | BackupError::Read(_) => true,
             BackupError::Source(_) | BackupError::Config(_) => false,
         }
     }
@@ -252,6 +255,11 @@ pub struct StoredDump {
 
 /// Streams a SQL dump into `key`: validated, hashed, compressed, hashed again. A dump that fails validation
 /// is removed again, so only valid dumps remain in storage; the manifest is the caller's to write.
+///
+/// Three stages run at once: this task reads the dump in chunks and hands each to the inspector thread and
+/// the compression thread (shared, not copied); the upload reads the compressed stream. The compressed
+/// stream only ends cleanly once the inspector has accepted the whole dump, so an invalid or interrupted
+/// dump fails the upload and leaves nothing behind.
 pub async fn store_dump(
     storage: &dyn Storage,
     key: &str,
@@ -260,30 +268,85 @@ pub async fn store_dump(
     compression: Compression,
     migrations_table: &str,
 ) -> Result<StoredDump, BackupError> {
-    let mut inspecting =
-        InspectingReader::new(body, DumpInspector::new(announced, migrations_table));
-    let mut stored = HashingReader::new(compress(
-        BufReader::with_capacity(256 * 1024, &mut inspecting),
-        compression,
-    ));
-    let upload = storage.put_stream(key, &mut stored).await;
-    let (size, sha256) = stored.finish();
-    match (upload, inspecting.outcome()) {
-        (Ok(_), Some(Ok(report))) => Ok(StoredDump {
+    let inspector = InspectorThread::spawn(DumpInspector::new(announced, migrations_table));
+    let (compressor, compressed) = Compressor::spawn(compression);
+    let upload = async {
+        // Owned here, so the stream is dropped as soon as the upload ends (a failed upload must stop the
+        // compression thread, which waits for room in the stream).
+        let mut compressed = compressed;
+        storage.put_stream(key, &mut compressed).await
+    };
+    let (fed, upload) = tokio::join!(feed(body, inspector, compressor), upload);
+    match (fed, upload) {
+        (Ok((report, digest)), Ok(_)) => Ok(StoredDump {
             report,
-            size,
-            sha256,
+            size: digest.size,
+            sha256: digest.sha256,
         }),
-        (_, Some(Err(dump_error))) => {
+        (Err(FeedError::Dump(dump_error)), _) => {
             let _ = storage.delete(key).await;
             Err(dump_error.into())
         }
-        (Err(e), _) => Err(e.into()),
-        (Ok(_), None) => {
+        (Err(FeedError::Read(e)), _) => Err(BackupError::Read(e.to_string())),
+        (_, Err(e)) => Err(e.into()),
+        (Err(FeedError::Compression(e)), Ok(_)) => {
             let _ = storage.delete(key).await;
-            Err(BackupError::Source(
-                "the dump stream ended without a verdict".into(),
-            ))
+            Err(BackupError::Source(format!("compressing the dump: {e}")))
         }
     }
+}
+
+/// Why the feed stopped before the end of a valid dump.
+enum FeedError {
+    /// The dump is not a valid backup.
+    Dump(DumpError),
+    /// Reading the dump failed (an interrupted download, a failed SQLite read).
+    Read(std::io::Error),
+    /// The compression thread stopped: the upload stopped reading (its error comes first) or compressing
+    /// failed.
+    Compression(std::io::Error),
+}
+
+/// Bytes read from the dump per chunk handed to the inspector and the compressor: one channel hand-over
+/// per network read (often 16 KiB) cost more than the bytes it carried.
+const FEED_CHUNK: usize = 256 * 1024;
+
+/// Reads `body` to its end, handing every chunk to the inspector and the compressor; tells the compressor
+/// the dump ended only once the inspector accepted it. Returns the inspector's report and the stored bytes'
+/// digest.
+async fn feed(
+    mut body: impl AsyncRead + Send + Unpin,
+    inspector: InspectorThread,
+    compressor: Compressor,
+) -> Result<(DumpReport, StoredDigest), FeedError> {
+    loop {
+        let mut chunk = BytesMut::with_capacity(FEED_CHUNK);
+        let mut at_end = false;
+        while chunk.len() < FEED_CHUNK {
+            if body.read_buf(&mut chunk).await.map_err(FeedError::Read)? == 0 {
+                at_end = true;
+                break;
+            }
+        }
+        let chunk = chunk.freeze();
+        if !chunk.is_empty() {
+            if !inspector.push(chunk.clone()).await {
+                // The inspector found the dump bad; dropping the compressor fails the upload.
+                break;
+            }
+            if compressor.push(chunk).await.is_err() {
+                return Err(FeedError::Compression(
+                    compressor.finish().await.err().unwrap_or_else(|| {
+                        std::io::Error::other("the compression thread stopped early")
+                    }),
+                ));
+            }
+        }
+        if at_end {
+            break;
+        }
+    }
+    let report = inspector.verdict().await.map_err(FeedError::Dump)?;
+    let digest = compressor.finish().await.map_err(FeedError::Compression)?;
+    Ok((report, digest))
 }

@@ -1,5 +1,5 @@
-//! An `AsyncRead` that counts and hashes (sha256) the bytes passing through it: the stored bytes' size and
-//! digest for the manifest, computed on the way to storage instead of by re-reading the object.
+//! An `AsyncRead` that counts and hashes (sha256) the bytes passing through it: restore and verify check
+//! an object's size and digest against its manifest while they stream it, instead of reading it twice.
 
 use std::io;
 use std::pin::Pin;

@@ -7,16 +7,10 @@
 //! The same pass counts rows per table and collects the names in the migrations table, for the manifest.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::PollSender;
 
 use crate::manifest::TableCount;
 use crate::sql::{
@@ -46,6 +40,9 @@ pub enum DumpError {
     Overlong { announced: u64 },
     #[error("the dump ends in the middle of a statement ({tail:?}): truncated")]
     IncompleteStatement { tail: String },
+    /// The inspector thread ended without a verdict: a bug, reported rather than counted as a backup.
+    #[error("{0}")]
+    Inspector(String),
 }
 
 /// What the inspection learned about a valid dump.
@@ -302,137 +299,56 @@ impl DumpInspector {
     }
 }
 
-/// Bytes copied for the inspector are sent in batches of about this size: one channel hand-over per read
-/// (often 16 KiB) cost more than the copy itself.
-const BATCH_BYTES: usize = 256 * 1024;
+/// Chunks in flight between the feed and the inspector thread: enough to keep both sides busy, few enough
+/// to keep memory bounded (the feed's chunks are 256 KiB, so about 2 MiB).
+const CHUNKS_IN_FLIGHT: usize = 8;
 
-/// Batches in flight between an [`InspectingReader`] and its inspector thread: enough to keep both sides
-/// busy, few enough to keep memory bounded (about 2 MiB).
-const BATCHES_IN_FLIGHT: usize = 8;
-
-/// An `AsyncRead` that passes a dump through unchanged while a [`DumpInspector`] checks a copy of it on a
-/// blocking thread, so that validation, hashing and row counting run in parallel with compression and
-/// upload instead of adding to them. A bad dump turns into an I/O error (soon after the inspector sees the
-/// first bad byte, or at EOF), and EOF itself is only reported once the inspector has accepted the whole
-/// dump, so whatever consumes the stream (an upload) fails and stores nothing.
-pub struct InspectingReader<R> {
-    inner: R,
-    /// Copies of the bytes read, to the inspector thread; `None` once EOF was passed on.
-    batches: Option<PollSender<Bytes>>,
-    /// Bytes read but not yet sent to the inspector.
-    batch: BytesMut,
-    /// Whether `inner` reached its end (the last batch may still be waiting for room).
-    inner_done: bool,
-    /// The inspector's verdict, sent when it has seen everything or found the dump bad.
+/// A [`DumpInspector`] on a blocking thread of its own, fed chunks of the dump that the compressor shares
+/// (a `Bytes` clone, not a copy), so that validation, hashing and row counting run beside compression and
+/// upload instead of adding to them.
+pub struct InspectorThread {
+    chunks: mpsc::Sender<Bytes>,
     verdict: oneshot::Receiver<Result<DumpReport, DumpError>>,
-    outcome: Option<Result<DumpReport, DumpError>>,
 }
 
-impl<R: AsyncRead + Unpin> InspectingReader<R> {
-    /// Wraps `inner`, starting the inspector on tokio's blocking pool (so it must be called inside a tokio
-    /// runtime).
-    pub fn new(inner: R, inspector: DumpInspector) -> Self {
-        let (batch_sender, batch_receiver) = mpsc::channel(BATCHES_IN_FLIGHT);
+impl InspectorThread {
+    /// Starts `inspector` on tokio's blocking pool (so it must be called inside a tokio runtime).
+    pub fn spawn(inspector: DumpInspector) -> Self {
+        let (chunks, chunk_receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let (verdict_sender, verdict) = oneshot::channel();
         tokio::task::spawn_blocking(move || {
-            let _ = verdict_sender.send(inspect_batches(inspector, batch_receiver));
+            let _ = verdict_sender.send(inspect_chunks(inspector, chunk_receiver));
         });
-        InspectingReader {
-            inner,
-            batches: Some(PollSender::new(batch_sender)),
-            batch: BytesMut::new(),
-            inner_done: false,
-            verdict,
-            outcome: None,
-        }
+        InspectorThread { chunks, verdict }
     }
 
-    /// The verdict, once the stream was read to the end (or failed validation). `None` if reading stopped
-    /// early for another reason.
-    pub fn outcome(self) -> Option<Result<DumpReport, DumpError>> {
-        self.outcome
+    /// Hands over the next chunk. Returns false when the inspector already stopped because the dump is bad;
+    /// [`InspectorThread::verdict`] then says why.
+    pub async fn push(&self, chunk: Bytes) -> bool {
+        self.chunks.send(chunk).await.is_ok()
     }
 
-    /// Hands the pending batch to the inspector. If the inspector already stopped (it found the dump bad),
-    /// the channel is dropped instead, and the verdict is what comes next.
-    fn poll_send_batch(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(batches) = self.batches.as_mut() else {
-            return Poll::Ready(());
-        };
-        let sent = std::task::ready!(batches.poll_reserve(cx)).is_ok()
-            && batches.send_item(self.batch.split().freeze()).is_ok();
-        if !sent {
-            self.batches = None;
-        }
-        Poll::Ready(())
-    }
-
-    /// Waits for the inspector's verdict and turns it into the end of the stream or an error.
-    fn poll_verdict(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Closing the channel lets the inspector finish.
-        self.batches = None;
-        let outcome = std::task::ready!(Pin::new(&mut self.verdict).poll(cx)).map_err(|_| {
-            io::Error::other("the dump inspector stopped without a verdict (a bug in d1vault)")
-        })?;
-        let result = match &outcome {
-            Ok(_) => Ok(()),
-            Err(err) => Err(io::Error::new(io::ErrorKind::InvalidData, err.clone())),
-        };
-        self.outcome = Some(outcome);
-        Poll::Ready(result)
+    /// Ends the input and waits for the verdict on the whole dump.
+    pub async fn verdict(self) -> Result<DumpReport, DumpError> {
+        drop(self.chunks);
+        self.verdict.await.unwrap_or_else(|_| {
+            Err(DumpError::Inspector(
+                "the dump inspector stopped without a verdict (a bug in d1vault)".into(),
+            ))
+        })
     }
 }
 
-/// The inspector thread: feeds every batch to `inspector` until the stream ends or the dump is found bad
-/// (then it returns at once, which closes the channel and tells the reader to stop).
-fn inspect_batches(
+/// The inspector thread: feeds every chunk to `inspector` until the input ends or the dump is found bad
+/// (then it returns at once, which closes the channel and tells the feed to stop).
+fn inspect_chunks(
     mut inspector: DumpInspector,
-    mut batches: mpsc::Receiver<Bytes>,
+    mut chunks: mpsc::Receiver<Bytes>,
 ) -> Result<DumpReport, DumpError> {
-    while let Some(batch) = batches.blocking_recv() {
-        inspector.push(&batch)?;
+    while let Some(chunk) = chunks.blocking_recv() {
+        inspector.push(&chunk)?;
     }
     inspector.finish()
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for InspectingReader<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match &this.outcome {
-            Some(Ok(_)) => return Poll::Ready(Ok(())), // at EOF and valid
-            Some(Err(err)) => {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, err.clone())));
-            }
-            None => {}
-        }
-        loop {
-            if this.batches.is_none() {
-                return this.poll_verdict(cx);
-            }
-            // A full batch (or the last one) goes to the inspector before anything else is read, so that
-            // memory stays bounded and EOF is only passed on once the inspector has seen every byte.
-            if this.batch.len() >= BATCH_BYTES || this.inner_done && !this.batch.is_empty() {
-                std::task::ready!(this.poll_send_batch(cx));
-                continue;
-            }
-            if this.inner_done {
-                return this.poll_verdict(cx);
-            }
-            let before = buf.filled().len();
-            std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-            let new = &buf.filled()[before..];
-            if new.is_empty() {
-                this.inner_done = true;
-                continue;
-            }
-            this.batch.extend_from_slice(new);
-            return Poll::Ready(Ok(()));
-        }
-    }
 }
 
 #[cfg(test)]

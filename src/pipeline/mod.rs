@@ -2,15 +2,16 @@
 //!
 //! ```text
 //! source (D1 download | SQLite dump thread)
-//!   -> InspectingReader  (validates the dump, sha256 + size of the SQL, row counts, migrations)
-//!   -> compression       (zstd | gzip | none)
-//!   -> HashingReader     (sha256 + size of the stored bytes)
-//!   -> Storage::put_stream
+//!   -> feed (the backup task): 256 KiB chunks, each shared by
+//!        -> InspectorThread  (validates the dump, sha256 + size of the SQL, row counts, migrations)
+//!        -> Compressor       (zstd | gzip | none on a thread of its own; sha256 + size of the stored bytes)
+//!             -> Storage::put_stream
 //! then manifest.json, written last.
 //! ```
 //!
-//! Nothing holds the whole dump: each stage pulls bounded chunks from the one before. A bad dump becomes a
-//! read error inside the upload, so the store keeps nothing of it.
+//! Nothing holds the whole dump: every hand-over is a bounded channel. The compressed stream ends cleanly
+//! only after the inspector accepted the whole dump; a bad or interrupted dump ends it with an error, so
+//! the store keeps nothing of it.
 
 pub mod compress;
 pub mod hashing;

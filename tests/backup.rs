@@ -130,6 +130,8 @@ async fn truncated_download_is_not_a_backup() {
         text.contains("truncated") || text.contains("interrupted"),
         "{text}"
     );
+    // An interrupted download is worth another attempt (the daemon retries it).
+    assert!(err.is_retryable(), "{text}");
 }
 
 /// An HTML error page served with status 200 is refused.

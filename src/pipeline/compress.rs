@@ -31,6 +31,10 @@ const ZSTD_WORKERS: u32 = 2;
 /// block (128 KiB or less) would cost more than it carries.
 const OUTPUT_CHUNK: usize = 256 * 1024;
 
+/// The most a zstd or gzip encoder writes at once (zstd's recommended output buffer is one 128 KiB block
+/// plus a little), so that a chunk reaching [`OUTPUT_CHUNK`] never has to grow.
+const ZSTD_OUTPUT_BLOCK: usize = 132 * 1024;
+
 /// Chunks waiting in each direction (1 MiB each way): zstd holds a few 2 MiB jobs of its own, so a deeper
 /// queue only adds memory (8 was no faster than 4 in three A/B pairs of scripts/bench-backup).
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -188,6 +192,8 @@ impl ChunkSender {
             return Ok(());
         }
         let chunk = self.chunk.split().freeze();
+        // Room for a whole chunk at once: growing from empty by doubling copied each chunk several times.
+        self.chunk.reserve(OUTPUT_CHUNK + ZSTD_OUTPUT_BLOCK);
         self.send(chunk)
     }
 

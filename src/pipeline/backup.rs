@@ -1,8 +1,7 @@
 //! One backup of one database, from source to manifest.
 
-use std::sync::Arc;
-
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -338,12 +337,12 @@ async fn feed(
                 // The inspector found the dump bad; dropping the compressor fails the upload.
                 break;
             }
-            if compressor.push(chunk).await.is_err() {
-                return Err(FeedError::Compression(
-                    compressor.finish().await.err().unwrap_or_else(|| {
-                        std::io::Error::other("the compression thread stopped early")
-                    }),
-                ));
+            if !compressor.push(chunk).await {
+                // The upload stopped reading or compressing failed: finishing the thread reports which.
+                let why = compressor.finish().await.err();
+                return Err(FeedError::Compression(why.unwrap_or_else(|| {
+                    std::io::Error::other("the compression thread stopped early")
+                })));
             }
         }
         if at_end {

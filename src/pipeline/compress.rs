@@ -33,7 +33,7 @@ const OUTPUT_CHUNK: usize = 256 * 1024;
 
 /// The most a zstd or gzip encoder writes at once (zstd's recommended output buffer is one 128 KiB block
 /// plus a little), so that a chunk reaching [`OUTPUT_CHUNK`] never has to grow.
-const ZSTD_OUTPUT_BLOCK: usize = 132 * 1024;
+const LARGEST_ENCODER_WRITE: usize = 132 * 1024;
 
 /// Chunks waiting in each direction (1 MiB each way): zstd holds a few 2 MiB jobs of its own, so a deeper
 /// queue only adds memory (8 was no faster than 4 in three A/B pairs of scripts/bench-backup).
@@ -82,29 +82,22 @@ impl Compressor {
         )
     }
 
-    /// Hands over the next chunk of SQL. Fails when the thread stopped: the upload stopped reading (its
-    /// own error says why) or compression failed (the stream carries that error).
-    pub async fn push(&self, chunk: Bytes) -> Result<(), Stopped> {
-        self.input
-            .send(Input::Chunk(chunk))
-            .await
-            .map_err(|_| Stopped)
+    /// Hands over the next chunk of SQL. Returns false when the thread stopped: the upload stopped reading
+    /// or compressing failed; [`Compressor::finish`] then says why.
+    pub async fn push(&self, chunk: Bytes) -> bool {
+        self.input.send(Input::Chunk(chunk)).await.is_ok()
     }
 
     /// Ends the stream once every chunk was pushed and the dump was found valid, and returns the stored
-    /// bytes' size and sha256 once the thread has handed over the last of them.
+    /// bytes' size and sha256 once the thread has handed over the last of them; or, if the thread had
+    /// stopped, why.
     pub async fn finish(self) -> io::Result<StoredDigest> {
-        // If the thread already stopped, joining it reports why.
         let _ = self.input.send(Input::End).await;
         self.thread
             .await
             .map_err(|e| io::Error::other(format!("the compression thread failed: {e}")))?
     }
 }
-
-/// The compression thread stopped before the dump ended.
-#[derive(Debug)]
-pub struct Stopped;
 
 /// The thread's body: compresses every chunk until told the dump ended.
 fn compress_chunks(
@@ -193,7 +186,7 @@ impl ChunkSender {
         }
         let chunk = self.chunk.split().freeze();
         // Room for a whole chunk at once: growing from empty by doubling copied each chunk several times.
-        self.chunk.reserve(OUTPUT_CHUNK + ZSTD_OUTPUT_BLOCK);
+        self.chunk.reserve(OUTPUT_CHUNK + LARGEST_ENCODER_WRITE);
         self.send(chunk)
     }
 
@@ -284,7 +277,7 @@ mod tests {
         };
         let writer = async move {
             for chunk in chunks {
-                compressor.push(chunk.clone()).await.unwrap();
+                assert!(compressor.push(chunk.clone()).await);
             }
             if finish {
                 Some(compressor.finish().await.unwrap())

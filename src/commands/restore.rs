@@ -181,20 +181,9 @@ async fn to_d1(
     }
 
     // 3. One atomic import: clear what is there now, then load.
-    let objects = match d1::user_objects(client, &target_db.uuid).await {
-        Ok(objects) => objects,
-        Err(e) => {
-            let _ = std::fs::remove_file(&body); // do not leave the spooled dump in state_dir
-            return Err(failed(e));
-        }
-    };
-    let file = d1::assemble_import_file(&body, &d1::clearing_statements(&objects))
+    let outcome = d1::import_replacing(client, &target_db.uuid, &body)
         .await
-        .map_err(failed)?;
-    let imported = client.import(&target_db.uuid, &file).await;
-    let _ = std::fs::remove_file(&file);
-    let outcome =
-        imported.map_err(|e| Failure::failed(format!("restoring into {}: {e}", target_db.name)))?;
+        .map_err(|e| Failure::failed(format!("restoring into {}: {e}", target_db.name)))?;
     println!(
         "restored {} backup {} into D1 database {} ({} queries)",
         manifest.database.name,

@@ -54,6 +54,10 @@ pub struct Faults {
     /// Whether SQL runs with foreign keys enforced, as on D1 (default `true`). Not a fault: a switch for
     /// tests that need to load dumps D1 itself would refuse (rows before their parent table exists).
     pub enforce_foreign_keys: Option<bool>,
+    /// Whether databases have Time Travel (default `true`). Not a fault: `false` makes every database an
+    /// old `alpha` one, which D1 reports as `version: "alpha"` and serves no Time Travel for, so tests can
+    /// reach the code paths for databases without it.
+    pub time_travel: Option<bool>,
 }
 
 /// A fault decided for one API request.
@@ -95,9 +99,12 @@ impl FaultInjector {
         if faults.enforce_foreign_keys.is_some() {
             current.enforce_foreign_keys = faults.enforce_foreign_keys;
         }
+        if faults.time_travel.is_some() {
+            current.time_travel = faults.time_travel;
+        }
     }
 
-    /// Removes every pending fault (foreign keys go back to enforced).
+    /// Removes every pending fault (foreign keys go back to enforced, Time Travel back on).
     pub fn clear(&self) {
         *self.lock() = Faults::default();
     }
@@ -110,6 +117,11 @@ impl FaultInjector {
     /// Whether SQL runs with foreign keys enforced.
     pub fn enforce_foreign_keys(&self) -> bool {
         self.lock().enforce_foreign_keys.unwrap_or(true)
+    }
+
+    /// Whether databases have Time Travel (see [`Faults::time_travel`]).
+    pub fn time_travel(&self) -> bool {
+        self.lock().time_travel.unwrap_or(true)
     }
 
     /// Consumes one API-request fault, rate limits first.

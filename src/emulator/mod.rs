@@ -324,7 +324,12 @@ async fn lookup(
 }
 
 /// A database's details, as `GET …/database/{id}` answers them.
-fn details(db: &Database) -> Value {
+/// D1's `version` field: `alpha` databases are the old ones without Time Travel.
+fn version(time_travel: bool) -> &'static str {
+    if time_travel { "production" } else { "alpha" }
+}
+
+fn details(db: &Database, time_travel: bool) -> Value {
     let conn = db.connection();
     let num_tables: i64 = conn
         .query_row(
@@ -336,16 +341,16 @@ fn details(db: &Database) -> Value {
         .unwrap_or(0);
     let size = engine::database_size(&conn);
     json!({
-        "uuid": db.uuid.to_string(), "name": db.name, "created_at": db.created_at, "version": "production",
-        "num_tables": num_tables, "file_size": size, "running_in_region": "WEUR",
+        "uuid": db.uuid.to_string(), "name": db.name, "created_at": db.created_at,
+        "version": version(time_travel), "num_tables": num_tables, "file_size": size, "running_in_region": "WEUR",
         "read_replication": { "mode": "disabled" }, "jurisdiction": null
     })
 }
 
-fn list_item(db: &Database) -> Value {
+fn list_item(db: &Database, time_travel: bool) -> Value {
     json!({
         "uuid": db.uuid.to_string(), "name": db.name, "created_at": db.created_at,
-        "version": "production", "jurisdiction": null
+        "version": version(time_travel), "jurisdiction": null
     })
 }
 
@@ -362,6 +367,7 @@ async fn list_databases(
 ) -> Response {
     let page = q.page.unwrap_or(1).max(1);
     let per_page = q.per_page.unwrap_or(1000).clamp(10, 10_000);
+    let time_travel = state.faults.time_travel();
     let s = state.clone();
     let all = tokio::task::spawn_blocking(move || s.registry.list())
         .await
@@ -369,7 +375,7 @@ async fn list_databases(
     let matching: Vec<Value> = all
         .iter()
         .filter(|db| q.name.as_deref().is_none_or(|n| db.name.contains(n)))
-        .map(|db| list_item(db))
+        .map(|db| list_item(db, time_travel))
         .collect();
     let total = matching.len() as u64;
     let start = ((page - 1) * per_page).min(total) as usize;
@@ -396,7 +402,8 @@ async fn get_database(
         Ok(db) => db,
         Err(response) => return response,
     };
-    let mut result = tokio::task::spawn_blocking(move || details(&db))
+    let time_travel = state.faults.time_travel();
+    let mut result = tokio::task::spawn_blocking(move || details(&db, time_travel))
         .await
         .unwrap_or(Value::Null);
     if let (Some(fields), Value::Object(map)) = (q.fields, &mut result) {
@@ -435,9 +442,13 @@ async fn create_database(State(state): State<Arc<AppState>>, body: axum::body::B
         );
     }
     let s = state.clone();
-    let created =
-        tokio::task::spawn_blocking(move || s.registry.create(&body.name).map(|db| details(&db)))
-            .await;
+    let time_travel = state.faults.time_travel();
+    let created = tokio::task::spawn_blocking(move || {
+        s.registry
+            .create(&body.name)
+            .map(|db| details(&db, time_travel))
+    })
+    .await;
     match created {
         Ok(Ok(details)) => ok(details),
         Ok(Err(CreateError::Exists)) => failure(
@@ -592,6 +603,15 @@ async fn import(
     }
 }
 
+/// What Time Travel requests get on a database without it (an `alpha` one; D1's exact code is unconfirmed).
+fn no_time_travel() -> Response {
+    failure(
+        StatusCode::BAD_REQUEST,
+        7400,
+        "Time Travel is not available for this database (version alpha)",
+    )
+}
+
 #[derive(Debug, Deserialize)]
 struct BookmarkQuery {
     timestamp: Option<String>,
@@ -606,6 +626,9 @@ async fn bookmark(
         Ok(db) => db,
         Err(response) => return response,
     };
+    if !state.faults.time_travel() {
+        return no_time_travel();
+    }
     let bookmark = match q.timestamp {
         None => db.current_bookmark(),
         Some(ts) => match chrono::DateTime::parse_from_rfc3339(&ts) {
@@ -649,6 +672,9 @@ async fn time_travel_restore(
         Ok(db) => db,
         Err(response) => return response,
     };
+    if !state.faults.time_travel() {
+        return no_time_travel();
+    }
     let malformed = |what: String| {
         failure(
             StatusCode::BAD_REQUEST,

@@ -9,7 +9,7 @@ use tokio::fs::File;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::{Phase, Progress, RestoreError, phase_of, read_statements};
-use crate::cloudflare::Client;
+use crate::cloudflare::{Client, ImportOutcome};
 use crate::manifest::Manifest;
 use crate::sql::{StatementKind, quote_identifier};
 use crate::storage::Storage;
@@ -146,6 +146,28 @@ async fn fill(
     }
     out.flush().await.map_err(spool_io)?;
     Ok(out_path)
+}
+
+/// Replaces everything in the D1 database `database_id` with the spooled `body` (from
+/// [`spool_import_body`]) in one atomic import: what the database holds now is read, dropped and loaded over
+/// in the same request, so a failed import leaves it as it was. Removes the spool files either way. Used by
+/// `restore --to-d1` and by `migrations apply` to undo a failed run on a database without Time Travel.
+pub async fn import_replacing(
+    client: &Client,
+    database_id: &str,
+    body: &Path,
+) -> Result<ImportOutcome, RestoreError> {
+    let objects = match user_objects(client, database_id).await {
+        Ok(objects) => objects,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(body).await; // do not leave the spooled dump in state_dir
+            return Err(e);
+        }
+    };
+    let file = assemble_import_file(body, &clearing_statements(&objects)).await?;
+    let imported = client.import(database_id, &file).await;
+    let _ = tokio::fs::remove_file(&file).await;
+    Ok(imported?)
 }
 
 /// Writes the final import file next to `body`: `PRAGMA defer_foreign_keys=TRUE;`, the `clearing`

@@ -141,7 +141,8 @@ pub enum MigrationsCommand {
     /// Back up, then apply every pending migration; on any failure put the database back as it was.
     Apply {
         database: String,
-        /// Skip the backup before applying.
+        /// Skip the backup before applying (refused on a D1 database without Time Travel, where that
+        /// backup is what undoes a failed run).
         #[arg(long)]
         no_backup: bool,
         /// Print what would be applied and change nothing.

@@ -4,8 +4,9 @@
 //!
 //! d1vault adds what wrangler lacks: a normal backup before anything changes, and all-or-nothing apply. D1
 //! rolls back only the failing file; on any failure d1vault puts the database back to the Time Travel
-//! bookmark recorded before the run (D1), or rolls back one transaction covering every file (SQLite
-//! sources), so that the schema, the rows and `d1_migrations` are exactly as before.
+//! bookmark recorded before the run (D1), imports the backup taken before the run over it (old `alpha` D1
+//! databases, which have no Time Travel), or rolls back one transaction covering every file (SQLite
+//! sources), so that the schema, the rows and `d1_migrations` are as before.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
-//! `d1vault migrations` through real parts: d1-emulator (D1 sources, Time Travel undo) and SQLite files
-//! (one transaction), an in-process S3 for the safety backups, and the real binary for output and exit codes.
+//! `d1vault migrations` through real parts: d1-emulator (D1 sources, undone by Time Travel, or by importing
+//! the backup where Time Travel is missing) and SQLite files (one transaction), an in-process S3 for the
+//! safety backups, and the real binary for output and exit codes.
 
 mod support;
 
@@ -106,6 +107,14 @@ fn apply(database: &str) -> MigrationsCommand {
     MigrationsCommand::Apply {
         database: database.into(),
         no_backup: false,
+        dry_run: false,
+    }
+}
+
+fn apply_without_backup(database: &str) -> MigrationsCommand {
+    MigrationsCommand::Apply {
+        database: database.into(),
+        no_backup: true,
         dry_run: false,
     }
 }
@@ -288,16 +297,9 @@ async fn a_failing_third_file_leaves_the_database_exactly_as_before() {
         );
     }
     // The failure through the library: the same report, as a Failure with exit code 1.
-    let failure = run(
-        &config,
-        MigrationsCommand::Apply {
-            database: "fresh".into(),
-            no_backup: true,
-            dry_run: false,
-        },
-    )
-    .await
-    .unwrap_err();
+    let failure = run(&config, apply_without_backup("fresh"))
+        .await
+        .unwrap_err();
     assert_eq!(failure.exit_code, 1);
     assert!(
         failure
@@ -330,6 +332,60 @@ async fn a_failing_first_file_on_d1_is_reported_and_undone() {
         failure.message
     );
     assert_eq!(state(&fresh.file), before);
+}
+
+/// On an old `alpha` D1 database, which has no Time Travel, a failed run is undone from the backup taken
+/// first: the database's schema, rows and `d1_migrations` are as before (its bytes differ: the backup is
+/// imported over it). With `--no-backup` there would be nothing to undo a failure with, so the run is
+/// refused before anything is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_time_travel_a_failed_run_is_undone_from_the_backup_taken_first() {
+    let (env, config, targets) = setup().await;
+    env.set_faults(serde_json::json!({ "time_travel": false }))
+        .await;
+    write_migrations(&config, &[GOOD[0], GOOD[1], BAD_THIRD]);
+    let blog = &targets[0];
+    let before = state(&blog.file);
+    let applied_before = applied(&blog.file);
+    assert_eq!(
+        applied_before.len(),
+        2,
+        "the fixture's two wrangler migrations"
+    );
+
+    let failure = run(&config, apply_without_backup("blog"))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.exit_code, 1);
+    assert!(
+        failure.message.contains("has no Time Travel") && failure.message.contains("--no-backup"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(state(&blog.file), before, "refused before anything ran");
+    assert_eq!(backup_count(&config, "blog").await, 0);
+
+    let (code, stdout, stderr) = binary(&env, &["migrations", "apply", "blog"]).await;
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("applied  0102_seed.sql"), "{stdout}");
+    assert!(
+        !stdout.contains("bookmark before migrating"),
+        "no Time Travel request: {stdout}"
+    );
+    assert!(
+        stderr.contains("migration 0103_broken.sql failed at statement 2")
+            && stderr.contains("the database was restored from backup"),
+        "{stderr}"
+    );
+    let after = state(&blog.file);
+    assert_eq!(after.schema, before.schema, "schema");
+    assert_eq!(after.rows, before.rows, "rows and d1_migrations");
+    assert_eq!(applied(&blog.file), applied_before);
+    assert_eq!(
+        backup_count(&config, "blog").await,
+        1,
+        "the backup taken first"
+    );
 }
 
 /// `--dry-run` names what would be applied and changes nothing: no table, no rows, no backup, no D1 write.
@@ -378,16 +434,9 @@ async fn apply_takes_a_listed_backup_first_unless_told_not_to() {
     }
     write_migrations(&config, &GOOD[..2]);
     for target in [&targets[0], &targets[2]] {
-        run(
-            &config,
-            MigrationsCommand::Apply {
-                database: target.name.into(),
-                no_backup: true,
-                dry_run: false,
-            },
-        )
-        .await
-        .unwrap();
+        run(&config, apply_without_backup(target.name))
+            .await
+            .unwrap();
         assert_eq!(
             applied(&target.file).last().map(String::as_str),
             Some("0102_seed.sql")

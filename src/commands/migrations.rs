@@ -9,8 +9,10 @@ use super::{Failure, open_sources, select_databases};
 use crate::cli::MigrationsCommand;
 use crate::cloudflare::Client;
 use crate::config::{Config, DatabaseConfig, Source};
+use crate::manifest::Manifest;
 use crate::migrations::{self, MigrationFile};
-use crate::pipeline::run_backup_now;
+use crate::pipeline::{BackupSources, run_backup_now};
+use crate::restore::{Progress, d1};
 
 /// Dispatches the migrations subcommand.
 pub async fn run(config: &Config, command: &MigrationsCommand) -> Result<(), Failure> {
@@ -192,6 +194,22 @@ async fn apply(config: &Config, name: &str, no_backup: bool, dry_run: bool) -> R
             .map_err(|e| Failure::failed(format!("reading {}: {e}", file.path.display())))?;
         contents.push((file.name.clone(), text));
     }
+    // How a failed D1 run will be undone, decided before anything changes: by the Time Travel bookmark, or,
+    // on an old `alpha` database that has no Time Travel, from the backup taken first.
+    let time_travel = match &target {
+        Target::D1 { client, id } => has_time_travel(client, id).await?,
+        Target::Sqlite { .. } => false, // one transaction undoes a failed run
+    };
+    if let Target::D1 { .. } = &target
+        && !time_travel
+        && no_backup
+    {
+        return Err(Failure::failed(format!(
+            "D1 database {name} has no Time Travel (version alpha), so only the backup taken before the run \
+             could undo a failed run, and --no-backup skips it: run without --no-backup (nothing was applied)"
+        )));
+    }
+    let mut backup = None;
     if !no_backup {
         let sources = open_sources(config).await?;
         let manifest = run_backup_now(db, &sources).await.map_err(|e| {
@@ -200,11 +218,54 @@ async fn apply(config: &Config, name: &str, no_backup: bool, dry_run: bool) -> R
             ))
         })?;
         println!("backup before migrating: {}", manifest.backup_id);
+        backup = Some((sources, manifest));
     }
     match &target {
         Target::Sqlite { path } => apply_sqlite(path, &db.migrations_table, &contents),
-        Target::D1 { client, id } => apply_d1(client, id, &db.migrations_table, &contents).await,
+        Target::D1 { client, id } => {
+            let undo = match backup {
+                Some((sources, manifest)) if !time_travel => Undo::Backup {
+                    sources,
+                    manifest,
+                    spool_dir: config.daemon.state_dir.join("spool"),
+                },
+                _ => {
+                    let bookmark = client.bookmark(id).await.map_err(|e| {
+                        Failure::failed(format!(
+                            "reading the Time Travel bookmark before migrating (nothing applied): {e}"
+                        ))
+                    })?;
+                    println!("bookmark before migrating: {bookmark}");
+                    Undo::Bookmark(bookmark)
+                }
+            };
+            apply_d1(client, id, &db.migrations_table, &contents, undo).await
+        }
     }
+}
+
+/// Whether the D1 database has Time Travel: every database does except the old `alpha` ones (wrangler makes
+/// the same check before `d1 time-travel`).
+async fn has_time_travel(client: &Client, id: &str) -> Result<bool, Failure> {
+    let info = client.get_database(id).await.map_err(|e| {
+        Failure::failed(format!(
+            "looking up the database before migrating (nothing applied): {e}"
+        ))
+    })?;
+    Ok(info.version.as_deref() != Some("alpha"))
+}
+
+/// How a failed D1 run is put back.
+#[allow(clippy::large_enum_variant)] // one value per run: its size does not matter
+enum Undo {
+    /// Restore this Time Travel bookmark, read just before the run.
+    Bookmark(String),
+    /// No Time Travel: replace the database's contents with the backup taken before the run.
+    Backup {
+        sources: BackupSources,
+        manifest: Manifest,
+        spool_dir: std::path::PathBuf,
+    },
 }
 
 /// Where in a migration file a run failed, for the report.
@@ -278,20 +339,15 @@ fn apply_sqlite(
     Ok(())
 }
 
-/// D1: each file with its insert in one atomic request, as wrangler does; on a failure, restore the
-/// bookmark recorded before the run so that earlier files of this run are undone too.
+/// D1: each file with its insert in one atomic request, as wrangler does; on a failure, undo the whole run
+/// (see [`Undo`]) so that earlier files of this run are undone too.
 async fn apply_d1(
     client: &Client,
     id: &str,
     table: &str,
     contents: &[(String, String)],
+    undo: Undo,
 ) -> Result<(), Failure> {
-    let bookmark = client.bookmark(id).await.map_err(|e| {
-        Failure::failed(format!(
-            "reading the Time Travel bookmark before migrating (nothing applied): {e}"
-        ))
-    })?;
-    println!("bookmark before migrating: {bookmark}");
     let failure = 'run: {
         if let Err(e) = client
             .query(id, &migrations::create_table_sql(table), &[])
@@ -320,14 +376,54 @@ async fn apply_d1(
         }
         return Ok(());
     };
-    let state = match client.time_travel_restore(id, &bookmark).await {
-        Ok(_) => format!("the database was restored to bookmark {bookmark}, as before this run"),
-        Err(undo_error) => format!(
-            "restoring bookmark {bookmark} ALSO FAILED ({undo_error}): restore it by hand with \
-             `wrangler d1 time-travel restore DB --bookmark={bookmark}` or from the backup taken before"
-        ),
+    let state = match undo {
+        Undo::Bookmark(bookmark) => match client.time_travel_restore(id, &bookmark).await {
+            Ok(_) => {
+                format!("the database was restored to bookmark {bookmark}, as before this run")
+            }
+            Err(undo_error) => format!(
+                "restoring bookmark {bookmark} ALSO FAILED ({undo_error}): restore it by hand with \
+                 `wrangler d1 time-travel restore DB --bookmark={bookmark}` or from the backup taken before"
+            ),
+        },
+        Undo::Backup {
+            sources,
+            manifest,
+            spool_dir,
+        } => match restore_backup(client, id, &sources, &manifest, &spool_dir).await {
+            Ok(()) => format!(
+                "the database was restored from backup {}, taken before this run",
+                manifest.backup_id
+            ),
+            Err(undo_error) => format!(
+                "restoring backup {id} ALSO FAILED ({undo_error}): restore it by hand with \
+                     `d1vault restore {db} --backup {id} --to-d1 {db} --replace --yes`",
+                id = manifest.backup_id,
+                db = manifest.database.name
+            ),
+        },
     };
     Err(Failure::failed(format!("{failure}; {state}")))
+}
+
+/// Replaces the contents of D1 database `id` with the backup `manifest`, as `restore --to-d1 --replace`
+/// does: the backup is checked against its manifest while it is spooled, then loaded in one atomic import.
+async fn restore_backup(
+    client: &Client,
+    id: &str,
+    sources: &BackupSources,
+    manifest: &Manifest,
+    spool_dir: &std::path::Path,
+) -> Result<(), crate::restore::RestoreError> {
+    let body = d1::spool_import_body(
+        sources.storage.as_ref(),
+        manifest,
+        spool_dir,
+        &mut Progress::hidden(),
+    )
+    .await?;
+    d1::import_replacing(client, id, &body).await?;
+    Ok(())
 }
 
 /// A statement no database has, ending every probe so that the probe is rolled back whatever it ran.

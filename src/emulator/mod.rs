@@ -323,12 +323,12 @@ async fn lookup(
     found.ok_or_else(|| not_found_database(id))
 }
 
-/// A database's details, as `GET …/database/{id}` answers them.
 /// D1's `version` field: `alpha` databases are the old ones without Time Travel.
 fn version(time_travel: bool) -> &'static str {
     if time_travel { "production" } else { "alpha" }
 }
 
+/// A database's details, as `GET …/database/{id}` answers them.
 fn details(db: &Database, time_travel: bool) -> Value {
     let conn = db.connection();
     let num_tables: i64 = conn

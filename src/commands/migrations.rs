@@ -195,15 +195,13 @@ async fn apply(config: &Config, name: &str, no_backup: bool, dry_run: bool) -> R
         contents.push((file.name.clone(), text));
     }
     // How a failed D1 run will be undone, decided before anything changes: by the Time Travel bookmark, or,
-    // on an old `alpha` database that has no Time Travel, from the backup taken first.
-    let time_travel = match &target {
-        Target::D1 { client, id } => has_time_travel(client, id).await?,
-        Target::Sqlite { .. } => false, // one transaction undoes a failed run
+    // on an old `alpha` database that has no Time Travel, from the backup taken first. (On SQLite, one
+    // transaction undoes a failed run.)
+    let undo_from_backup = match &target {
+        Target::D1 { client, id } => !has_time_travel(client, id).await?,
+        Target::Sqlite { .. } => false,
     };
-    if let Target::D1 { .. } = &target
-        && !time_travel
-        && no_backup
-    {
+    if undo_from_backup && no_backup {
         return Err(Failure::failed(format!(
             "D1 database {name} has no Time Travel (version alpha), so only the backup taken before the run \
              could undo a failed run, and --no-backup skips it: run without --no-backup (nothing was applied)"
@@ -224,7 +222,7 @@ async fn apply(config: &Config, name: &str, no_backup: bool, dry_run: bool) -> R
         Target::Sqlite { path } => apply_sqlite(path, &db.migrations_table, &contents),
         Target::D1 { client, id } => {
             let undo = match backup {
-                Some((sources, manifest)) if !time_travel => Undo::Backup {
+                Some((sources, manifest)) if undo_from_backup => Undo::Backup {
                     sources,
                     manifest,
                     spool_dir: config.daemon.state_dir.join("spool"),

@@ -71,7 +71,7 @@ pub fn clearing_statements(objects: &[SchemaObject]) -> Vec<String> {
 /// Spools the body of the import file for `manifest` into `spool_dir`: schema, rows, then indexes,
 /// triggers and views. Statements over D1's 100 KB limit are refused here, naming the table and row, before
 /// anything is uploaded. The backup's sha256 is checked as it is read; on any error the spool files are
-/// removed. [`assemble_import_file`] then puts the clearing statements in front.
+/// removed. [`import_replacing`] then puts the clearing statements in front and imports it.
 pub async fn spool_import_body(
     storage: &dyn Storage,
     manifest: &Manifest,
@@ -157,28 +157,27 @@ pub async fn import_replacing(
     database_id: &str,
     body: &Path,
 ) -> Result<ImportOutcome, RestoreError> {
-    let objects = match user_objects(client, database_id).await {
-        Ok(objects) => objects,
-        Err(e) => {
-            let _ = tokio::fs::remove_file(body).await; // do not leave the spooled dump in state_dir
-            return Err(e);
-        }
-    };
-    let file = assemble_import_file(body, &clearing_statements(&objects)).await?;
-    let imported = client.import(database_id, &file).await;
-    let _ = tokio::fs::remove_file(&file).await;
-    Ok(imported?)
+    let import_file = body.with_extension("sql");
+    let result = async {
+        let objects = user_objects(client, database_id).await?;
+        assemble_import_file(body, &import_file, &clearing_statements(&objects)).await?;
+        Ok(client.import(database_id, &import_file).await?)
+    }
+    .await;
+    // Scratch files whatever happened (a full disk included): never leave a dump behind in state_dir.
+    let _ = tokio::fs::remove_file(body).await;
+    let _ = tokio::fs::remove_file(&import_file).await;
+    result
 }
 
-/// Writes the final import file next to `body`: `PRAGMA defer_foreign_keys=TRUE;`, the `clearing`
-/// statements, then the body; removes the body. Because D1 applies an import atomically, clearing and
-/// loading then succeed or fail together.
-pub async fn assemble_import_file(
+/// Writes the import file `out_path`: `PRAGMA defer_foreign_keys=TRUE;`, the `clearing` statements, then
+/// `body`. Because D1 applies an import atomically, clearing and loading then succeed or fail together.
+async fn assemble_import_file(
     body: &Path,
+    out_path: &Path,
     clearing: &[String],
-) -> Result<PathBuf, RestoreError> {
-    let out_path = body.with_extension("sql");
-    let mut out = BufWriter::new(create(&out_path).await?);
+) -> Result<(), RestoreError> {
+    let mut out = BufWriter::new(create(out_path).await?);
     out.write_all(b"PRAGMA defer_foreign_keys=TRUE;\n")
         .await
         .map_err(spool_io)?;
@@ -190,9 +189,7 @@ pub async fn assemble_import_file(
     tokio::io::copy(&mut input, &mut out)
         .await
         .map_err(spool_io)?;
-    out.flush().await.map_err(spool_io)?;
-    let _ = tokio::fs::remove_file(body).await;
-    Ok(out_path)
+    out.flush().await.map_err(spool_io)
 }
 
 fn spool_io(e: std::io::Error) -> RestoreError {

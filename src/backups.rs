@@ -1,5 +1,8 @@
 //! The complete backups in storage, read from their manifests. A backup without a manifest does not exist
-//! for any command: this is the only place that decides what exists.
+//! for any command: this is the only place that decides what exists. A manifest is trusted only when it
+//! parses, has a supported `format`, and describes the directory it is stored in
+//! ([`Manifest::check_location`]); a present manifest that fails this makes the backup *unreadable*: not
+//! listed, counted or restored, and never deleted.
 
 use std::collections::BTreeMap;
 
@@ -15,8 +18,49 @@ pub struct StoredBackup {
     pub backup_id: String,
     /// The manifest, if present and valid: only then is the backup complete.
     pub manifest: Option<Manifest>,
+    /// Why a `manifest.json` that is present was not accepted (it does not parse, has a newer `format`,
+    /// lacks a field, or does not describe this directory). Such a backup is neither complete nor
+    /// incomplete: it is not listed, counted or restored, and prune never deletes it.
+    pub unreadable: Option<String>,
     /// Every object under the backup's directory (dump, manifest, leftovers).
     pub objects: Vec<ObjectInfo>,
+}
+
+impl StoredBackup {
+    /// The key prefix of this backup's directory, `<prefix>/<database>/<id>/`.
+    pub fn directory(&self, prefix: &str) -> String {
+        format!(
+            "{}/",
+            manifest::join_key(&[prefix, &self.database, &self.backup_id])
+        )
+    }
+
+    /// The objects directly in the directory under a name d1vault writes (dump, manifest): the only ones
+    /// prune may delete.
+    pub fn d1vault_objects(&self, prefix: &str) -> Vec<&ObjectInfo> {
+        let directory = self.directory(prefix);
+        self.objects
+            .iter()
+            .filter(|o| {
+                o.key
+                    .strip_prefix(&directory)
+                    .is_some_and(manifest::is_d1vault_file)
+            })
+            .collect()
+    }
+
+    /// Every other object under the directory: d1vault did not write it, so it is never deleted.
+    pub fn foreign_objects(&self, prefix: &str) -> Vec<&ObjectInfo> {
+        let directory = self.directory(prefix);
+        self.objects
+            .iter()
+            .filter(|o| {
+                !o.key
+                    .strip_prefix(&directory)
+                    .is_some_and(manifest::is_d1vault_file)
+            })
+            .collect()
+    }
 }
 
 /// Reads every backup directory under `prefix` (all databases, or only `database`) with its manifest,
@@ -34,7 +78,35 @@ pub async fn scan(
             p => format!("{p}/"),
         },
     };
-    let objects = storage.list(&list_prefix).await?;
+    scan_under(storage, prefix, &list_prefix, database).await
+}
+
+/// What storage holds for backup `backup_id` of `database` (`None`: not a single object), read the same
+/// way as [`scan`]; for commands that name one backup (`restore --backup`, `verify --backup`).
+pub async fn find(
+    storage: &dyn Storage,
+    prefix: &str,
+    database: &str,
+    backup_id: &str,
+) -> Result<Option<StoredBackup>, StorageError> {
+    if manifest::parse_backup_id(backup_id).is_none() {
+        return Ok(None);
+    }
+    let directory = format!("{}/", manifest::join_key(&[prefix, database, backup_id]));
+    Ok(scan_under(storage, prefix, &directory, Some(database))
+        .await?
+        .into_iter()
+        .find(|b| b.backup_id == backup_id))
+}
+
+/// [`scan`] over the objects under `list_prefix` only.
+async fn scan_under(
+    storage: &dyn Storage,
+    prefix: &str,
+    list_prefix: &str,
+    database: Option<&str>,
+) -> Result<Vec<StoredBackup>, StorageError> {
+    let objects = storage.list(list_prefix).await?;
     let base = manifest::join_key(&[prefix]);
     let mut groups: BTreeMap<(String, String), Vec<ObjectInfo>> = BTreeMap::new();
     for object in objects {
@@ -65,26 +137,25 @@ pub async fn scan(
     let mut backups = Vec::with_capacity(groups.len());
     for ((db, id), objects) in groups {
         let manifest_key = manifest::object_key(prefix, &db, &id, MANIFEST_FILE);
-        let manifest = if objects.iter().any(|o| o.key == manifest_key) {
+        let (manifest, unreadable) = if objects.iter().any(|o| o.key == manifest_key) {
             let bytes = storage.get_bytes(&manifest_key).await?;
-            match Manifest::from_json(&bytes) {
-                Ok(m) if m.database.name == db && m.backup_id == id => Some(m),
-                Ok(_) => {
-                    warn!(key = %manifest_key, "manifest names another backup; ignoring it");
-                    None
-                }
+            match Manifest::from_json(&bytes)
+                .and_then(|m| m.check_location(prefix, &db, &id).map(|()| m))
+            {
+                Ok(m) => (Some(m), None),
                 Err(e) => {
-                    warn!(key = %manifest_key, error = %e, "unreadable manifest; the backup is not counted");
-                    None
+                    warn!(key = %manifest_key, error = %e, "unreadable manifest; the backup is not counted and never pruned");
+                    (None, Some(e))
                 }
             }
         } else {
-            None
+            (None, None)
         };
         backups.push(StoredBackup {
             database: db,
             backup_id: id,
             manifest,
+            unreadable,
             objects,
         });
     }

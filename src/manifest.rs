@@ -70,6 +70,37 @@ pub const FORMAT: u32 = 1;
 /// File name of the completion marker inside a backup's directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// The dump file names d1vault writes in a backup's directory: one per compression, each optionally with
+/// age's `.age` suffix (`[encryption]`). Prune deletes only these and [`MANIFEST_FILE`]; anything else under a
+/// backup directory was not written by d1vault and is never deleted.
+pub const DUMP_FILES: [&str; 6] = [
+    "dump.sql",
+    "dump.sql.zst",
+    "dump.sql.gz",
+    "dump.sql.age",
+    "dump.sql.zst.age",
+    "dump.sql.gz.age",
+];
+
+/// Whether `file` (a name directly inside a backup directory) is one d1vault writes: prune may delete
+/// only such objects.
+pub fn is_d1vault_file(file: &str) -> bool {
+    file == MANIFEST_FILE || DUMP_FILES.contains(&file)
+}
+
+/// The manifest `compression` a dump file name stands for (`dump.sql.zst[.age]` is `"zstd"`), or `None`
+/// when `file` is not a dump name d1vault writes.
+pub fn compression_of_dump_file(file: &str) -> Option<&'static str> {
+    if !DUMP_FILES.contains(&file) {
+        return None;
+    }
+    Some(match file.strip_suffix(".age").unwrap_or(file) {
+        "dump.sql.zst" => "zstd",
+        "dump.sql.gz" => "gzip",
+        _ => "none",
+    })
+}
+
 /// Backup id for a start time: the UTC start time as `YYYYMMDDTHHMMSSZ`.
 pub fn backup_id(started_at: DateTime<Utc>) -> String {
     started_at.format("%Y%m%dT%H%M%SZ").to_string()
@@ -122,6 +153,48 @@ impl Manifest {
             ));
         }
         Ok(manifest)
+    }
+
+    /// Checks that this manifest describes the backup directory `<prefix>/<database>/<backup_id>/` it was
+    /// read from, so that a copied or hand-edited manifest cannot make d1vault list, verify, restore or
+    /// prune another backup's (or another database's) dump: `database.name` and `backup_id` name the
+    /// directory, `dump.key` is a dump file d1vault writes inside it, and `dump.compression` matches that
+    /// file's suffix. The error says what does not match and what the layout expects.
+    pub fn check_location(
+        &self,
+        prefix: &str,
+        database: &str,
+        backup_id: &str,
+    ) -> Result<(), String> {
+        if self.database.name != database {
+            return Err(format!(
+                "the manifest names database {:?} but is stored under {database:?}",
+                self.database.name
+            ));
+        }
+        if self.backup_id != backup_id {
+            return Err(format!(
+                "the manifest names backup {:?} but is stored under {backup_id:?}",
+                self.backup_id
+            ));
+        }
+        let directory = format!("{}/", join_key(&[prefix, database, backup_id]));
+        let file = self.dump.key.strip_prefix(&directory);
+        let Some(compression) = file.and_then(compression_of_dump_file) else {
+            return Err(format!(
+                "the manifest's dump.key {:?} is not this backup's dump: the layout puts it at \
+                 {directory}dump.sql[.zst|.gz][.age] (if the backups were copied from another prefix, copy \
+                 them back or restore from where they were written)",
+                self.dump.key
+            ));
+        };
+        if self.dump.compression != compression {
+            return Err(format!(
+                "the manifest says compression {:?} but its dump {:?} is {compression:?}",
+                self.dump.compression, self.dump.key
+            ));
+        }
+        Ok(())
     }
 
     /// The manifest as pretty-printed JSON, as stored.
@@ -185,6 +258,96 @@ mod tests {
             "prod/blog/X/dump.sql"
         );
         assert_eq!(database_prefix("", "blog"), "blog/");
+    }
+
+    fn example(key: &str, compression: &str) -> Manifest {
+        let json = serde_json::json!({
+            "format": 1, "tool": "d1vault 0.1.0",
+            "database": { "name": "blog", "id": null, "source": "d1" },
+            "backup_id": "20261129T030012Z",
+            "started_at": "2026-11-29T03:00:12Z", "finished_at": "2026-11-29T03:00:19Z", "bookmark": null,
+            "export": { "no_data": false, "no_schema": false, "tables": [] },
+            "dump": { "key": key, "compression": compression,
+                      "size": 1, "sha256": "ab", "raw_size": 1, "raw_sha256": "cd" },
+            "tables": [], "migrations": []
+        });
+        Manifest::from_json(&serde_json::to_vec(&json).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_manifest_must_describe_the_directory_it_is_stored_in() {
+        // Proves check_location accepts every dump name d1vault writes with its compression and rejects
+        // another database's or backup's dump, a key outside the layout, and a compression that does not
+        // match the key's suffix.
+        let id = "20261129T030012Z";
+        for (file, compression) in [
+            ("dump.sql.zst", "zstd"),
+            ("dump.sql.gz", "gzip"),
+            ("dump.sql", "none"),
+            ("dump.sql.zst.age", "zstd"),
+            ("dump.sql.gz.age", "gzip"),
+            ("dump.sql.age", "none"),
+        ] {
+            let m = example(&format!("prod/blog/{id}/{file}"), compression);
+            assert_eq!(m.check_location("prod", "blog", id), Ok(()), "{file}");
+            assert_eq!(m.check_location("/prod/", "blog", id), Ok(()), "{file}");
+        }
+        let err = |key: &str, compression: &str, prefix: &str, db: &str, backup: &str| {
+            example(key, compression)
+                .check_location(prefix, db, backup)
+                .unwrap_err()
+        };
+        let other_db = err(
+            &format!("prod/shop/{id}/dump.sql.zst"),
+            "zstd",
+            "prod",
+            "blog",
+            id,
+        );
+        assert!(other_db.contains("dump.key"), "{other_db}");
+        let other_id = err(
+            "prod/blog/20261128T030012Z/dump.sql.zst",
+            "zstd",
+            "prod",
+            "blog",
+            id,
+        );
+        assert!(other_id.contains("dump.key"), "{other_id}");
+        for key in [
+            format!("prod/blog/{id}/manifest.json"),
+            format!("prod/blog/{id}/sub/dump.sql"),
+            format!("prod/blog/{id}/dump.sql.bz2"),
+            format!("other/blog/{id}/dump.sql.zst"),
+            "/etc/passwd".to_string(),
+        ] {
+            err(&key, "zstd", "prod", "blog", id);
+        }
+        let mismatch = err(
+            &format!("prod/blog/{id}/dump.sql.zst"),
+            "gzip",
+            "prod",
+            "blog",
+            id,
+        );
+        assert!(mismatch.contains("compression"), "{mismatch}");
+        let named = err(
+            &format!("prod/blog/{id}/dump.sql.zst"),
+            "zstd",
+            "prod",
+            "shop",
+            id,
+        );
+        assert!(named.contains("database"), "{named}");
+        let moved = err(
+            &format!("prod/blog/{id}/dump.sql.zst"),
+            "zstd",
+            "prod",
+            "blog",
+            "20261129T030013Z",
+        );
+        assert!(moved.contains("backup"), "{moved}");
+        assert!(is_d1vault_file("manifest.json") && is_d1vault_file("dump.sql.gz.age"));
+        assert!(!is_d1vault_file("notes.txt") && !is_d1vault_file("sub/dump.sql"));
     }
 
     #[test]

@@ -1,6 +1,13 @@
 //! Applying retention to storage: plan (pure decisions over a complete listing) and execute. A listing that
 //! fails deletes nothing; only complete backups are counted; incomplete leftovers (no manifest) are removed
 //! once they are older than a day; keys that do not fit the layout are never touched.
+//!
+//! Prune never deletes what it cannot read: a backup whose `manifest.json` exists but is not accepted (it
+//! does not parse, has a newer `format`, lacks a field, or names another backup's dump) is kept, reported
+//! and left out of retention, as if it were not there. Leaving it out can only keep more of the other
+//! backups, never fewer: it takes no `keep_*` slot and is not the "newest" that protects another. Inside a
+//! backup directory only the names d1vault writes (the dump and `manifest.json`) are ever deleted; any
+//! other object there is reported and left alone.
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -17,11 +24,19 @@ pub const INCOMPLETE_GRACE: Duration = Duration::hours(24);
 /// What prune will do for one database.
 #[derive(Debug, Clone)]
 pub struct PrunePlan {
+    /// The storage prefix the plan was made under.
+    pub prefix: String,
     pub database: String,
     /// One entry per complete backup, newest first.
     pub complete: Vec<PlannedBackup>,
-    /// Incomplete backups old enough to remove.
+    /// Incomplete backups old enough to remove (only their d1vault-named objects are removed).
     pub incomplete: Vec<StoredBackup>,
+    /// Backups whose manifest exists but cannot be read or trusted ([`StoredBackup::unreadable`] says
+    /// why), newest first: always kept, never counted by retention.
+    pub unreadable: Vec<StoredBackup>,
+    /// Backup directories that hold objects d1vault did not write, with those objects' keys: prune never
+    /// deletes them (when their backup is deleted, they stay), and says so.
+    pub foreign: Vec<(String, Vec<String>)>,
 }
 
 /// A complete backup and the decision about it.
@@ -38,6 +53,8 @@ pub struct PruneOutcome {
     pub deleted_backups: usize,
     pub removed_incomplete: usize,
     pub aborted_uploads: usize,
+    /// Backups kept because their manifest is unreadable.
+    pub kept_unreadable: usize,
     /// Deletions that failed, in words; they are retried by the next prune.
     pub errors: Vec<String>,
 }
@@ -52,19 +69,34 @@ pub async fn plan(
     now: DateTime<Utc>,
 ) -> Result<PrunePlan, StorageError> {
     let stored = backups::scan(storage, prefix, Some(database)).await?;
-    Ok(plan_from_listing(database, stored, policy, tz, now))
+    Ok(plan_from_listing(prefix, database, stored, policy, tz, now))
 }
 
-/// The pure part of [`plan`]: decisions from a listing.
+/// The pure part of [`plan`]: decisions from a listing of the backups of `database` under `prefix`.
 pub fn plan_from_listing(
+    prefix: &str,
     database: &str,
     stored: Vec<StoredBackup>,
     policy: &RetentionPolicy,
     tz: Tz,
     now: DateTime<Utc>,
 ) -> PrunePlan {
+    let foreign: Vec<(String, Vec<String>)> = stored
+        .iter()
+        .filter_map(|b| {
+            let keys: Vec<String> = b
+                .foreign_objects(prefix)
+                .into_iter()
+                .map(|o| o.key.clone())
+                .collect();
+            (!keys.is_empty()).then(|| (b.backup_id.clone(), keys))
+        })
+        .collect();
+    let (mut unreadable, readable): (Vec<_>, Vec<_>) =
+        stored.into_iter().partition(|b| b.unreadable.is_some());
+    unreadable.sort_by(|a, b| b.backup_id.cmp(&a.backup_id));
     let (complete, incomplete): (Vec<_>, Vec<_>) =
-        stored.into_iter().partition(|b| b.manifest.is_some());
+        readable.into_iter().partition(|b| b.manifest.is_some());
     let refs: Vec<BackupRef> = complete
         .iter()
         .map(|b| BackupRef {
@@ -93,24 +125,32 @@ pub fn plan_from_listing(
         .into_iter()
         .filter(|b| {
             manifest::parse_backup_id(&b.backup_id).is_some_and(|t| now - t >= INCOMPLETE_GRACE)
+                && !b.d1vault_objects(prefix).is_empty()
         })
         .collect();
     PrunePlan {
+        prefix: prefix.to_string(),
         database: database.to_string(),
         complete: planned,
         incomplete,
+        unreadable,
+        foreign,
     }
 }
 
 /// Deletes what the plan says. A complete backup loses its manifest first, so it stops existing in one
-/// step; a failure after that leaves an incomplete leftover that the next prune removes.
+/// step; a failure after that leaves an incomplete leftover that the next prune removes. Only objects under
+/// names d1vault writes are deleted; unreadable backups are never touched.
 pub async fn execute(
     storage: &dyn Storage,
     prefix: &str,
     plan: &PrunePlan,
     now: DateTime<Utc>,
 ) -> PruneOutcome {
-    let mut outcome = PruneOutcome::default();
+    let mut outcome = PruneOutcome {
+        kept_unreadable: plan.unreadable.len(),
+        ..PruneOutcome::default()
+    };
     for planned in plan.complete.iter().filter(|p| !p.keep) {
         match delete_backup(storage, prefix, &planned.backup).await {
             Ok(()) => {
@@ -145,21 +185,28 @@ pub async fn execute(
     outcome
 }
 
+/// Deletes the d1vault-named objects of `backup`, its manifest first (a crash after that leaves a dump
+/// without a manifest: incomplete, never listed as complete). Objects d1vault did not write stay.
 async fn delete_backup(
     storage: &dyn Storage,
     prefix: &str,
     backup: &StoredBackup,
 ) -> Result<(), StorageError> {
+    if backup.unreadable.is_some() {
+        // Never reached through a plan; a guard for callers that build their own.
+        return Ok(());
+    }
     let manifest_key = manifest::object_key(
         prefix,
         &backup.database,
         &backup.backup_id,
         manifest::MANIFEST_FILE,
     );
-    if backup.objects.iter().any(|o| o.key == manifest_key) {
+    let ours = backup.d1vault_objects(prefix);
+    if ours.iter().any(|o| o.key == manifest_key) {
         storage.delete(&manifest_key).await?;
     }
-    for object in backup.objects.iter().filter(|o| o.key != manifest_key) {
+    for object in ours.into_iter().filter(|o| o.key != manifest_key) {
         storage.delete(&object.key).await?;
     }
     Ok(())

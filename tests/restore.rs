@@ -530,3 +530,166 @@ async fn verify_detects_row_count_mismatches() {
         err.message
     );
 }
+
+/// Writes `m` as the manifest of its own backup directory (a hand edit in storage).
+async fn put_manifest(sources: &BackupSources, m: &Manifest) {
+    let key = manifest::object_key(
+        &sources.prefix,
+        &m.database.name,
+        &m.backup_id,
+        manifest::MANIFEST_FILE,
+    );
+    sources.storage.put_bytes(&key, m.to_json()).await.unwrap();
+}
+
+/// Proves verify's row check is never vacuous: a manifest with `tables: []`, one that omits a table the
+/// dump holds, one whose export filter names other tables than it lists, and a `no_data` manifest that
+/// claims rows each fail verify (exit 1) naming the table, though sizes and hashes all match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_fails_when_the_manifest_tables_are_not_the_dump_tables() {
+    let (_env, config, sources, _) = setup("zstd").await;
+    let m = run_backup(config.database("local").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    let args = d1vault::cli::VerifyArgs {
+        databases: vec!["local".into()],
+        backup: None,
+        all: false,
+    };
+    d1vault::commands::verify::run(&config, &args)
+        .await
+        .unwrap();
+    let with_rows = m.tables.iter().find(|t| t.rows > 0).unwrap().name.clone();
+    let first = m.tables[0].name.clone();
+    let last = m.tables.last().unwrap().name.clone();
+    assert_ne!(first, last, "the fixture has several tables");
+    let cases: Vec<(&str, Manifest, &str)> = vec![
+        (
+            "tables: []",
+            Manifest {
+                tables: vec![],
+                ..m.clone()
+            },
+            &first,
+        ),
+        (
+            "a table left out",
+            Manifest {
+                tables: m.tables[..m.tables.len() - 1].to_vec(),
+                ..m.clone()
+            },
+            &last,
+        ),
+        (
+            "a filter naming another table",
+            Manifest {
+                export: manifest::ManifestExport {
+                    tables: vec![first.clone()],
+                    ..m.export.clone()
+                },
+                ..m.clone()
+            },
+            &last,
+        ),
+        (
+            "no_data with rows",
+            Manifest {
+                export: manifest::ManifestExport {
+                    no_data: true,
+                    ..m.export.clone()
+                },
+                ..m.clone()
+            },
+            &with_rows,
+        ),
+    ];
+    for (case, edited, table) in cases {
+        put_manifest(&sources, &edited).await;
+        let err = d1vault::commands::verify::run(&config, &args)
+            .await
+            .expect_err(case);
+        assert_eq!(err.exit_code, 1, "{case}");
+        assert!(
+            err.message.contains(&format!("table {table}:")),
+            "{case}: {}",
+            err.message
+        );
+    }
+    put_manifest(&sources, &m).await;
+    d1vault::commands::verify::run(&config, &args)
+        .await
+        .unwrap();
+}
+
+/// Proves a manifest is checked against the directory it is stored in before it is trusted: a manifest of
+/// `blog` whose dump.key (and hashes and tables) point at `local`'s dump, and a truncated manifest, are not
+/// listed, and `verify --backup ID` and `restore --backup ID` refuse them with the reason, writing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_naming_another_databases_dump_is_not_trusted() {
+    let (env, config, sources, _) = setup("zstd").await;
+    let local = run_backup(config.database("local").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    let blog = run_backup(config.database("blog").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    let borrowed = Manifest {
+        dump: local.dump.clone(),
+        tables: local.tables.clone(),
+        ..blog.clone()
+    };
+    put_manifest(&sources, &borrowed).await;
+    let manifest_key = manifest::object_key(
+        &sources.prefix,
+        "blog",
+        &blog.backup_id,
+        manifest::MANIFEST_FILE,
+    );
+    for (case, reason) in [("borrowed dump", "dump.key"), ("truncated", "not valid")] {
+        if case == "truncated" {
+            let json = blog.to_json();
+            sources
+                .storage
+                .put_bytes(&manifest_key, json[..json.len() - 20].to_vec())
+                .await
+                .unwrap();
+        }
+        let listed =
+            d1vault::backups::complete(sources.storage.as_ref(), &sources.prefix, Some("blog"))
+                .await
+                .unwrap();
+        assert!(listed.is_empty(), "{case}: listed {listed:?}");
+        let err = d1vault::commands::verify::run(
+            &config,
+            &d1vault::cli::VerifyArgs {
+                databases: vec!["blog".into()],
+                backup: Some(blog.backup_id.clone()),
+                all: false,
+            },
+        )
+        .await
+        .expect_err(case);
+        assert_eq!(err.exit_code, 1, "{case}");
+        assert!(
+            err.message.contains("cannot trust") && err.message.contains(reason),
+            "{case}: {}",
+            err.message
+        );
+        let file = env.dir.path().join("never.sqlite");
+        let err = restore::run(
+            &config,
+            &RestoreArgs {
+                backup: Some(blog.backup_id.clone()),
+                ..to_sqlite("blog", &file)
+            },
+        )
+        .await
+        .expect_err(case);
+        assert!(
+            err.message.contains("cannot trust") && err.message.contains(reason),
+            "{case}: {}",
+            err.message
+        );
+        assert!(!file.exists(), "{case}");
+    }
+}

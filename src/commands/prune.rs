@@ -35,13 +35,20 @@ pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
             }
         };
         print_plan(&plan, args.dry_run);
+        if !plan.unreadable.is_empty() {
+            failures.push(unreadable_failure(&plan));
+        }
         if args.dry_run {
             continue;
         }
         let outcome = prune::execute(sources.storage.as_ref(), &sources.prefix, &plan, now).await;
         println!(
-            "{}: deleted {} backups, removed {} incomplete, aborted {} stale uploads",
-            db.name, outcome.deleted_backups, outcome.removed_incomplete, outcome.aborted_uploads
+            "{}: deleted {} backups, removed {} incomplete, aborted {} stale uploads, kept {} with an unreadable manifest",
+            db.name,
+            outcome.deleted_backups,
+            outcome.removed_incomplete,
+            outcome.aborted_uploads,
+            outcome.kept_unreadable
         );
         failures.extend(
             outcome
@@ -55,6 +62,24 @@ pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
     } else {
         Err(Failure::failed(failures.join("\n")))
     }
+}
+
+/// Why prune exits 1 when a backup's manifest cannot be read: the backup was kept, and only a person can
+/// decide what it is (a newer d1vault's backup, a damaged manifest) and fix or remove it.
+fn unreadable_failure(plan: &PrunePlan) -> String {
+    let ids: Vec<&str> = plan
+        .unreadable
+        .iter()
+        .map(|b| b.backup_id.as_str())
+        .collect();
+    format!(
+        "{}: kept {} backup(s) whose manifest cannot be read ({}): they are not listed, counted or restored, \
+         and prune never deletes them; if a newer d1vault wrote them, use that version; otherwise repair \
+         or remove them by hand",
+        plan.database,
+        ids.len(),
+        ids.join(", ")
+    )
 }
 
 /// One line per backup: `keep`/`delete`, database, id, reasons.
@@ -72,13 +97,38 @@ pub fn print_plan(plan: &PrunePlan, dry_run: bool) {
             plan.database, p.backup.backup_id
         );
     }
+    for b in &plan.unreadable {
+        println!(
+            "{:<12} {} {}  (manifest unreadable: {}; never deleted, not counted by retention)",
+            "keep",
+            plan.database,
+            b.backup_id,
+            b.unreadable.as_deref().unwrap_or("unknown reason")
+        );
+    }
     let remove = if dry_run { "would remove" } else { "remove" };
     for b in &plan.incomplete {
         println!(
             "{remove:<12} {} {}  (incomplete: no manifest, {} objects, older than a day)",
             plan.database,
             b.backup_id,
-            b.objects.len()
+            b.d1vault_objects(&plan.prefix).len()
+        );
+    }
+    for (id, keys) in &plan.foreign {
+        const SHOWN: usize = 5;
+        let mut names = keys
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if keys.len() > SHOWN {
+            names.push_str(&format!(" and {} more", keys.len() - SHOWN));
+        }
+        println!(
+            "{:<12} {} {}  (not written by d1vault, never deleted: {names})",
+            "leave", plan.database, id
         );
     }
 }

@@ -8,7 +8,7 @@ use crate::backups;
 use crate::cli::VerifyArgs;
 use crate::config::Config;
 use crate::manifest::Manifest;
-use crate::restore::{Progress, sqlite};
+use crate::restore::{self, Progress, RestoreError, sqlite};
 
 /// Verifies the selected backups and prints one line per backup.
 pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
@@ -26,9 +26,30 @@ pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
     })?;
     let mut failures = Vec::new();
     for name in &names {
-        let manifests = backups::complete(sources.storage.as_ref(), &sources.prefix, Some(name))
+        let manifests = match &args.backup {
+            // A named backup is looked up on its own, so that an untrusted manifest is reported with its
+            // reason rather than as a missing backup.
+            Some(id) => match restore::select_backup(
+                sources.storage.as_ref(),
+                &sources.prefix,
+                name,
+                Some(id),
+            )
             .await
-            .map_err(|e| Failure::failed(format!("listing backups of {name}: {e}")))?;
+            {
+                Ok(manifest) => vec![manifest],
+                Err(RestoreError::Refused(why)) => {
+                    println!("FAILED  {name} {id}");
+                    println!("        {why}");
+                    failures.push(format!("{name}: {why}"));
+                    continue;
+                }
+                Err(e) => return Err(Failure::failed(format!("listing backups of {name}: {e}"))),
+            },
+            None => backups::complete(sources.storage.as_ref(), &sources.prefix, Some(name))
+                .await
+                .map_err(|e| Failure::failed(format!("listing backups of {name}: {e}")))?,
+        };
         let chosen: Vec<&Manifest> = match (&args.backup, args.all) {
             (Some(id), _) => manifests.iter().filter(|m| &m.backup_id == id).collect(),
             (None, true) => manifests.iter().collect(),

@@ -561,7 +561,8 @@ async fn run_once(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::Tz, due
     }
 }
 
-/// Retention after a successful backup of `db`. A listing failure deletes nothing.
+/// Retention after a successful backup of `db`. A listing failure deletes nothing; a backup whose manifest
+/// cannot be read is kept and logged at ERROR after every run, so that someone looks at it.
 async fn apply_retention(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::Tz) {
     if db.retention.is_empty() {
         return;
@@ -580,6 +581,14 @@ async fn apply_retention(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::
     {
         Ok(plan) => {
             let outcome = prune::execute(storage, &ctx.sources.prefix, &plan, now).await;
+            for kept in &plan.unreadable {
+                error!(
+                    database = %db.name,
+                    backup_id = %kept.backup_id,
+                    reason = kept.unreadable.as_deref().unwrap_or_default(),
+                    "manifest unreadable: backup kept, not counted by retention, not restorable; repair or remove it by hand"
+                );
+            }
             if outcome.deleted_backups + outcome.removed_incomplete > 0 {
                 info!(database = %db.name, deleted = outcome.deleted_backups, incomplete = outcome.removed_incomplete, "retention applied");
             }

@@ -18,6 +18,7 @@ use std::io;
 
 use tokio::io::{AsyncReadExt, BufReader};
 
+use crate::backups::StoredBackup;
 use crate::manifest::Manifest;
 use crate::pipeline::compress::decompress;
 use crate::pipeline::hashing::HashingReader;
@@ -177,24 +178,41 @@ impl tokio::io::AsyncRead for TaggedStorageReader {
     }
 }
 
-/// Picks the manifest to restore: `backup_id`, or the newest complete backup of `database`.
+/// Picks the manifest to restore: `backup_id`, or the newest complete backup of `database`. A named backup
+/// whose manifest exists but cannot be trusted is refused with the reason (see [`crate::backups`]).
 pub async fn select_backup(
     storage: &dyn Storage,
     prefix: &str,
     database: &str,
     backup_id: Option<&str>,
 ) -> Result<Manifest, RestoreError> {
-    let manifests = crate::backups::complete(storage, prefix, Some(database)).await?;
-    match backup_id {
-        Some(id) => manifests.into_iter().find(|m| m.backup_id == id).ok_or_else(|| {
+    let Some(id) = backup_id else {
+        let manifests = crate::backups::complete(storage, prefix, Some(database)).await?;
+        return manifests.into_iter().next().ok_or_else(|| {
             RestoreError::Refused(format!(
-                "no complete backup {id} of {database} in {} (a backup without a manifest does not count); \
-                 run `d1vault list {database}` to see the backups",
+                "no complete backup of {database} in {}",
                 storage.describe()
             ))
-        }),
-        None => manifests.into_iter().next().ok_or_else(|| {
-            RestoreError::Refused(format!("no complete backup of {database} in {}", storage.describe()))
-        }),
+        });
+    };
+    let found = crate::backups::find(storage, prefix, database, id).await?;
+    match found {
+        Some(StoredBackup {
+            manifest: Some(manifest),
+            ..
+        }) => Ok(manifest),
+        Some(StoredBackup {
+            unreadable: Some(reason),
+            ..
+        }) => Err(RestoreError::Refused(format!(
+            "backup {id} of {database} in {} has a manifest d1vault cannot trust: {reason}; it is not \
+             restored or verified (nothing was changed)",
+            storage.describe()
+        ))),
+        _ => Err(RestoreError::Refused(format!(
+            "no complete backup {id} of {database} in {} (a backup without a manifest does not count); \
+             run `d1vault list {database}` to see the backups",
+            storage.describe()
+        ))),
     }
 }

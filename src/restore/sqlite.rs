@@ -24,10 +24,16 @@ pub struct LoadReport {
     pub foreign_key_violations: Vec<String>,
     /// Row counts of the manifest's tables as found in the loaded database (`None`: table missing).
     pub row_counts: Vec<(String, Option<u64>)>,
+    /// The user tables the loaded database holds (ordinary tables, not `sqlite_*`/`_cf_*`, virtual or
+    /// shadow tables): compared with the manifest's list so that the row check covers every table.
+    pub tables_found: Vec<String>,
 }
 
 impl LoadReport {
-    /// Mismatches against the manifest, in words; empty when the backup checks out.
+    /// Mismatches against the manifest, in words; empty when the backup checks out. The set of tables
+    /// must match too: every manifest table exists with its row count, every user table the dump created
+    /// is in the manifest (so `tables: []` cannot make the row check vacuous), a `tables` export filter
+    /// holds only the tables it names, and a `no_data` export has no rows.
     pub fn problems(&self, manifest: &Manifest) -> Vec<String> {
         let mut problems = Vec::new();
         if self.integrity != ["ok"] {
@@ -49,6 +55,41 @@ impl LoadReport {
                     table.name, table.rows
                 )),
                 None => problems.push(format!("table {}: missing after load", table.name)),
+            }
+        }
+        for name in &self.tables_found {
+            if !manifest
+                .tables
+                .iter()
+                .any(|t| t.name.eq_ignore_ascii_case(name))
+            {
+                problems.push(format!(
+                    "table {name}: in the dump but not in the manifest's tables, so its rows were never counted"
+                ));
+            }
+        }
+        if !manifest.export.tables.is_empty() {
+            for table in &manifest.tables {
+                if !manifest
+                    .export
+                    .tables
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(&table.name))
+                {
+                    problems.push(format!(
+                        "table {}: outside the export's tables filter ({})",
+                        table.name,
+                        manifest.export.tables.join(", ")
+                    ));
+                }
+            }
+        }
+        if manifest.export.no_data {
+            for table in manifest.tables.iter().filter(|t| t.rows > 0) {
+                problems.push(format!(
+                    "table {}: the manifest says {} rows but the export had no_data",
+                    table.name, table.rows
+                ));
             }
         }
         problems
@@ -208,10 +249,18 @@ pub fn inspect(conn: &Connection, tables: &[String]) -> rusqlite::Result<LoadRep
             .map(|n| n as u64);
         row_counts.push((table.clone(), count));
     }
+    let tables_found = conn
+        .prepare(
+            "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' ORDER BY name",
+        )?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(LoadReport {
         integrity,
         foreign_key_violations,
         row_counts,
+        tables_found,
     })
 }
 

@@ -164,6 +164,7 @@ async fn sigkill_between_dump_and_manifest_leaves_a_leftover_that_prune_clears()
         .await
         .unwrap();
     let fresh = prune::plan_from_listing(
+        "faults",
         "blog",
         stored.clone(),
         &policy,
@@ -175,7 +176,7 @@ async fn sigkill_between_dump_and_manifest_leaves_a_leftover_that_prune_clears()
         "a leftover younger than a day is planned for removal"
     );
     let later = started + TimeDelta::hours(25);
-    let plan = prune::plan_from_listing("blog", stored, &policy, chrono_tz::UTC, later);
+    let plan = prune::plan_from_listing("faults", "blog", stored, &policy, chrono_tz::UTC, later);
     assert_eq!(
         plan.incomplete
             .iter()

@@ -324,6 +324,83 @@ async fn retention_after_each_success_keeps_exactly_what_the_policy_says() {
     );
 }
 
+/// Log lines captured from the current thread's tracing events (the paused runtime runs the daemon's
+/// tasks on this thread).
+#[derive(Clone, Default)]
+struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retention_after_each_run_keeps_a_backup_whose_manifest_is_unreadable_and_logs_it_at_error()
+{
+    // Proves the daemon's prune after each backup never deletes a backup whose manifest it cannot read
+    // (here a newer format, as a newer d1vault sharing the bucket writes): it survives hours of hourly
+    // runs under keep_last = 1, is never listed, and each run logs it at ERROR.
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let setup = Setup::new(&["blog"]);
+    setup.write_config(
+        "timezone = \"UTC\"",
+        &[(
+            "blog",
+            "schedule = \"0 * * * *\"\nretention = { keep_last = 1 }",
+        )],
+    );
+    let old = "20260105T030000Z";
+    let dir = setup.path().join("store/p/blog").join(old);
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = serde_json::json!({
+        "format": 2, "tool": "d1vault 9.0.0",
+        "database": { "name": "blog", "id": null, "source": "sqlite" },
+        "backup_id": old, "started_at": "2026-01-05T03:00:00Z", "finished_at": "2026-01-05T03:00:09Z",
+        "dump": { "key": format!("p/blog/{old}/dump.sql.zst"), "compression": "zstd" }
+    });
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    std::fs::write(dir.join("dump.sql.zst"), b"a newer version's dump").unwrap();
+    let d = setup.start(utc(2026, 1, 10, 0, 30, 0));
+    d.until(utc(2026, 1, 10, 3, 30, 0)).await;
+    d.stop().await;
+    assert_eq!(
+        setup.stored("blog").await,
+        vec![id(utc(2026, 1, 10, 3, 0, 0))]
+    );
+    assert_eq!(
+        std::fs::read(dir.join("dump.sql.zst")).unwrap(),
+        b"a newer version's dump",
+        "the daemon's retention deleted a backup it could not read"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("manifest.json")).unwrap(),
+        manifest.to_string()
+    );
+    let text = logs.text();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("manifest unreadable") && l.contains(old))
+        .collect();
+    assert_eq!(errors.len(), 3, "one ERROR per run:\n{text}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn reload_applies_a_new_schedule_and_an_invalid_file_keeps_the_old_one() {
     // Proves SIGHUP (Signal::Reload) re-reads the file: a daily schedule becomes hourly at once, a

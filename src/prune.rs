@@ -192,9 +192,12 @@ async fn delete_backup(
     prefix: &str,
     backup: &StoredBackup,
 ) -> Result<(), StorageError> {
-    if backup.unreadable.is_some() {
+    if let Some(reason) = &backup.unreadable {
         // Never reached through a plan; a guard for callers that build their own.
-        return Ok(());
+        return Err(StorageError::permanent(format!(
+            "refusing to delete backup {}: its manifest cannot be read ({reason})",
+            backup.backup_id
+        )));
     }
     let manifest_key = manifest::object_key(
         prefix,

@@ -476,7 +476,7 @@ mod tests {
             INSERT INTO \"ev\" (\"id\",\"begin\",\"start\",\"end\") VALUES(1,1,2,3);\n\
             INSERT INTO \"ev\" (\"id\",\"begin\",\"start\",\"end\") VALUES(2,0,5,6);\n\
             CREATE TRIGGER ev_end AFTER INSERT ON ev BEGIN UPDATE ev SET end = NEW.start + 1 WHERE id = NEW.id; END;\n\
-            CREATE TRIGGER ev_begin AFTER UPDATE ON ev WHEN NEW.begin > 0 BEGIN SELECT CASE WHEN NEW.end THEN 1 END; END;\n\
+            CREATE TRIGGER ev_begin AFTER UPDATE ON ev WHEN NEW.begin > 0 BEGIN SELECT CASE WHEN NEW.start THEN 1 END; END;\n\
             CREATE VIEW v AS SELECT begin, end FROM ev;";
         assert_eq!(rows(dump), vec![("ev".to_string(), 2)]);
     }

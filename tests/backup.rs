@@ -405,11 +405,16 @@ async fn keyword_named_columns_in_triggers_views_and_checks_back_up_and_restore(
         .await
         .unwrap();
     assert!(
-        manifest.tables.iter().any(|t| t.name == "log" && t.rows == 3),
+        manifest
+            .tables
+            .iter()
+            .any(|t| t.name == "log" && t.rows == 3),
         "{:?}",
         manifest.tables
     );
     // What `verify` and `restore --to-sqlite` run: load, then the checks against the manifest.
-    let restored = env.restore(&sources, &manifest, "events-restored.sqlite").await;
+    let restored = env
+        .restore(&sources, &manifest, "events-restored.sqlite")
+        .await;
     assert_same_contents(&source, &restored);
 }

@@ -174,10 +174,11 @@ pub(crate) fn refusal(statement: &str) -> Option<String> {
     if matches!(first.as_str(), "ATTACH" | "DETACH" | "VACUUM") {
         return Some("not authorized: SQLITE_AUTH".to_owned());
     }
-    if lexer
-        .iter()
-        .any(|w| w.as_bytes().get(..4).is_some_and(|head| head.eq_ignore_ascii_case(b"_cf_")))
-    {
+    if lexer.iter().any(|w| {
+        w.as_bytes()
+            .get(..4)
+            .is_some_and(|head| head.eq_ignore_ascii_case(b"_cf_"))
+    }) {
         return Some("not authorized: SQLITE_AUTH".to_owned());
     }
     if first == "PRAGMA" {

@@ -489,8 +489,14 @@ mod tests {
         let head = "PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE \"t\" (a INT, \"end\" INT);\n";
         for (bad, start) in [
             ("CREATE TABLE u (a,);", "CREATE TABLE u"),
-            ("INSERT INTO \"missing\" (\"a\") VALUES(1);", "INSERT INTO \"missing\""),
-            ("INSERT INTO \"t\" (\"nope\") VALUES(1);", "INSERT INTO \"t\" (\"nope\")"),
+            (
+                "INSERT INTO \"missing\" (\"a\") VALUES(1);",
+                "INSERT INTO \"missing\"",
+            ),
+            (
+                "INSERT INTO \"t\" (\"nope\") VALUES(1);",
+                "INSERT INTO \"t\" (\"nope\")",
+            ),
             ("CREATE VIEW v AS SELECT FROM t;", "CREATE VIEW v"),
             (
                 "CREATE TRIGGER tr AFTER INSERT ON nope BEGIN UPDATE t SET end = 1; END;",

@@ -254,7 +254,11 @@ mod tests {
         scratch
             .check_insert("t", Some(&["id".into(), "end".into()]), 2)
             .unwrap();
-        assert!(scratch.check_insert("t", Some(&["nope".into()]), 1).is_err());
+        assert!(
+            scratch
+                .check_insert("t", Some(&["nope".into()]), 1)
+                .is_err()
+        );
         assert!(scratch.check_insert("missing", None, 1).is_err());
         assert!(scratch.load("SELECT 1; SELECT 2;").is_err());
         assert!(

@@ -82,6 +82,22 @@ impl Token {
             _ => Token::Other,
         }
     }
+
+    /// The token a bare word is, in any case; no allocation (a dump's every statement starts with one).
+    fn of_word_any_case(word: &str) -> Token {
+        const KEYWORDS: [(&str, Token); 6] = [
+            ("CREATE", Token::Create),
+            ("END", Token::End),
+            ("EXPLAIN", Token::Explain),
+            ("TEMP", Token::Temp),
+            ("TEMPORARY", Token::Temp),
+            ("TRIGGER", Token::Trigger),
+        ];
+        KEYWORDS
+            .iter()
+            .find(|(keyword, _)| word.eq_ignore_ascii_case(keyword))
+            .map_or(Token::Other, |&(_, token)| token)
+    }
 }
 
 impl Phase {
@@ -342,8 +358,7 @@ impl StatementSplitter {
         match bytes.get(word) {
             Some(&next) if word > 0 && next.is_ascii() && !is_ascii_word_byte(next) => {
                 // What `end_word` decides for a statement's first word.
-                let upper = (word <= MAX_KEYWORD_LEN).then(|| text[..word].to_ascii_uppercase());
-                self.phase = Phase::Start.after(Token::of_word(upper.as_deref()));
+                self.phase = Phase::Start.after(Token::of_word_any_case(&text[..word]));
                 self.keep_str(&text[..word])?;
                 Ok(word)
             }
@@ -726,7 +741,14 @@ mod tests {
         fn gap(&mut self) -> &'static str {
             use rand::Rng;
             const GAPS: &[&str] = &[
-                "\n", "\t", "  ", "/* ; END; */", " -- ; END;x\n", "\r\n", "/**/", " /* end */\n",
+                "\n",
+                "\t",
+                "  ",
+                "/* ; END; */",
+                " -- ; END;x\n",
+                "\r\n",
+                "/**/",
+                " /* end */\n",
                 " --\n",
             ];
             if self.rng.random_bool(0.75) {
@@ -768,9 +790,17 @@ mod tests {
         fn script(&mut self) -> String {
             use rand::Rng;
             const TABLE_NAMES: &[&str] = &[
-                "ev", "end", "begin", "\"case\"", "[create]", "`trigger`", "\"explain\"", "\"temp\"",
+                "ev",
+                "end",
+                "begin",
+                "\"case\"",
+                "[create]",
+                "`trigger`",
+                "\"explain\"",
+                "\"temp\"",
             ];
-            const TRIGGER_NAMES: &[&str] = &["trg", "\"end\"", "[begin]", "`case`", "trigger", "temp"];
+            const TRIGGER_NAMES: &[&str] =
+                &["trg", "\"end\"", "[begin]", "`case`", "trigger", "temp"];
             let mut tables: Vec<String> = Vec::new();
             let mut views: Vec<String> = Vec::new();
             let mut parts: Vec<String> = Vec::new();
@@ -785,7 +815,11 @@ mod tests {
                 } else {
                     suffixed(base, self.counter)
                 };
-                let autoincrement = if self.rng.random_bool(0.3) { "AUTOINCREMENT" } else { "" };
+                let autoincrement = if self.rng.random_bool(0.3) {
+                    "AUTOINCREMENT"
+                } else {
+                    ""
+                };
                 parts.push(self.render(&format!(
                     "CREATE TABLE {name} ( id INTEGER PRIMARY KEY {autoincrement} , begin INT , end INT \
                      CHECK ( end >= begin OR end IS NULL ) , \"case\" TEXT DEFAULT 'it''s;END;' , [create] TEXT , \
@@ -842,7 +876,9 @@ mod tests {
                          'it''s;END;CREATE' , \"end\" ) ;"
                     ),
                     7 => format!("UPDATE {t} SET end = end + 1 , begin = 0 WHERE temp IS NULL ;"),
-                    8 => format!("SELECT begin , end , [create] FROM {t} WHERE \"when\" = 'then;end' ;"),
+                    8 => format!(
+                        "SELECT begin , end , [create] FROM {t} WHERE \"when\" = 'then;end' ;"
+                    ),
                     9 => format!("EXPLAIN SELECT * FROM {t} ;"),
                     10 => format!("EXPLAIN QUERY PLAN SELECT end FROM {t} WHERE begin = 1 ;"),
                     11 => format!("CREATE INDEX \"ix{n}\" ON {t} ( end , begin ) WHERE end > 0 ;"),
@@ -892,7 +928,10 @@ mod tests {
             let script = scripts.script();
             let ours = split(&script);
             let (sqlite, stopped) = crate::sql::split_statements_by_sqlite(&script);
-            assert_eq!(stopped, None, "SQLite refused a generated script:\n{script}");
+            assert_eq!(
+                stopped, None,
+                "SQLite refused a generated script:\n{script}"
+            );
             assert_eq!(ours, sqlite, "split differently from SQLite:\n{script}");
             assert_eq!(split_statements_stepwise(&script).unwrap(), ours);
             // No `;` inside a statement ends it, for SQLite or for the splitter: cut there and followed by
@@ -907,7 +946,10 @@ mod tests {
                     let cut = format!("{}\n*/ @", &script[..start + offset + 1]);
                     let (sqlite, stopped) = crate::sql::split_statements_by_sqlite(&cut);
                     assert_eq!(sqlite.len(), index, "SQLite: {cut}");
-                    assert!(stopped.is_some(), "SQLite took an incomplete statement: {cut}");
+                    assert!(
+                        stopped.is_some(),
+                        "SQLite took an incomplete statement: {cut}"
+                    );
                     let mut complete = 0;
                     StatementSplitter::new()
                         .push(cut.as_bytes(), &mut |_| complete += 1)

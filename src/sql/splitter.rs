@@ -345,8 +345,8 @@ impl StatementSplitter {
 
     /// Between statements, consumes in one go what [`Self::step`] would consume one character at a time:
     /// the whitespace before a statement (dropped), or its leading word (kept, moving the statement's
-    /// [`Phase`] on) when an ASCII character that cannot continue the word follows it inside `text`. Returns the
-    /// bytes consumed; 0 leaves the text to the general path. A dump has millions of statements, and their
+    /// [`Phase`] on) when an ASCII character that cannot continue the word follows it inside `text`.
+    /// Returns the bytes consumed; 0 leaves the text to the general path. A dump has millions of statements, and their
     /// first few characters were most of what still went through `step`.
     fn statement_start(&mut self, text: &str) -> Result<usize, SqlError> {
         let bytes = text.as_bytes();

@@ -7,7 +7,10 @@ use std::path::Path;
 
 use d1vault::manifest::Manifest;
 use d1vault::pipeline::inspect::DumpInspector;
-use d1vault::sql::{StatementSplitter, classify, parse_insert, split_statements_stepwise};
+use d1vault::sql::{
+    StatementSplitter, classify, parse_insert, split_statements_by_sqlite,
+    split_statements_stepwise,
+};
 
 /// Cuts `data` into chunks whose lengths come from the first byte, so that one input also exercises
 /// chunk boundaries inside multi-byte characters, quotes and comments.
@@ -32,8 +35,9 @@ fn split(parts: &[&[u8]]) -> Result<(Vec<String>, Option<String>), String> {
     Ok((statements, rest))
 }
 
-/// The splitter never panics, gives the same statements however the input is chunked, and every
-/// statement it yields can be classified and (if an INSERT) parsed without panicking.
+/// The splitter never panics, gives the same statements however the input is chunked, cuts them where
+/// SQLite's own parser does, and every statement it yields can be classified and (if an INSERT) parsed
+/// without panicking.
 pub fn sql_splitter(data: &[u8]) {
     let (_, parts) = chunks(data);
     let whole: Vec<u8> = parts.concat();
@@ -58,6 +62,25 @@ pub fn sql_splitter(data: &[u8]) {
             fast, stepped,
             "the fast paths split differently from stepping"
         );
+    }
+    // SQLite's own parser (prepare and tail) reads the same statements, as far as it accepts the text.
+    // Left out: text with NUL (SQLite stops reading there), and text the splitter refuses (SQLite ends an
+    // unterminated comment at the end of the input; a dump that does is truncated).
+    if let (Ok(text), Ok((statements, rest))) = (std::str::from_utf8(&whole), &at_once)
+        && whole.len() <= 64 * 1024
+        && !text.contains('\0')
+    {
+        let mut ours: Vec<&str> = statements.iter().map(|s| s.trim_end()).collect();
+        ours.extend(rest.as_deref().map(str::trim_end));
+        let (sqlite, stopped) = split_statements_by_sqlite(text);
+        let sqlite: Vec<&str> = sqlite.iter().map(|s| s.trim_end()).collect();
+        match &stopped {
+            None => assert_eq!(ours, sqlite, "SQLite splits differently"),
+            Some(why) => assert!(
+                ours.get(..sqlite.len()) == Some(&sqlite[..]),
+                "SQLite splits differently before it stopped ({why}): ours {ours:?}, SQLite {sqlite:?}"
+            ),
+        }
     }
     if let Ok((statements, _)) = at_once {
         for statement in &statements {

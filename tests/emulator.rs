@@ -760,6 +760,45 @@ async fn download_faults_misbehave_as_configured() {
 }
 
 #[tokio::test]
+async fn a_non_ascii_word_gets_an_answer_and_leaves_no_transaction_open() {
+    // Proves a word whose fourth byte falls inside a character (`abcé`) no longer panics the emulator:
+    // it is answered, a batch it fails is rolled back whole, and the database serves the next request
+    // unchanged; the import path rolls back the same way.
+    let h = Harness::new().await;
+    let id = h.fixture_id();
+    let before = h.contents("fixture");
+    let works = h.query(&id, json!({ "sql": "SELECT 1 AS abcé" })).await;
+    assert_eq!(works.status, StatusCode::OK, "{:?}", works.body);
+    assert_eq!(works.body["result"][0]["results"], json!([{ "abcé": 1 }]));
+    let failed = h
+        .query(
+            &id,
+            json!({ "sql": "INSERT INTO empty_table (note) VALUES ('x'); SELECT abcé FROM empty_table;" }),
+        )
+        .await;
+    assert_eq!(failed.status, StatusCode::BAD_REQUEST, "{:?}", failed.body);
+    let message = failed.body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("no such column: abcé"), "{message}");
+    assert_eq!(h.contents("fixture"), before);
+    let imported = h
+        .import(
+            &id,
+            "INSERT INTO empty_table (note) VALUES ('z');\nSELECT abcé FROM empty_table;\n",
+        )
+        .await;
+    assert_eq!(imported["status"], "error", "{imported}");
+    assert_eq!(h.contents("fixture"), before);
+    let next = h
+        .query(
+            &id,
+            json!({ "sql": "INSERT INTO empty_table (note) VALUES ('y'); SELECT count(*) AS n FROM empty_table;" }),
+        )
+        .await;
+    assert_eq!(next.status, StatusCode::OK, "{:?}", next.body);
+    assert_eq!(next.body["result"][1]["results"][0]["n"], 1);
+}
+
+#[tokio::test]
 async fn import_is_atomic_and_names_the_failing_statement() {
     // Proves the import protocol end to end, D1's FK-order refusal of its own dumps, atomicity, and the
     // post-completion poll answer; then a dump loads into a fresh database with foreign keys off.

@@ -174,10 +174,11 @@ pub(crate) fn refusal(statement: &str) -> Option<String> {
     if matches!(first.as_str(), "ATTACH" | "DETACH" | "VACUUM") {
         return Some("not authorized: SQLITE_AUTH".to_owned());
     }
-    if lexer
-        .iter()
-        .any(|w| w.len() >= 4 && w[..4].eq_ignore_ascii_case("_cf_"))
-    {
+    if lexer.iter().any(|w| {
+        w.as_bytes()
+            .get(..4)
+            .is_some_and(|head| head.eq_ignore_ascii_case(b"_cf_"))
+    }) {
         return Some("not authorized: SQLITE_AUTH".to_owned());
     }
     if first == "PRAGMA" {
@@ -285,6 +286,46 @@ fn run_one(conn: &Connection, sql: &str, params: &[Value]) -> Result<StatementRe
     })
 }
 
+/// A transaction on a database's connection that rolls back unless committed: on an error, and on a panic
+/// half-way (the guard is dropped while unwinding), the database is left exactly as it was and outside any
+/// transaction, so the next request works.
+pub(crate) struct TransactionGuard<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl<'c> TransactionGuard<'c> {
+    /// Starts a write transaction (`BEGIN IMMEDIATE`) on `conn`.
+    pub(crate) fn begin(conn: &'c Connection) -> Result<Self, String> {
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| d1_message(&e))?;
+        Ok(TransactionGuard { conn, open: true })
+    }
+
+    /// Starts a read transaction (`BEGIN`) on `conn`: one consistent snapshot, ended when dropped.
+    pub(crate) fn begin_read(conn: &'c Connection) -> rusqlite::Result<Self> {
+        conn.execute_batch("BEGIN")?;
+        Ok(TransactionGuard { conn, open: true })
+    }
+
+    /// Commits; a failed commit is rolled back (when the guard drops) and reported in D1's words.
+    pub(crate) fn commit(mut self) -> Result<(), String> {
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| d1_message(&e))?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for TransactionGuard<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
 /// Runs statements as one transaction: all succeed and commit, or the first failure rolls everything back.
 /// Returns per-statement results, or D1's error message. Records a bookmark when the database changed.
 pub(crate) fn run_batch(
@@ -297,22 +338,13 @@ pub(crate) fn run_batch(
     let schema_before = schema_version(&conn);
     // Any request may write; keep the state it starts from for Time Travel (once per bookmark).
     db.before_write(&conn);
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| d1_message(&e))?;
+    let transaction = TransactionGuard::begin(&conn)?;
     let mut results = Vec::with_capacity(statements.len());
     for (sql, params) in statements {
-        match run_one(&conn, sql, params) {
-            Ok(result) => results.push(result),
-            Err(message) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(message);
-            }
-        }
+        // A failure drops `transaction`, which rolls everything back.
+        results.push(run_one(&conn, sql, params)?);
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(d1_message(&e));
-    }
+    transaction.commit()?;
     let changed =
         results.iter().any(|r| r.meta.changes > 0) || schema_version(&conn) != schema_before;
     let size = database_size(&conn);

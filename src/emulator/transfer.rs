@@ -18,7 +18,8 @@ use crate::sql::{SqlError, StatementSplitter};
 
 use super::AppState;
 use super::engine::{
-    MAX_STATEMENT_BYTES, Meta, d1_message, database_size, refusal, set_foreign_keys,
+    MAX_STATEMENT_BYTES, Meta, TransactionGuard, d1_message, database_size, refusal,
+    set_foreign_keys,
 };
 use super::envelope::{ok, polling_failure, success};
 use super::faults::DownloadFault;
@@ -288,10 +289,11 @@ fn write_export(
         std::fs::create_dir_all(path.parent().expect("export path has a parent"))?;
         let mut file = std::fs::File::create(&path)?;
         let conn = db.connection();
-        // A read transaction gives the dump one consistent snapshot (the lock already keeps writers out).
-        conn.execute_batch("BEGIN")?;
+        // A read transaction gives the dump one consistent snapshot (the lock already keeps writers out);
+        // the guard ends it however the dump ends, a panic included.
+        let snapshot = TransactionGuard::begin_read(&conn)?;
         let written = write_dump(&conn, options, &mut file);
-        let _ = conn.execute_batch("COMMIT");
+        drop(snapshot);
         Ok(written?.bytes)
     })();
     match result {
@@ -512,8 +514,8 @@ fn run_import(
     let conn = db.connection();
     set_foreign_keys(&conn, enforce_foreign_keys)?;
     db.before_write(&conn);
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| d1_message(&e))?;
+    // Rolls back on any failure, and on a panic half-way, when dropped uncommitted.
+    let transaction = TransactionGuard::begin(&conn)?;
     let before = conn.total_changes();
     let count = std::cell::Cell::new(0u64);
     let failure: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
@@ -555,16 +557,11 @@ fn run_import(
         Ok(()) => failure.into_inner(),
     };
     if let Some(error) = error {
-        let _ = conn.execute_batch("ROLLBACK");
         return Err(error);
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(format!(
-            "the import was rolled back at commit: {}",
-            d1_message(&e)
-        ));
-    }
+    transaction
+        .commit()
+        .map_err(|e| format!("the import was rolled back at commit: {e}"))?;
     let changes = conn.total_changes().saturating_sub(before);
     let meta = Meta {
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -54,7 +54,8 @@ impl BackupError {
         match self {
             BackupError::Api(e) => e.is_retryable(),
             BackupError::Storage(e) => e.is_retryable(),
-            BackupError::InvalidDump(_) | BackupError::Conflict(_) | BackupError::Read(_) => true,
+            BackupError::InvalidDump(e) => e.is_retryable(),
+            BackupError::Conflict(_) | BackupError::Read(_) => true,
             BackupError::Source(_) | BackupError::Config(_) => false,
         }
     }

@@ -4,6 +4,10 @@
 //! dumps and CDN error pages as "successful" backups and then pruned the good ones; this module is why
 //! d1vault does not.
 //!
+//! It must also load: every statement but the plain rows is run (schema) or prepared (the rest) in a
+//! schema-only scratch SQLite ([`ScratchSchema`]), and every row must fit a table of that schema, so a dump
+//! that `verify` or `restore` would reject is never stored as a backup.
+//!
 //! The same pass counts rows per table and collects the names in the migrations table, for the manifest.
 
 use std::collections::HashMap;
@@ -14,7 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::manifest::TableCount;
 use crate::sql::{
-    SqlValue, StatementKind, StatementSplitter, classify, parse_insert, quote_identifier,
+    ScratchSchema, SqlValue, StatementKind, StatementSplitter, classify, parse_insert,
+    quote_identifier,
 };
 
 /// The first statement of every D1 export.
@@ -40,9 +45,29 @@ pub enum DumpError {
     Overlong { announced: u64 },
     #[error("the dump ends in the middle of a statement ({tail:?}): truncated")]
     IncompleteStatement { tail: String },
+    /// SQLite rejects a statement of the dump: `verify` and `restore` would fail on it. Running the backup
+    /// again gives the same dump, so this is permanent.
+    #[error(
+        "the dump would not restore: SQLite rejects the statement starting `{start}`: {reason}. The \
+         backup is not stored; D1 exported something d1vault cannot load, please report it with that \
+         statement"
+    )]
+    Unloadable {
+        /// The first characters of the statement.
+        start: String,
+        /// SQLite's reason.
+        reason: String,
+    },
     /// The inspector thread ended without a verdict: a bug, reported rather than counted as a backup.
     #[error("{0}")]
     Inspector(String),
+}
+
+impl DumpError {
+    /// Whether downloading the dump again may give a good one: not when SQLite rejects what D1 exported.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, DumpError::Unloadable { .. })
+    }
 }
 
 /// What the inspection learned about a valid dump.
@@ -71,8 +96,11 @@ struct Tally {
     error: Option<DumpError>,
     /// The exact start shared by the INSERTs of the table last inserted into (as `INSERT INTO "t" (`),
     /// with that table's index: a dump is mostly runs of such rows, and counting them by prefix skips
-    /// classifying millions of statements one by one.
+    /// classifying millions of statements one by one. Set only after a row of that table was proven to
+    /// fit the scratch schema.
     row_prefix: Option<(String, usize)>,
+    /// The dump's schema so far, where every statement but the rows is proven to load.
+    scratch: Option<ScratchSchema>,
 }
 
 impl Tally {
@@ -92,16 +120,28 @@ impl Tally {
         }
     }
 
-    /// Remembers how `stmt`, an INSERT into `tables[index]`, starts, when that start names the table
-    /// unambiguously: the quoted name followed by `(` or `VALUES` (not `.`, which would make it a schema).
-    fn remember_row_prefix(&mut self, stmt: &str, table: &str, index: usize) {
-        let head = format!("INSERT INTO {} ", quote_identifier(table));
-        if let Some(next) = stmt
-            .strip_prefix(head.as_str())
-            .and_then(|rest| rest.chars().next())
-            && matches!(next, '(' | 'V' | 'v')
-        {
-            self.row_prefix = Some((format!("{head}{next}"), index));
+    /// Remembers how `stmt`, an INSERT into `tables[index]`, starts, when it starts exactly as D1 writes
+    /// rows: `INSERT INTO "t" ("c1","c2") VALUES(` (or without the column list). That start names the table
+    /// and the columns unambiguously, so a row with the same start fits the scratch schema as this one
+    /// did; rows written any other way are classified and checked one by one.
+    fn remember_row_prefix(&mut self, stmt: &str, index: usize) {
+        let Some(insert) = parse_insert(stmt) else {
+            return;
+        };
+        let prefix = match &insert.columns {
+            Some(columns) => format!(
+                "INSERT INTO {} ({}) VALUES(",
+                quote_identifier(&insert.table),
+                columns
+                    .iter()
+                    .map(|c| quote_identifier(c))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            None => format!("INSERT INTO {} VALUES(", quote_identifier(&insert.table)),
+        };
+        if stmt.starts_with(prefix.as_str()) {
+            self.row_prefix = Some((prefix, index));
         }
     }
 
@@ -125,7 +165,15 @@ impl Tally {
             self.tables[*index].rows += 1;
             return;
         }
-        match classify(stmt) {
+        let kind = classify(stmt);
+        if let Err(reason) = self.prove_loads(stmt, &kind) {
+            self.error = Some(DumpError::Unloadable {
+                start: preview(stmt),
+                reason,
+            });
+            return;
+        }
+        match kind {
             StatementKind::CreateTable { name } if is_user_table(&name) => {
                 self.table(&name);
             }
@@ -138,10 +186,34 @@ impl Tally {
                         self.migrations.push(name);
                     }
                 } else {
-                    self.remember_row_prefix(stmt, &table, index);
+                    self.remember_row_prefix(stmt, index);
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl Tally {
+    /// Proves `stmt` would load as the restore loads it: a row INSERT the INSERT parser reads must fit a
+    /// table of the scratch schema (checked once per table and column list); statements the restore skips
+    /// (pragmas, transaction control) are left out; everything else runs or is prepared in the scratch
+    /// schema.
+    fn prove_loads(&mut self, stmt: &str, kind: &StatementKind) -> Result<(), String> {
+        let Some(scratch) = self.scratch.as_mut() else {
+            return Ok(());
+        };
+        match kind {
+            StatementKind::Pragma | StatementKind::Transaction => Ok(()),
+            StatementKind::Insert { .. } => match parse_insert(stmt) {
+                Some(insert) => scratch.check_insert(
+                    &insert.table,
+                    insert.columns.as_deref(),
+                    insert.values.len(),
+                ),
+                None => scratch.load(stmt),
+            },
+            _ => scratch.load(stmt),
         }
     }
 }
@@ -191,6 +263,10 @@ impl DumpInspector {
     /// An inspector for a dump of `announced` bytes (when the server said), whose migrations live in
     /// `migrations_table`.
     pub fn new(announced: Option<u64>, migrations_table: &str) -> Self {
+        let (scratch, error) = match ScratchSchema::new() {
+            Ok(scratch) => (Some(scratch), None),
+            Err(e) => (None, Some(DumpError::Inspector(e))),
+        };
         DumpInspector {
             splitter: StatementSplitter::new(),
             tally: Tally {
@@ -199,8 +275,9 @@ impl DumpInspector {
                 table_index: HashMap::new(),
                 tables: Vec::new(),
                 migrations: Vec::new(),
-                error: None,
+                error,
                 row_prefix: None,
+                scratch,
             },
             sha256: Sha256::new(),
             received: 0,
@@ -372,10 +449,11 @@ mod tests {
         // that share a prefix, quotes inside names, a schema-qualified name after a cached one, other
         // casing, and tables interleaved.
         let dump = "PRAGMA defer_foreign_keys=TRUE;\n\
-            CREATE TABLE \"a\" (x);\nCREATE TABLE \"ab\" (x);\nCREATE TABLE \"q\"\"t\" (x);\nCREATE TABLE \"b\" (x);\n\
+            CREATE TABLE \"a\" (x);\nCREATE TABLE \"ab\" (x);\nCREATE TABLE \"q\"\"t\" (x);\nCREATE TABLE \"b\" (x);\nCREATE TABLE \"main\" (x);\n\
             INSERT INTO \"a\" (\"x\") VALUES(1);\nINSERT INTO \"a\" (\"x\") VALUES(2);\n\
             INSERT INTO \"ab\" (\"x\") VALUES(1);\nINSERT INTO \"a\" VALUES(3);\n\
-            INSERT INTO \"q\"\"t\" (\"x\") VALUES(1);\nINSERT INTO \"a\" .\"b\" VALUES(1);\n\
+            INSERT INTO \"main\" (\"x\") VALUES(1);\nINSERT INTO \"main\" .\"b\" VALUES(1);\n\
+            INSERT INTO \"q\"\"t\" (\"x\") VALUES(1);\n\
             insert into \"a\" (\"x\") values(4);\nINSERT INTO \"a\" (\"x\") VALUES(5);\n";
         assert_eq!(
             rows(dump),
@@ -384,7 +462,57 @@ mod tests {
                 ("ab".to_string(), 1),
                 ("q\"t".to_string(), 1),
                 ("b".to_string(), 1),
+                ("main".to_string(), 1),
             ]
         );
+    }
+
+    #[test]
+    fn keyword_named_columns_in_triggers_views_and_checks_are_a_valid_dump() {
+        // Proves a schema SQLite accepts (columns named `end` and `begin` in trigger bodies and WHEN
+        // clauses, CASE ... END, a view, CHECK constraints) passes inspection with its rows counted.
+        let dump = "PRAGMA defer_foreign_keys=TRUE;\n\
+            CREATE TABLE ev (id INTEGER PRIMARY KEY, begin INT, start INT, end INT, CHECK (end >= start));\n\
+            INSERT INTO \"ev\" (\"id\",\"begin\",\"start\",\"end\") VALUES(1,1,2,3);\n\
+            INSERT INTO \"ev\" (\"id\",\"begin\",\"start\",\"end\") VALUES(2,0,5,6);\n\
+            CREATE TRIGGER ev_end AFTER INSERT ON ev BEGIN UPDATE ev SET end = NEW.start + 1 WHERE id = NEW.id; END;\n\
+            CREATE TRIGGER ev_begin AFTER UPDATE ON ev WHEN NEW.begin > 0 BEGIN SELECT CASE WHEN NEW.start THEN 1 END; END;\n\
+            CREATE VIEW v AS SELECT begin, end FROM ev;";
+        assert_eq!(rows(dump), vec![("ev".to_string(), 2)]);
+    }
+
+    #[test]
+    fn a_dump_that_sqlite_rejects_is_refused_for_good() {
+        // Proves each statement that would make `verify` fail is found while the dump streams, named by
+        // its start, and reported as permanent: broken schema statements, a row into a missing table, a
+        // row naming a missing column after good rows of the same table, a trigger on a missing table.
+        let head = "PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE \"t\" (a INT, \"end\" INT);\n";
+        for (bad, start) in [
+            ("CREATE TABLE u (a,);", "CREATE TABLE u"),
+            (
+                "INSERT INTO \"missing\" (\"a\") VALUES(1);",
+                "INSERT INTO \"missing\"",
+            ),
+            (
+                "INSERT INTO \"t\" (\"nope\") VALUES(1);",
+                "INSERT INTO \"t\" (\"nope\")",
+            ),
+            ("CREATE VIEW v AS SELECT FROM t;", "CREATE VIEW v"),
+            (
+                "CREATE TRIGGER tr AFTER INSERT ON nope BEGIN UPDATE t SET end = 1; END;",
+                "CREATE TRIGGER tr",
+            ),
+        ] {
+            let mut inspector = DumpInspector::new(None, "d1_migrations");
+            let dump = format!("{head}INSERT INTO \"t\" (\"a\",\"end\") VALUES(1,2);\n{bad}\n");
+            let verdict = inspector
+                .push(dump.as_bytes())
+                .and_then(|()| inspector.finish());
+            let err = verdict.expect_err(bad);
+            let text = err.to_string();
+            assert!(text.contains("would not restore"), "{bad}: {text}");
+            assert!(text.contains(start), "{bad}: {text}");
+            assert!(!err.is_retryable(), "{bad}");
+        }
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! Everything here is pure (no I/O): an incremental statement splitter that copes with dumps of any size,
 //! a light statement classifier, the parser for the single-row `INSERT` statements that D1's exporter and
-//! `sqlite3 .dump` write, and the quoting rules of D1's dump format.
+//! `sqlite3 .dump` write, the quoting rules of D1's dump format, and a schema-only scratch SQLite in
+//! memory that proves statements load.
 
 mod classify;
 mod insert;
 mod lexer;
 mod number;
+mod scratch;
 mod splitter;
 
 pub use classify::{StatementKind, classify};
@@ -16,6 +18,7 @@ pub(crate) use insert::{
     write_blob as write_blob_into, write_text as write_text_into, write_value as write_value_into,
 };
 pub use number::format_js_number;
+pub use scratch::{ScratchSchema, split_statements_by_sqlite};
 pub use splitter::{StatementSplitter, split_statements, split_statements_stepwise};
 
 /// Why SQL text could not be split into statements.

@@ -66,6 +66,8 @@ pub struct Faults {
     pub download: Option<DownloadFault>,
     /// The next import answers `active` to this many polls (the starting request counts as one) first.
     pub import_active_polls: Option<u32>,
+    /// The next import upload takes the whole body, then does not answer (for ten minutes).
+    pub upload_stall: Option<bool>,
     /// Whether SQL runs with foreign keys enforced, as on D1 (default `true`). Not a fault: a switch for
     /// tests that need to load dumps D1 itself would refuse (rows before their parent table exists).
     pub enforce_foreign_keys: Option<bool>,
@@ -113,6 +115,9 @@ impl FaultInjector {
         }
         if faults.import_active_polls.is_some() {
             current.import_active_polls = faults.import_active_polls;
+        }
+        if faults.upload_stall.is_some() {
+            current.upload_stall = faults.upload_stall;
         }
         if faults.enforce_foreign_keys.is_some() {
             current.enforce_foreign_keys = faults.enforce_foreign_keys;
@@ -184,6 +189,11 @@ impl FaultInjector {
     /// Consumes the import fault for a starting import: polls to stay active.
     pub(crate) fn take_import_active_polls(&self) -> u32 {
         self.lock().import_active_polls.take().unwrap_or(0)
+    }
+
+    /// Consumes the upload fault: whether this upload goes unanswered.
+    pub(crate) fn take_upload_stall(&self) -> bool {
+        self.lock().upload_stall.take().unwrap_or(false)
     }
 
     /// Consumes the download fault.

@@ -701,6 +701,13 @@ pub(crate) async fn upload(state: Arc<AppState>, token: String, body: Body) -> R
     let Some(slot) = lock(&state.transfers.uploads).get(&token).cloned() else {
         return expired();
     };
+    if state.faults.take_upload_stall() {
+        // Take the whole body, then stay silent (bounded, so that a forgotten client frees the task).
+        let mut stream = body.into_data_stream();
+        while let Some(Ok(_)) = stream.next().await {}
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let result = async {
         tokio::fs::create_dir_all(slot.path.parent().expect("upload path has a parent")).await?;
         let mut file = tokio::fs::File::create(&slot.path).await?;

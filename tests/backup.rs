@@ -147,7 +147,10 @@ async fn a_download_without_length_is_never_a_backup() {
         assert!(text.contains("proxy"), "{fault}: {text}");
         // The same path answers the same way again: retrying does not help, fixing the proxy does.
         assert!(!err.is_retryable(), "{fault}: {text}");
-        assert!(!text.contains("/__emulator/"), "{fault}: the signed URL leaked: {text}");
+        assert!(
+            !text.contains("/__emulator/"),
+            "{fault}: the signed URL leaked: {text}"
+        );
     }
     // The faults did not break the source: the next download is whole and stored.
     let config = env.config(&database("zstd"), None);

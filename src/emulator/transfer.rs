@@ -365,11 +365,7 @@ pub(crate) async fn download(state: Arc<AppState>, token: String) -> Response {
         let body = Body::from_stream(tokio_util::io::ReaderStream::new(
             tokio::io::AsyncReadExt::take(file, length),
         ));
-        return (
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            body,
-        )
-            .into_response();
+        return ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
     }
     let body = if fault == Some(DownloadFault::Stall) {
         let half = size / 2;

@@ -49,7 +49,12 @@ async fn a_short_download_without_length_fails_backup_with_exit_1() {
 }
 
 /// An S3 storage for `bed`'s server reached through `endpoint`, with short timeouts.
-async fn s3_through(bed: &Bed, endpoint: &str, read_idle: Duration, attempt: Duration) -> S3Storage {
+async fn s3_through(
+    bed: &Bed,
+    endpoint: &str,
+    read_idle: Duration,
+    attempt: Duration,
+) -> S3Storage {
     let mut config = bed.s3.s3_config("faults");
     config.endpoint = Some(endpoint.to_string());
     S3Storage::new(&config)
@@ -107,7 +112,11 @@ async fn a_store_that_stalls_mid_object_fails_reads_as_retryable() {
     .await
     .expect("the stalled read hung")
     .expect_err("a stalled read must fail");
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(err.kind, StorageErrorKind::Retryable, "{err}");
     assert!(err.message.contains("stalled"), "{err}");
 
@@ -121,7 +130,11 @@ async fn a_store_that_stalls_mid_object_fails_reads_as_retryable() {
     .await
     .expect("the stalled restore hung")
     .expect_err("a restore from a stalled store must fail");
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
     let RestoreError::Storage(storage_err) = &err else {
         panic!("a stall reported as something else than an outage: {err}");
     };
@@ -158,7 +171,11 @@ async fn an_upload_to_a_store_that_never_answers_fails_in_bounded_time() {
     .await
     .expect("the unanswered upload hung")
     .expect_err("an unanswered upload must fail");
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(err.is_retryable(), "{err}");
     let direct = d1vault::storage::open(&StorageConfig::S3(bed.s3.s3_config("faults")))
         .await
@@ -183,7 +200,10 @@ async fn a_filesystem_read_that_hangs_fails_at_the_idle_timeout() {
         let object = object.clone();
         std::thread::spawn(move || {
             use std::io::Write;
-            let mut fifo = std::fs::OpenOptions::new().write(true).open(&object).unwrap();
+            let mut fifo = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&object)
+                .unwrap();
             fifo.write_all(b"PRAGMA").unwrap();
             let _ = done_rx.recv();
         })
@@ -197,7 +217,11 @@ async fn a_filesystem_read_that_hangs_fails_at_the_idle_timeout() {
         .await
         .expect("the hung read waited for ever")
         .expect_err("a hung read must fail");
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
     assert!(err.to_string().contains("stalled"), "{err}");
     assert_eq!(buf, b"PRAGMA");

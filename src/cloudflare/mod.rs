@@ -149,6 +149,13 @@ pub struct Client {
     limiter: Arc<RateLimiter>,
     retry: RetryPolicy,
     poll: PollSettings,
+    /// Boxed: the client is held by value in enums (clippy's `large_enum_variant`).
+    limits: Box<Limits>,
+}
+
+/// How long the client waits for anything: the configured export deadline and the [`Timeouts`].
+#[derive(Debug, Clone)]
+struct Limits {
     export_timeout: Duration,
     timeouts: Timeouts,
 }
@@ -169,8 +176,10 @@ impl Client {
             limiter,
             retry: RetryPolicy::default(),
             poll: PollSettings::default(),
-            export_timeout: config.export_timeout,
-            timeouts: Timeouts::default(),
+            limits: Box::new(Limits {
+                export_timeout: config.export_timeout,
+                timeouts: Timeouts::default(),
+            }),
         })
     }
 
@@ -188,7 +197,7 @@ impl Client {
 
     /// Replaces the transfer and import timeouts (tests use short ones).
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
+        self.limits.timeouts = timeouts;
         self
     }
 
@@ -285,7 +294,7 @@ impl Client {
         options: &ExportOptions,
     ) -> Result<ExportReady, ApiError> {
         let url = self.database_url(database_id, &["export"])?;
-        let deadline = Instant::now() + self.export_timeout;
+        let deadline = Instant::now() + self.limits.export_timeout;
         let mut body = json!({
             "output_format": "polling",
             "dump_options": {
@@ -355,7 +364,7 @@ impl Client {
                 return Err(ApiError::retryable(format!(
                     "the export did not finish within {} (cloudflare.export_timeout) after {polls} polls; \
                      D1 cancels exports that are no longer polled",
-                    humantime::format_duration(self.export_timeout)
+                    humantime::format_duration(self.limits.export_timeout)
                 )));
             }
             tokio::time::sleep(delay).await;
@@ -375,7 +384,7 @@ impl Client {
         let url = Url::parse(signed_url.expose())
             .map_err(|_| ApiError::permanent("the export's download URL is not a valid URL"))?;
         let what = "downloading the export";
-        let idle = self.timeouts.download_idle;
+        let idle = self.limits.timeouts.download_idle;
         let mut retry = 0;
         let response = loop {
             let outcome = tokio::time::timeout(idle, self.http.get(url.clone()).send()).await;
@@ -482,7 +491,7 @@ impl Client {
             parse_task(init.result, "starting the import")?
         };
         let mut delay = self.poll.first_delay;
-        let deadline = Instant::now() + self.timeouts.import_deadline;
+        let deadline = Instant::now() + self.limits.timeouts.import_deadline;
         let mut polls = 0u32;
         loop {
             if task.success == Some(false) {
@@ -521,7 +530,7 @@ impl Client {
                     "gave up waiting for D1 to finish the import: still active after {} ({polls} polls); \
                      D1 applies an import whole or not at all and may still finish this one: check the \
                      target database, then run the restore again if it does not hold the backup",
-                    humantime::format_duration(self.timeouts.import_deadline)
+                    humantime::format_duration(self.limits.timeouts.import_deadline)
                 )));
             }
             polls += 1;
@@ -562,7 +571,7 @@ impl Client {
             .body(body)
             .send();
         tokio::pin!(send);
-        let idle = self.timeouts.upload_idle;
+        let idle = self.limits.timeouts.upload_idle;
         let stalled = |bytes: u64| {
             ApiError::retryable(format!(
                 "uploading the import file: no progress for {} after {bytes} of {size} bytes (the server \

@@ -9,6 +9,7 @@
 //! * [`dump`]: the one writer of D1's export format, used by the emulator and by local SQLite sources.
 //! * [`cloudflare`]: the D1 REST API client (retries, rate limiting, the export polling protocol).
 //! * [`emulator`]: `d1-emulator`, a local D1 REST API served from SQLite files, with fault injection.
+//! * [`idle`]: idle timeouts for download and storage streams: no read waits forever.
 //! * [`storage`]: the narrow [`storage::Storage`] trait with filesystem and S3 implementations.
 //! * [`pipeline`]: the streaming backup path: source -> validate + hash -> compress -> hash -> storage.
 //! * [`manifest`]: the `manifest.json` that marks a backup complete, and the storage layout.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod dump;
 pub mod emulator;
+pub mod idle;
 pub mod logging;
 pub mod manifest;
 pub mod migrations;

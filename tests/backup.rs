@@ -134,6 +134,65 @@ async fn truncated_download_is_not_a_backup() {
     assert!(err.is_retryable(), "{text}");
 }
 
+/// A download without Content-Length is refused, whole or not: a chunked body and an HTTP/1.0
+/// close-delimited one that stop after a complete statement end like whole ones, so the only safe answer
+/// is no backup. Nothing is stored; the error names the cause and the likely proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_without_length_is_never_a_backup() {
+    let env = Env::start().await;
+    for fault in ["chunked_short", "close_short", "chunked"] {
+        let err = expect_failure(&env, json!({ "download": fault })).await;
+        let text = err.to_string();
+        assert!(text.contains("Content-Length"), "{fault}: {text}");
+        assert!(text.contains("proxy"), "{fault}: {text}");
+        // The same path answers the same way again: retrying does not help, fixing the proxy does.
+        assert!(!err.is_retryable(), "{fault}: {text}");
+        assert!(
+            !text.contains("/__emulator/"),
+            "{fault}: the signed URL leaked: {text}"
+        );
+    }
+    // The faults did not break the source: the next download is whole and stored.
+    let config = env.config(&database("zstd"), None);
+    let sources = env.sources(&config).await;
+    run_backup(&config.databases[0], &sources, Utc::now())
+        .await
+        .unwrap();
+}
+
+/// A download that sends half its announced body and goes silent fails at the idle timeout with a
+/// retryable error naming the stall, in bounded time; nothing is stored and no upload is left open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_download_times_out_as_retryable() {
+    let env = Env::start().await;
+    let config = env.config(&database("zstd"), None);
+    let mut sources = env.sources(&config).await;
+    let client = sources.cloudflare.take().unwrap();
+    sources.cloudflare = Some(client.with_timeouts(d1vault::cloudflare::Timeouts {
+        download_idle: Duration::from_millis(300),
+        ..Default::default()
+    }));
+    env.set_faults(json!({ "download": "stall" })).await;
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        run_backup(&config.databases[0], &sources, Utc::now()),
+    )
+    .await
+    .expect("the stalled download hung the backup")
+    .expect_err("a stalled download must fail the backup");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let text = err.to_string();
+    assert!(text.contains("stalled"), "{text}");
+    assert!(text.contains("export download"), "{text}");
+    assert!(err.is_retryable(), "{text}");
+    assert_nothing_listed(&env, &sources).await;
+}
+
 /// An HTML error page served with status 200 is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn html_page_is_not_a_backup() {

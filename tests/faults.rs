@@ -20,3 +20,5 @@ mod fuzz_replay;
 mod outage;
 #[path = "faults/retention.rs"]
 mod retention;
+#[path = "faults/transfers.rs"]
+mod transfers;

@@ -492,6 +492,99 @@ async fn a_failing_import_leaves_the_target_as_it_was() {
     assert_eq!(contents(&env.source_db()), before);
 }
 
+/// Spools `manifest` for a D1 restore and imports it into `target` with `client`, as `restore --to-d1`
+/// does; returns the error and how long the import took.
+async fn import_with(
+    env: &Env,
+    sources: &BackupSources,
+    manifest: &Manifest,
+    client: d1vault::cloudflare::Client,
+    target: &str,
+) -> (d1vault::restore::RestoreError, std::time::Duration) {
+    let spool = env.dir.path().join("spool");
+    let body = d1vault::restore::d1::spool_import_body(
+        sources.storage.as_ref(),
+        manifest,
+        &spool,
+        &mut d1vault::restore::Progress::hidden(),
+    )
+    .await
+    .unwrap();
+    let uuid = client.get_database(target).await.unwrap().uuid;
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        d1vault::restore::d1::import_replacing(&client, &uuid, &body),
+    )
+    .await
+    .expect("the import hung the restore")
+    .expect_err("the import must fail");
+    let left: Vec<_> = std::fs::read_dir(&spool).unwrap().collect();
+    assert!(left.is_empty(), "spool files left behind: {left:?}");
+    (err, started.elapsed())
+}
+
+/// An import D1 never reports finished (polls answer `active` for ever) ends `restore --to-d1` at the
+/// import deadline with a retryable error that says what it was waiting for and that D1 may still apply it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_that_never_finishes_fails_at_the_deadline() {
+    let (env, config, sources, _) = setup("zstd").await;
+    let manifest = run_backup(config.database("blog").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    create_d1(&sources, "target").await;
+    let client = sources
+        .cloudflare
+        .clone()
+        .unwrap()
+        .with_timeouts(d1vault::cloudflare::Timeouts {
+            import_deadline: std::time::Duration::from_millis(500),
+            ..Default::default()
+        });
+    env.set_faults(serde_json::json!({ "import_active_polls": 100000 }))
+        .await;
+    let (err, took) = import_with(&env, &sources, &manifest, client, "target").await;
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    let d1vault::restore::RestoreError::Api(api) = &err else {
+        panic!("not an API error: {err}");
+    };
+    assert!(api.is_retryable(), "{err}");
+    assert!(err.to_string().contains("finish the import"), "{err}");
+    assert!(err.to_string().contains("still active"), "{err}");
+    // The emulator, as D1 may, goes on applying the import: the error must not claim otherwise.
+    assert!(err.to_string().contains("may still finish"), "{err}");
+}
+
+/// An import upload that the server takes whole and never answers ends at the upload idle timeout with
+/// a retryable error; nothing is imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_import_upload_fails_at_the_idle_timeout() {
+    let (env, config, sources, _) = setup("zstd").await;
+    let manifest = run_backup(config.database("blog").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    create_d1(&sources, "target").await;
+    let before = contents(&d1_file(&env, "target"));
+    let client = sources
+        .cloudflare
+        .clone()
+        .unwrap()
+        .with_timeouts(d1vault::cloudflare::Timeouts {
+            upload_idle: std::time::Duration::from_millis(300),
+            ..Default::default()
+        });
+    env.set_faults(serde_json::json!({ "upload_stall": true }))
+        .await;
+    let (err, took) = import_with(&env, &sources, &manifest, client, "target").await;
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    let d1vault::restore::RestoreError::Api(api) = &err else {
+        panic!("not an API error: {err}");
+    };
+    assert!(api.is_retryable(), "{err}");
+    assert!(err.to_string().contains("no progress"), "{err}");
+    assert_eq!(contents(&d1_file(&env, "target")), before);
+}
+
 /// `verify` passes on a good backup and fails (exit 1) when the manifest's row counts disagree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_detects_row_count_mismatches() {

@@ -49,8 +49,9 @@ pub struct ExportReady {
 
 /// An export download in progress.
 pub struct Download {
-    /// The size the server announced, to check the body against.
-    pub content_length: Option<u64>,
+    /// The size the server announced, to check the body against. Always known: a download without
+    /// `Content-Length` is refused, since a body that ends early would otherwise look complete.
+    pub content_length: u64,
     /// The announced media type (an HTML error page is refused by the dump validator too).
     pub content_type: Option<String>,
     /// The body as a stream; a dropped connection surfaces as an I/O error.
@@ -102,6 +103,42 @@ impl Default for PollSettings {
     }
 }
 
+/// How long the export download may stay silent (before its headers and between body reads) before it
+/// is abandoned as stalled. R2 serves the signed URL; a minute without a byte is a dead connection, not a
+/// slow one.
+pub const DOWNLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the import upload may go without progress (the server stops reading the body, or takes the
+/// whole body and never answers) before it is abandoned.
+pub const UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long `restore --to-d1` waits for D1 to finish applying an import. D1 imports at most 5 GB of SQL;
+/// an import still `active` after an hour is stuck, and waiting longer only holds the restore open.
+pub const IMPORT_DEADLINE: Duration = Duration::from_secs(60 * 60);
+
+/// Bounds on waiting for the network, so that no transfer or poll waits forever. The defaults are the
+/// constants above; tests shorten them with [`Client::with_timeouts`]. (The export's poll deadline is the
+/// configured `cloudflare.export_timeout`.)
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Longest silence of the export download: no headers, or no body bytes, for this long.
+    pub download_idle: Duration,
+    /// Longest the import upload may make no progress, its answer included.
+    pub upload_idle: Duration,
+    /// Longest an import may stay `active` once uploaded.
+    pub import_deadline: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            download_idle: DOWNLOAD_IDLE_TIMEOUT,
+            upload_idle: UPLOAD_IDLE_TIMEOUT,
+            import_deadline: IMPORT_DEADLINE,
+        }
+    }
+}
+
 /// A D1 REST API client for one account. Cheap to clone; clones share the rate limiter.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -112,7 +149,15 @@ pub struct Client {
     limiter: Arc<RateLimiter>,
     retry: RetryPolicy,
     poll: PollSettings,
+    /// Boxed: the client is held by value in enums (clippy's `large_enum_variant`).
+    limits: Box<Limits>,
+}
+
+/// How long the client waits for anything: the configured export deadline and the [`Timeouts`].
+#[derive(Debug, Clone)]
+struct Limits {
     export_timeout: Duration,
+    timeouts: Timeouts,
 }
 
 impl Client {
@@ -131,7 +176,10 @@ impl Client {
             limiter,
             retry: RetryPolicy::default(),
             poll: PollSettings::default(),
-            export_timeout: config.export_timeout,
+            limits: Box::new(Limits {
+                export_timeout: config.export_timeout,
+                timeouts: Timeouts::default(),
+            }),
         })
     }
 
@@ -144,6 +192,12 @@ impl Client {
     /// Replaces the polling cadence (tests use short waits).
     pub fn with_poll_settings(mut self, poll: PollSettings) -> Self {
         self.poll = poll;
+        self
+    }
+
+    /// Replaces the transfer and import timeouts (tests use short ones).
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.limits.timeouts = timeouts;
         self
     }
 
@@ -240,7 +294,7 @@ impl Client {
         options: &ExportOptions,
     ) -> Result<ExportReady, ApiError> {
         let url = self.database_url(database_id, &["export"])?;
-        let deadline = Instant::now() + self.export_timeout;
+        let deadline = Instant::now() + self.limits.export_timeout;
         let mut body = json!({
             "output_format": "polling",
             "dump_options": {
@@ -305,10 +359,12 @@ impl Client {
             body["current_bookmark"] = Value::String(bookmark);
             polls += 1;
             if Instant::now() + delay > deadline {
-                return Err(ApiError::permanent(format!(
+                // Retryable: a stuck export is D1's state, not a mistake in the request; the next run
+                // starts a new one.
+                return Err(ApiError::retryable(format!(
                     "the export did not finish within {} (cloudflare.export_timeout) after {polls} polls; \
                      D1 cancels exports that are no longer polled",
-                    humantime::format_duration(self.export_timeout)
+                    humantime::format_duration(self.limits.export_timeout)
                 )));
             }
             tokio::time::sleep(delay).await;
@@ -317,18 +373,28 @@ impl Client {
     }
 
     /// Starts downloading an export from its signed URL (no API token; not rate limited: it is served by
-    /// R2, not the API). Retries the request itself on 5xx and connection failures; once the body streams,
-    /// a failure surfaces as an I/O error from the body.
+    /// R2, not the API). Retries the request itself on 5xx, connection failures and a server that does not
+    /// answer within the idle timeout; once the body streams, a failure surfaces as an I/O error from the
+    /// body, and so does a body that goes silent for the idle timeout ([`crate::idle::Stalled`]).
+    ///
+    /// A download without `Content-Length` (chunked or close-delimited, as a proxy that re-chunks or an
+    /// HTTP/1.0 hop answers) is refused: such a body that stops early ends like a whole one, and a dump cut
+    /// after a complete statement would pass every other check. R2's signed URLs always announce the length.
     pub async fn download(&self, signed_url: &Secret) -> Result<Download, ApiError> {
         let url = Url::parse(signed_url.expose())
             .map_err(|_| ApiError::permanent("the export's download URL is not a valid URL"))?;
         let what = "downloading the export";
+        let idle = self.limits.timeouts.download_idle;
         let mut retry = 0;
         let response = loop {
-            let outcome = self.http.get(url.clone()).send().await;
+            let outcome = tokio::time::timeout(idle, self.http.get(url.clone()).send()).await;
             let failure = match outcome {
-                Ok(resp) if resp.status().is_success() => break resp,
-                Ok(resp) => {
+                Err(_) => ApiError::retryable(format!(
+                    "{what}: the server sent no answer within {}",
+                    humantime::format_duration(idle)
+                )),
+                Ok(Ok(resp)) if resp.status().is_success() => break resp,
+                Ok(Ok(resp)) => {
                     let status = resp.status().as_u16();
                     let class = if resp.status().is_server_error() || status == 429 {
                         ErrorClass::Retryable
@@ -349,7 +415,7 @@ impl Client {
                         message,
                     }
                 }
-                Err(e) => error::from_transport(e, what),
+                Ok(Err(e)) => error::from_transport(e, what),
             };
             if !failure.is_retryable() || retry + 1 >= self.retry.max_attempts {
                 return Err(failure);
@@ -359,7 +425,16 @@ impl Client {
             tokio::time::sleep(wait).await;
             retry += 1;
         };
-        let content_length = response.content_length();
+        let Some(content_length) = response.content_length() else {
+            // Permanent: the same path answers the same way again. The usual cause is a proxy between
+            // d1vault and R2 (HTTPS_PROXY, a TLS-inspecting gateway) that re-chunks the body.
+            return Err(ApiError::permanent(format!(
+                "{what}: the server sent the dump without a Content-Length (chunked or close-delimited), so a \
+                 dump cut short could not be told from a whole one and nothing was stored; R2 always sends \
+                 the length: check for a proxy between this host and Cloudflare that re-chunks downloads \
+                 (HTTPS_PROXY, a TLS-inspecting gateway)"
+            )));
+        };
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -374,7 +449,11 @@ impl Client {
         Ok(Download {
             content_length,
             content_type,
-            body: Box::new(tokio_util::io::StreamReader::new(stream)),
+            body: Box::new(crate::idle::IdleTimeout::new(
+                tokio_util::io::StreamReader::new(stream),
+                idle,
+                "the export download",
+            )),
         })
     }
 
@@ -412,6 +491,8 @@ impl Client {
             parse_task(init.result, "starting the import")?
         };
         let mut delay = self.poll.first_delay;
+        let deadline = Instant::now() + self.limits.timeouts.import_deadline;
+        let mut polls = 0u32;
         loop {
             if task.success == Some(false) {
                 return Err(ApiError::permanent(format!(
@@ -442,6 +523,17 @@ impl Client {
                 }
             }
             let bookmark = task.at_bookmark.clone().unwrap_or_default();
+            if Instant::now() + delay > deadline {
+                // Retryable: D1 was still busy, nothing was wrong with the request. The import is atomic,
+                // so the target holds either all of it or none of it.
+                return Err(ApiError::retryable(format!(
+                    "gave up waiting for D1 to finish the import: still active after {} ({polls} polls); \
+                     D1 applies an import whole or not at all and may still finish this one: check the \
+                     target database, then run the restore again if it does not hold the backup",
+                    humantime::format_duration(self.limits.timeouts.import_deadline)
+                )));
+            }
+            polls += 1;
             tokio::time::sleep(delay).await;
             delay = (delay.mul_f64(1.5)).min(self.poll.max_delay);
             let poll = json!({ "action": "poll", "current_bookmark": bookmark });
@@ -465,15 +557,44 @@ impl Client {
         let reader = tokio::fs::File::open(file)
             .await
             .map_err(|e| ApiError::permanent(format!("opening {}: {e}", file.display())))?;
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader));
-        let response = self
+        // Every chunk hyper takes from the file counts as progress: a server that stops reading stops it,
+        // and so does one that took the whole body and never answers.
+        let (progress, mut moved) = tokio::sync::watch::channel(0u64);
+        let chunks = tokio_util::io::ReaderStream::new(reader).inspect_ok(move |chunk| {
+            progress.send_modify(|n| *n += chunk.len() as u64);
+        });
+        let body = reqwest::Body::wrap_stream(chunks);
+        let send = self
             .http
             .put(url)
             .header(reqwest::header::CONTENT_LENGTH, size)
             .body(body)
-            .send()
-            .await
-            .map_err(|e| error::from_transport(e, "uploading the import file"))?;
+            .send();
+        tokio::pin!(send);
+        let idle = self.limits.timeouts.upload_idle;
+        let stalled = |bytes: u64| {
+            ApiError::retryable(format!(
+                "uploading the import file: no progress for {} after {bytes} of {size} bytes (the server \
+                 stopped reading or never answered); nothing was imported, try again",
+                humantime::format_duration(idle),
+            ))
+        };
+        let sent = loop {
+            let progressed = tokio::select! {
+                sent = &mut send => break sent,
+                changed = tokio::time::timeout(idle, moved.changed()) => changed,
+            };
+            match progressed {
+                Ok(Ok(())) => {}
+                // The body is gone (all of it was taken): the answer must follow within the limit.
+                Ok(Err(_)) => match tokio::time::timeout(idle, &mut send).await {
+                    Ok(sent) => break sent,
+                    Err(_) => return Err(stalled(*moved.borrow())),
+                },
+                Err(_) => return Err(stalled(*moved.borrow())),
+            }
+        };
+        let response = sent.map_err(|e| error::from_transport(e, "uploading the import file"))?;
         if response.status() != StatusCode::OK {
             return Err(ApiError::retryable(format!(
                 "uploading the import file: HTTP {}",

@@ -34,6 +34,19 @@ pub enum DownloadFault {
     Empty,
     /// Status 404, as an expired signed URL answers.
     Expired,
+    /// The whole dump, chunked, without `Content-Length` (as a proxy that re-chunks serves it).
+    Chunked,
+    /// The first half of the dump, cut after a complete statement, chunked and ended cleanly, without
+    /// `Content-Length`: a short body that looks whole.
+    #[serde(rename = "chunked_short")]
+    ChunkedShort,
+    /// The same half dump as an HTTP/1.0 close-delimited answer (no length; the connection closes after
+    /// the half). Served by a one-shot listener that the download URL redirects to.
+    #[serde(rename = "close_short")]
+    CloseShort,
+    /// `Content-Length` announces the full size, half the body is sent, then nothing more (for ten
+    /// minutes): a server that goes silent mid-body.
+    Stall,
 }
 
 /// Faults to inject; every field is optional. POST this as JSON to `/__emulator/faults` or set it with
@@ -51,6 +64,10 @@ pub struct Faults {
     pub export_error: Option<String>,
     /// The next export download misbehaves this way.
     pub download: Option<DownloadFault>,
+    /// The next import answers `active` to this many polls (the starting request counts as one) first.
+    pub import_active_polls: Option<u32>,
+    /// The next import upload takes the whole body, then does not answer (for ten minutes).
+    pub upload_stall: Option<bool>,
     /// Whether SQL runs with foreign keys enforced, as on D1 (default `true`). Not a fault: a switch for
     /// tests that need to load dumps D1 itself would refuse (rows before their parent table exists).
     pub enforce_foreign_keys: Option<bool>,
@@ -95,6 +112,12 @@ impl FaultInjector {
         }
         if faults.download.is_some() {
             current.download = faults.download;
+        }
+        if faults.import_active_polls.is_some() {
+            current.import_active_polls = faults.import_active_polls;
+        }
+        if faults.upload_stall.is_some() {
+            current.upload_stall = faults.upload_stall;
         }
         if faults.enforce_foreign_keys.is_some() {
             current.enforce_foreign_keys = faults.enforce_foreign_keys;
@@ -161,6 +184,16 @@ impl FaultInjector {
             faults.export_active_polls.take().unwrap_or(0),
             faults.export_error.take(),
         )
+    }
+
+    /// Consumes the import fault for a starting import: polls to stay active.
+    pub(crate) fn take_import_active_polls(&self) -> u32 {
+        self.lock().import_active_polls.take().unwrap_or(0)
+    }
+
+    /// Consumes the upload fault: whether this upload goes unanswered.
+    pub(crate) fn take_upload_stall(&self) -> bool {
+        self.lock().upload_stall.take().unwrap_or(false)
     }
 
     /// Consumes the download fault.

@@ -333,11 +333,52 @@ pub(crate) async fn download(state: Arc<AppState>, token: String) -> Response {
         }
         _ => {}
     }
+    let short = matches!(
+        fault,
+        Some(DownloadFault::ChunkedShort | DownloadFault::CloseShort)
+    );
+    let length = if short {
+        match statement_boundary_before(&path, size / 2).await {
+            Ok(cut) => cut,
+            Err(_) => return expired(),
+        }
+    } else {
+        size
+    };
+    if fault == Some(DownloadFault::CloseShort) {
+        return match close_delimited_once(&path, length).await {
+            Ok(location) => (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response(),
+            Err(_) => expired(),
+        };
+    }
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(_) => return expired(),
     };
-    let body = if fault == Some(DownloadFault::Truncate) {
+    if matches!(
+        fault,
+        Some(DownloadFault::Chunked | DownloadFault::ChunkedShort)
+    ) {
+        // No Content-Length on a streamed body: hyper sends it chunked, and ends it cleanly.
+        let body = Body::from_stream(tokio_util::io::ReaderStream::new(
+            tokio::io::AsyncReadExt::take(file, length),
+        ));
+        return ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
+    }
+    let body = if fault == Some(DownloadFault::Stall) {
+        let half = size / 2;
+        let stream = tokio_util::io::ReaderStream::new(tokio::io::AsyncReadExt::take(file, half))
+            .chain(futures_util::stream::once(async {
+                // Silence, bounded so that a forgotten client does not keep the task forever.
+                tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+                Err(std::io::Error::other("injected stall"))
+            }));
+        Body::from_stream(stream)
+    } else if fault == Some(DownloadFault::Truncate) {
         // Send the first half, then fail the body so the connection closes short of Content-Length.
         let half = size / 2;
         let stream = tokio_util::io::ReaderStream::new(tokio::io::AsyncReadExt::take(file, half))
@@ -362,12 +403,61 @@ pub(crate) async fn download(state: Arc<AppState>, token: String) -> Response {
         HeaderValue::from_static("application/octet-stream"),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-    if fault == Some(DownloadFault::Truncate) {
+    if matches!(fault, Some(DownloadFault::Truncate | DownloadFault::Stall)) {
         // Tell the client not to reuse this connection: it dies mid-body, and a pooled client would
         // otherwise send its next request into the closing socket.
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// The offset just after the last `;\n` at or before `limit` (within the 1 MiB before it), so that a dump
+/// cut there ends after a complete statement; `limit` itself when there is none.
+async fn statement_boundary_before(path: &std::path::Path, limit: u64) -> std::io::Result<u64> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let window = limit.min(1 << 20);
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(limit - window)).await?;
+    let mut buf = vec![0u8; window as usize];
+    file.read_exact(&mut buf).await?;
+    Ok(buf
+        .windows(2)
+        .rposition(|w| w == b";\n")
+        .map(|i| limit - window + i as u64 + 2)
+        .unwrap_or(limit))
+}
+
+/// Serves the first `length` bytes of `path` once, as an HTTP/1.0 answer without `Content-Length` that
+/// ends when the connection closes, on a new listener next to the emulator's; returns its URL.
+async fn close_delimited_once(path: &std::path::Path, length: u64) -> std::io::Result<String> {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/export.sql", listener.local_addr()?);
+    let path = path.to_path_buf();
+    tokio::spawn(async move {
+        let accepted = tokio::time::timeout(Duration::from_secs(60), listener.accept()).await;
+        let Ok(Ok((mut socket, _))) = accepted else {
+            return;
+        };
+        // Read the request head (the client waits for it to be taken before reading the answer).
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let Ok(file) = tokio::fs::File::open(&path).await else {
+            return;
+        };
+        let _ = socket
+            .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n")
+            .await;
+        let _ = tokio::io::copy(&mut file.take(length), &mut socket).await;
+        let _ = socket.shutdown().await;
+    });
+    Ok(url)
 }
 
 fn expired() -> Response {
@@ -484,7 +574,7 @@ async fn start_import(state: Arc<AppState>, db: Arc<Database>, slot: UploadSlot)
             Task {
                 at_bookmark: db.current_bookmark(),
                 outcome: receiver,
-                active_polls_left: 0,
+                active_polls_left: state.faults.take_import_active_polls(),
                 forced_error: None,
                 messages: vec![format!("Processing {}", slot.filename)],
             },
@@ -604,6 +694,13 @@ pub(crate) async fn upload(state: Arc<AppState>, token: String, body: Body) -> R
     let Some(slot) = lock(&state.transfers.uploads).get(&token).cloned() else {
         return expired();
     };
+    if state.faults.take_upload_stall() {
+        // Take the whole body, then stay silent (bounded, so that a forgotten client frees the task).
+        let mut stream = body.into_data_stream();
+        while let Some(Ok(_)) = stream.next().await {}
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let result = async {
         tokio::fs::create_dir_all(slot.path.parent().expect("upload path has a parent")).await?;
         let mut file = tokio::fs::File::create(&slot.path).await?;

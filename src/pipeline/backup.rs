@@ -175,7 +175,7 @@ async fn backup_inner(
                 Some(uuid),
                 Some(ready.at_bookmark),
                 download.body,
-                download.content_length,
+                Some(download.content_length),
             )
         }
         Source::Sqlite { path } => {

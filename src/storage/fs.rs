@@ -25,13 +25,24 @@ const COPY_BUFFER: usize = 256 * 1024;
 #[derive(Debug, Clone)]
 pub struct FilesystemStorage {
     root: PathBuf,
+    /// See [`super::READ_IDLE_TIMEOUT`]: a hung mount (NFS, a dead volume) fails a read instead of holding it.
+    read_idle: std::time::Duration,
 }
 
 impl FilesystemStorage {
     /// A store rooted at `root`. Nothing is touched until the first operation; [`Storage::check`] reports a
     /// missing or unusable directory.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FilesystemStorage { root: root.into() }
+        FilesystemStorage {
+            root: root.into(),
+            read_idle: super::READ_IDLE_TIMEOUT,
+        }
+    }
+
+    /// Replaces the read idle timeout (tests use a short one).
+    pub fn with_read_idle_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.read_idle = limit;
+        self
     }
 
     /// The path of `key`, after refusing keys that could escape the root or collide with temporary files.
@@ -298,7 +309,11 @@ impl Storage for FilesystemStorage {
     async fn get_stream(&self, key: &str) -> Result<ObjectReader, StorageError> {
         let path = self.path_of(key)?;
         match tokio::fs::File::open(&path).await {
-            Ok(file) => Ok(Box::new(file)),
+            Ok(file) => Ok(Box::new(crate::idle::IdleTimeout::new(
+                file,
+                self.read_idle,
+                format!("{key} in {}", self.root.display()),
+            ))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StorageError::not_found(format!(
                 "no object {key} in {}",
                 self.root.display()

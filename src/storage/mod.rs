@@ -16,10 +16,16 @@ pub use s3::S3Storage;
 use std::fmt;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// How long a read of a stored object ([`Storage::get_stream`]: restore and verify downloads) may wait
+/// without a byte before it fails as retryable ([`crate::idle::Stalled`]): a store that sends part of an
+/// object and goes silent must not hold a restore, a verify or a daemon slot forever.
+pub const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Builds the configured store.
 pub async fn open(config: &crate::config::StorageConfig) -> Result<Arc<dyn Storage>, StorageError> {

@@ -51,6 +51,8 @@ pub struct S3Storage {
     part_size: usize,
     max_parts_in_flight: usize,
     list_page_size: Option<i32>,
+    /// See [`super::READ_IDLE_TIMEOUT`].
+    read_idle: Duration,
 }
 
 impl fmt::Debug for S3Storage {
@@ -129,7 +131,28 @@ impl S3Storage {
             part_size: config.part_size,
             max_parts_in_flight: config.max_parts_in_flight.max(1),
             list_page_size: None,
+            read_idle: super::READ_IDLE_TIMEOUT,
         })
+    }
+
+    /// Replaces the read idle timeout of object downloads and the bound on one request attempt (an upload
+    /// to a server that takes the part and never answers ends after `attempt`, then the SDK retries).
+    /// Exists so that tests of stalled stores run in seconds rather than minutes.
+    pub fn with_timeouts(mut self, read_idle: Duration, attempt: Duration) -> Self {
+        self.read_idle = read_idle;
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(attempt)
+                    .build(),
+            )
+            .build();
+        self.client = Client::from_conf(config);
+        self
     }
 
     /// Asks for at most `keys` keys per ListObjectsV2 page (S3's default and maximum is 1,000). Exists so
@@ -526,7 +549,12 @@ impl Storage for S3Storage {
             .send()
             .await
             .map_err(|e| self.error(&format!("reading {key}"), e))?;
-        Ok(Box::new(output.body.into_async_read()))
+        // The SDK's attempt timeout ends when the headers arrive; the body is guarded here.
+        Ok(Box::new(crate::idle::IdleTimeout::new(
+            output.body.into_async_read(),
+            self.read_idle,
+            format!("{key} at {}", self.endpoint),
+        )))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {

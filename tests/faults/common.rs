@@ -35,6 +35,9 @@ pub struct ProxyOptions {
     pub hold_on: Option<Vec<u8>>,
     /// When a connection's upstream bytes contain this pattern, close it at once (both directions).
     pub cut_on: Option<Vec<u8>>,
+    /// After this many bytes server to client on a connection, forward nothing more on it and keep it open
+    /// (a server that sends part of an answer and goes silent).
+    pub stall_downstream_after: Option<u64>,
 }
 
 /// A real TCP proxy on 127.0.0.1:0 in front of `upstream`: it forwards bytes both ways, and on request
@@ -221,11 +224,21 @@ async fn pipe(
     };
     let down = async {
         let mut buf = vec![0u8; 16 * 1024];
+        let mut sent = 0u64;
         loop {
             let n = match server_read.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            if let Some(limit) = options.stall_downstream_after
+                && sent + n as u64 >= limit
+            {
+                let keep = (limit - sent) as usize;
+                let _ = client_write.write_all(&buf[..keep]).await;
+                delivered.send_modify(|total| *total += keep as u64);
+                std::future::pending::<()>().await;
+            }
+            sent += n as u64;
             if client_write.write_all(&buf[..n]).await.is_err() {
                 break;
             }

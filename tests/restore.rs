@@ -879,7 +879,7 @@ async fn leftovers_of_killed_runs_are_removed_by_the_next_run() {
     // A run still going holds its scratch file locked.
     let live = spool.join("d1vault-verify-L1ve00.sqlite");
     let held = std::fs::File::create(&live).unwrap();
-    held.lock().unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
 
     let restored = dir.join("restored.sqlite");
     restore::run(&config, &to_sqlite("local", &restored))

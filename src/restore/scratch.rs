@@ -58,7 +58,7 @@ impl ScratchFile {
             let _ = mode;
             let named = builder.tempfile_in(dir)?;
             let (file, path) = named.keep().map_err(|e| e.error)?;
-            if file.try_lock().is_ok() && same_file(&file, &path) {
+            if try_lock(&file) && same_file(&file, &path) {
                 return Ok(ScratchFile {
                     path,
                     file,
@@ -132,7 +132,7 @@ pub fn sweep(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         let Ok(file) = File::open(&path) else {
             continue;
         };
-        if file.try_lock().is_err() || !same_file(&file, &path) {
+        if !try_lock(&file) || !same_file(&file, &path) {
             continue; // a live run's file (or already replaced)
         }
         for side in SIDE_FILES {
@@ -149,6 +149,18 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
+}
+
+/// Takes an exclusive `flock` on `file` without waiting; `false` when another open file holds it (on a
+/// system without `flock`, always `false`: nothing is ever swept there).
+#[cfg(unix)]
+fn try_lock(file: &File) -> bool {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+}
+
+#[cfg(not(unix))]
+fn try_lock(_file: &File) -> bool {
+    false
 }
 
 /// Whether `path` still names the open `file` (not a file put in its place since).

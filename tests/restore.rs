@@ -900,6 +900,11 @@ async fn leftovers_of_killed_runs_are_removed_by_the_next_run() {
         assert_eq!(std::fs::read(path).unwrap(), b"mine");
     }
     assert!(live.exists(), "a live run's scratch database was removed");
+    assert_eq!(
+        entries(&spool),
+        ["d1vault-verify-L1ve00.sqlite", "notes.txt"],
+        "a restore or verify left a file in the spool directory"
+    );
     drop(held);
     assert_eq!(entries(&dir), ["restored.sqlite", "restored.sqlite.bak"]);
 }

@@ -431,15 +431,32 @@ pub enum TargetPath {
     ReplaceRegularFile,
 }
 
-/// Decides what a restore may do at `path`, without following a link: create it when nothing is there,
+/// Decides what a restore may do at `path`, without following a link: create it when nothing is there
+/// (in a directory that exists),
 /// replace a regular file only with `replace`, and never touch anything else, `--replace` or not (a
 /// symbolic link, dangling or not, a directory, a FIFO, a device, a socket): renaming over it would
 /// replace the link or the special file itself, not a database (`/dev/null` once). A dangling link is
 /// something that exists.
 pub fn check_target(path: &Path, replace: bool) -> Result<TargetPath, RestoreError> {
+    if path.file_name().is_none() {
+        return Err(RestoreError::Refused(format!(
+            "{:?} does not name a file; give the path of the SQLite file to write",
+            path.display().to_string()
+        )));
+    }
     let metadata = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TargetPath::New),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = parent_dir(path);
+            return if std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+                Ok(TargetPath::New)
+            } else {
+                Err(RestoreError::Refused(format!(
+                    "the directory {} does not exist; create it first (nothing was changed)",
+                    dir.display()
+                )))
+            };
+        }
         Err(e) => {
             return Err(RestoreError::Refused(format!(
                 "cannot check what {} is: {e}; nothing was changed",
@@ -614,6 +631,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let new = dir.path().join("new.sqlite");
         assert_eq!(check_target(&new, false).unwrap(), TargetPath::New);
+        let nowhere = dir.path().join("missing/new.sqlite");
+        assert!(
+            check_target(&nowhere, true)
+                .unwrap_err()
+                .to_string()
+                .contains("does not exist")
+        );
         let file = dir.path().join("file.sqlite");
         std::fs::write(&file, b"x").unwrap();
         assert!(

@@ -93,7 +93,8 @@ pub struct RestoreArgs {
     /// Restore into a new SQLite file.
     #[arg(long, value_name = "PATH")]
     pub to_sqlite: Option<PathBuf>,
-    /// Allow replacing a target that already has tables (D1) or exists (SQLite).
+    /// Allow replacing a target that is not empty (D1: tables, views or triggers) or an existing regular
+    /// file (SQLite; never a link, directory, FIFO or device).
     #[arg(long)]
     pub replace: bool,
     /// Do not ask for confirmation (required for destructive restores without a TTY).

@@ -514,7 +514,7 @@ async fn import_with(
     let started = std::time::Instant::now();
     let err = tokio::time::timeout(
         std::time::Duration::from_secs(30),
-        d1vault::restore::d1::import_replacing(&client, &uuid, &body),
+        d1vault::restore::d1::import_replacing(&client, &uuid, body),
     )
     .await
     .expect("the import hung the restore")
@@ -785,4 +785,382 @@ async fn a_manifest_naming_another_databases_dump_is_not_trusted() {
         );
         assert!(!file.exists(), "{case}");
     }
+}
+
+/// The names of the tables of the SQLite file at `path`.
+fn table_names(path: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The entries of `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn verify_args(database: &str) -> d1vault::cli::VerifyArgs {
+    d1vault::cli::VerifyArgs {
+        databases: vec![database.into()],
+        backup: None,
+        all: false,
+    }
+}
+
+/// A victim SQLite file outside any restore, with one table `t`.
+fn victim(env: &Env) -> PathBuf {
+    let path = env.dir.path().join("victim.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    path
+}
+
+/// A dump edited in storage together with its manifest (the hash matches) that ATTACHes another SQLite
+/// file of the host and drops its table, or writes a file with VACUUM INTO, is refused by verify and by
+/// both restores with a clear error: the victim keeps its table, no file is written, no target changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_dump_with_a_matching_hash_touches_no_file_of_the_host() {
+    let (env, config, sources, _) = setup("zstd").await;
+    let victim = victim(&env);
+    let copy = env.dir.path().join("copy.db");
+    let attach = format!(
+        "PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE x (a);\nINSERT INTO \"x\" VALUES(1);\nATTACH '{}' AS v;\nDROP TABLE v.t;",
+        victim.display()
+    );
+    let vacuum = format!(
+        "PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE x (a);\nVACUUM INTO '{}';",
+        copy.display()
+    );
+    for (name, sql) in [("attach", attach), ("vacuum", vacuum)] {
+        store_as_backup(&sources, name, sql.as_bytes(), 10).await;
+        let file = env.dir.path().join(format!("{name}.sqlite"));
+        let before = entries(env.dir.path());
+        let err = restore::run(&config, &to_sqlite(name, &file))
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_code, 1);
+        assert!(
+            err.message.contains("refused before it ran")
+                && err.message.contains("nothing on the target was changed"),
+            "{name}: {}",
+            err.message
+        );
+        assert!(!file.exists(), "{name}: a restored file appeared");
+        assert_eq!(
+            entries(env.dir.path()),
+            before,
+            "{name}: a file was left behind"
+        );
+
+        let err = d1vault::commands::verify::run(&config, &verify_args(name))
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_code, 1);
+        assert!(
+            err.message.contains("refused before it ran"),
+            "{name}: {}",
+            err.message
+        );
+
+        let target = format!("{name}-target");
+        create_d1(&sources, &target).await;
+        let err = restore::run(&config, &to_d1(name, &target))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("refused before it ran"),
+            "{name}: {}",
+            err.message
+        );
+        assert!(
+            contents(&d1_file(&env, &target)).is_empty(),
+            "{name}: the D1 target changed"
+        );
+
+        assert_eq!(
+            table_names(&victim),
+            ["t"],
+            "{name}: the victim lost its table"
+        );
+        assert!(!copy.exists(), "{name}: VACUUM INTO wrote a file");
+        assert_eq!(
+            entries(&config.daemon.state_dir.join("spool")),
+            Vec::<String>::new(),
+            "{name}: scratch files were left in the spool directory"
+        );
+    }
+}
+
+/// The same hostile dump put in place of a backup's dump without fixing the manifest (the hash fails):
+/// not one statement runs, on either restore or in verify, and the error says the backup is damaged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_dump_whose_hash_fails_runs_nothing() {
+    let (env, config, sources, _) = setup("zstd").await;
+    let victim = victim(&env);
+    let good = store_as_backup(&sources, "edited", WRANGLER_DUMP.as_bytes(), 10).await;
+    let attach = format!(
+        "PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE x (a);\nCREATE TABLE y AS SELECT * FROM x;\n\
+         INSERT INTO \"x\" VALUES(1);\nCOMMIT;\nATTACH '{}' AS v;\nDROP TABLE v.t;",
+        victim.display()
+    );
+    let hostile = store_as_backup(&sources, "hostile", attach.as_bytes(), 10).await;
+    let bytes = sources.storage.get_bytes(&hostile.dump.key).await.unwrap();
+    tamper(&sources, &good, bytes, false).await;
+
+    let file = env.dir.path().join("edited.sqlite");
+    let before = entries(env.dir.path());
+    let err = restore::run(&config, &to_sqlite("edited", &file))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("damaged"), "{}", err.message);
+    assert!(!file.exists());
+    assert_eq!(entries(env.dir.path()), before);
+    let err = d1vault::commands::verify::run(&config, &verify_args("edited"))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("damaged"), "{}", err.message);
+    create_d1(&sources, "edited-target").await;
+    let err = restore::run(&config, &to_d1("edited", "edited-target"))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("damaged"), "{}", err.message);
+    assert!(contents(&d1_file(&env, "edited-target")).is_empty());
+    assert_eq!(table_names(&victim), ["t"], "the victim lost its table");
+    assert_eq!(
+        entries(&config.daemon.state_dir.join("spool")),
+        Vec::<String>::new()
+    );
+}
+
+/// `--to-sqlite` never follows or replaces a symbolic link (to a file, or dangling), a FIFO, a
+/// character device or a directory, with `--replace` or without: exit 1, a message saying what is there,
+/// and the path and whatever it leads to left as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn to_sqlite_replaces_only_a_regular_file() {
+    use std::os::unix::fs::FileTypeExt;
+    let (env, config, sources, _) = setup("zstd").await;
+    run_backup(config.database("local").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    let dir = env.dir.path().join("targets");
+    std::fs::create_dir(&dir).unwrap();
+    let precious = dir.join("precious.sqlite");
+    std::fs::write(&precious, b"precious").unwrap();
+    let link = dir.join("link.sqlite");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    let dangling = dir.join("dangling.sqlite");
+    std::os::unix::fs::symlink(dir.join("nowhere.sqlite"), &dangling).unwrap();
+    let fifo = dir.join("fifo.sqlite");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let subdir = dir.join("subdir.sqlite");
+    std::fs::create_dir(&subdir).unwrap();
+    let mut cases = vec![
+        (link.clone(), "a symbolic link"),
+        (dangling.clone(), "does not exist"),
+        (fifo.clone(), "a FIFO"),
+        (subdir.clone(), "a directory"),
+    ];
+    // A character device of our own (we may not be root: then a link to /dev/null stands in for it).
+    let device = dir.join("null.sqlite");
+    let mknod = std::process::Command::new("mknod")
+        .arg(&device)
+        .args(["c", "1", "3"])
+        .status();
+    if mknod.is_ok_and(|s| s.success()) {
+        cases.push((device.clone(), "a character device"));
+    } else {
+        std::os::unix::fs::symlink("/dev/null", &device).unwrap();
+        cases.push((device.clone(), "a symbolic link to /dev/null"));
+    }
+    let kind = |p: &Path| std::fs::symlink_metadata(p).unwrap().file_type();
+    let before: Vec<_> = cases.iter().map(|(p, _)| kind(p)).collect();
+    for (path, what) in &cases {
+        for replace in [true, false] {
+            let err = restore::run(
+                &config,
+                &RestoreArgs {
+                    replace,
+                    ..to_sqlite("local", path)
+                },
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(err.exit_code, 1, "{}: {}", path.display(), err.message);
+            assert!(
+                err.message.contains(what),
+                "{} (--replace {replace}): {}",
+                path.display(),
+                err.message
+            );
+        }
+    }
+    let after: Vec<_> = cases.iter().map(|(p, _)| kind(p)).collect();
+    assert_eq!(
+        after, before,
+        "a link, FIFO, device or directory was replaced"
+    );
+    assert!(kind(&fifo).is_fifo());
+    assert_eq!(std::fs::read(&precious).unwrap(), b"precious");
+    assert!(
+        !dir.join("nowhere.sqlite").exists(),
+        "a dangling link was followed"
+    );
+    assert_eq!(
+        entries(&dir),
+        [
+            "dangling.sqlite",
+            "fifo.sqlite",
+            "link.sqlite",
+            "null.sqlite",
+            "precious.sqlite",
+            "subdir.sqlite"
+        ]
+    );
+    assert!(entries(&subdir).is_empty());
+}
+
+/// A D1 target that holds only a view and a trigger (no table) is not empty: without --replace the
+/// restore is refused and the view stays; with --replace a safety backup is taken first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_d1_target_with_only_views_or_triggers_is_not_empty() {
+    let (env, config, sources, local) = setup("zstd").await;
+    run_backup(config.database("local").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    create_d1(&sources, "views-only").await;
+    let client = sources.cloudflare.as_ref().unwrap();
+    let target = client.get_database("views-only").await.unwrap();
+    client
+        .query(
+            &target.uuid,
+            "CREATE VIEW v AS SELECT 1 AS x; \
+             CREATE TRIGGER tr INSTEAD OF INSERT ON v BEGIN SELECT 1; END;",
+            &[],
+        )
+        .await
+        .unwrap();
+    let schema = |path: &Path| -> Vec<String> {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT type || ' ' || name FROM sqlite_master ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(
+        schema(&d1_file(&env, "views-only")),
+        ["trigger tr", "view v"]
+    );
+
+    let err = restore::run(&config, &to_d1("local", "views-only"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code, 1);
+    assert!(err.message.contains("--replace"), "{}", err.message);
+    assert!(err.message.contains("view v"), "{}", err.message);
+    assert_eq!(
+        schema(&d1_file(&env, "views-only")),
+        ["trigger tr", "view v"]
+    );
+
+    restore::run(
+        &config,
+        &RestoreArgs {
+            replace: true,
+            ..to_d1("local", "views-only")
+        },
+    )
+    .await
+    .unwrap();
+    assert_same_contents(&local, &d1_file(&env, "views-only"));
+    let safety = d1vault::backups::complete(
+        sources.storage.as_ref(),
+        &sources.prefix,
+        Some("views-only"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(safety.len(), 1, "no safety backup of the views-only target");
+}
+
+/// What a killed restore or verify leaves (the temporary file next to a `--to-sqlite` target, verify's
+/// scratch database, a D1 import file, with their SQLite side files) is removed when the same operation
+/// runs next; files of runs still going (locked) and files d1vault did not name are left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_killed_runs_are_removed_by_the_next_run() {
+    let (env, config, sources, _) = setup("zstd").await;
+    run_backup(config.database("local").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    let spool = config.daemon.state_dir.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let dir = env.dir.path().join("out");
+    std::fs::create_dir(&dir).unwrap();
+    let big = vec![b'x'; 1 << 20];
+    // The names a killed run of this version leaves, and the PID-named one of the previous version.
+    let leftovers = [
+        dir.join(".restored.sqlite.d1vault-restore-4242"),
+        dir.join(".restored.sqlite.d1vault-restore-Ab3dE9"),
+        spool.join("d1vault-verify-Zx81Qa.sqlite"),
+        spool.join("d1vault-verify-Zx81Qa.sqlite-journal"),
+        spool.join("d1vault-import-Kq02Lm.sql"),
+    ];
+    for path in &leftovers {
+        std::fs::write(path, &big).unwrap();
+    }
+    let others = [dir.join("restored.sqlite.bak"), spool.join("notes.txt")];
+    for path in &others {
+        std::fs::write(path, b"mine").unwrap();
+    }
+    // A run still going holds its scratch file locked.
+    let live = spool.join("d1vault-verify-L1ve00.sqlite");
+    let held = std::fs::File::create(&live).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+
+    let restored = dir.join("restored.sqlite");
+    restore::run(&config, &to_sqlite("local", &restored))
+        .await
+        .unwrap();
+    d1vault::commands::verify::run(&config, &verify_args("local"))
+        .await
+        .unwrap();
+    create_d1(&sources, "fresh").await;
+    restore::run(&config, &to_d1("local", "fresh"))
+        .await
+        .unwrap();
+
+    for path in &leftovers {
+        assert!(!path.exists(), "{} survived the next run", path.display());
+    }
+    for path in &others {
+        assert_eq!(std::fs::read(path).unwrap(), b"mine");
+    }
+    assert!(live.exists(), "a live run's scratch database was removed");
+    assert_eq!(
+        entries(&spool),
+        ["d1vault-verify-L1ve00.sqlite", "notes.txt"],
+        "a restore or verify left a file in the spool directory"
+    );
+    drop(held);
+    assert_eq!(entries(&dir), ["restored.sqlite", "restored.sqlite.bak"]);
 }

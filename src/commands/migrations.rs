@@ -405,7 +405,7 @@ async fn apply_d1(
 }
 
 /// Replaces the contents of D1 database `id` with the backup `manifest`, as `restore --to-d1 --replace`
-/// does: the backup is checked against its manifest while it is spooled, then loaded in one atomic import.
+/// does: the backup is downloaded and proven against its manifest, spooled, then loaded in one atomic import.
 async fn restore_backup(
     client: &Client,
     id: &str,
@@ -420,7 +420,7 @@ async fn restore_backup(
         &mut Progress::hidden(),
     )
     .await?;
-    d1::import_replacing(client, id, &body).await?;
+    d1::import_replacing(client, id, body).await?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! `d1vault restore DB [--backup ID] (--to-d1 NAME_OR_ID | --to-sqlite PATH) [--replace] [--yes]
-//! [--no-safety-backup]`: restore a backup (default: the newest). The backup's size and sha256 are checked
-//! before anything on the target changes.
+//! [--no-safety-backup]`: restore a backup (default: the newest). The backup is downloaded and its size and
+//! sha256 are checked before any of it runs or anything on the target changes.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -10,6 +10,8 @@ use crate::cli::RestoreArgs;
 use crate::config::{Config, DatabaseConfig, Source};
 use crate::manifest::Manifest;
 use crate::pipeline::{BackupSources, run_backup_now};
+use crate::restore::scratch::{self, ScratchFile};
+use crate::restore::sqlite::TargetPath;
 use crate::restore::{self, Progress, RestoreError, d1, sqlite};
 
 /// Runs the restore described by `args`.
@@ -44,44 +46,57 @@ async fn to_sqlite(
     path: &Path,
     args: &RestoreArgs,
 ) -> Result<(), Failure> {
-    if path.exists() {
-        if !args.replace {
-            return Err(Failure::failed(format!(
-                "{} already exists; pass --replace to overwrite it (it is replaced atomically only after the \
-                 restore succeeded)",
-                path.display()
-            )));
-        }
+    let target = sqlite::check_target(path, args.replace).map_err(failed)?;
+    if target == TargetPath::ReplaceRegularFile {
         confirm(args, &format!("replace the SQLite file {}", path.display()))?;
     }
-    let temp = sqlite::temporary_sibling(path);
-    let _ = std::fs::remove_file(&temp);
+    // The temporary file and the spooled dump go next to the target: the rename is then atomic, and the
+    // space needed is where the user chose to put the database.
+    let dir = sqlite::parent_dir(path);
+    let prefix = sqlite::temporary_prefix(path);
+    scratch::sweep(dir, &prefix);
     let mut progress = Progress::new(
         format!("restoring {}", manifest.backup_id),
         manifest.dump.raw_size,
     );
-    let loaded =
-        sqlite::load_into_new_file(sources.storage.as_ref(), manifest, &temp, &mut progress).await;
-    let report = match loaded {
-        Ok(report) => report,
-        Err(e) => {
-            let _ = std::fs::remove_file(&temp);
-            return Err(failed(e));
-        }
-    };
+    let dump = restore::download_and_prove(sources.storage.as_ref(), manifest, dir, &mut progress)
+        .await
+        .map_err(failed)?;
+    // Mode 0666 less the umask, as SQLite would create it; a replaced file's mode is kept below.
+    let temp = ScratchFile::create(dir, &prefix, "", 0o666).map_err(|e| {
+        Failure::failed(format!(
+            "creating a temporary file in {}: {e}; nothing was changed",
+            dir.display()
+        ))
+    })?;
+    let report = sqlite::load_proven(dump, manifest, temp.path(), &mut progress)
+        .await
+        .map_err(failed)?;
     if report.integrity != ["ok"] {
-        let _ = std::fs::remove_file(&temp);
         return Err(Failure::failed(format!(
-            "the restored database fails integrity_check: {}",
+            "the restored database fails integrity_check: {}; nothing was changed",
             report.integrity.join("; ")
         )));
     }
-    let install = std::fs::File::open(&temp)
-        .and_then(|f| f.sync_all())
-        .and_then(|()| std::fs::rename(&temp, path))
-        .and_then(|()| sync_parent(path));
+    // What is at the path now must still be what was checked before the restore.
+    match sqlite::check_target(path, args.replace) {
+        Ok(now) if now == target => {}
+        Ok(_) => {
+            return Err(Failure::failed(format!(
+                "{} appeared while the restore ran; nothing was replaced: run the restore again",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(failed(e)),
+    }
+    let install = keep_mode_of(path, target, temp.path())
+        .and_then(|()| temp.file().sync_all())
+        .and_then(|()| std::fs::rename(temp.path(), path));
+    if install.is_ok() {
+        temp.keep(); // the name is the restored database's now
+    }
+    let install = install.and_then(|()| sync_parent(path));
     if let Err(e) = install {
-        let _ = std::fs::remove_file(&temp);
         return Err(Failure::failed(format!(
             "moving the restored database into place at {}: {e}",
             path.display()
@@ -95,6 +110,16 @@ async fn to_sqlite(
         path.display(),
         report.row_counts.len()
     );
+    Ok(())
+}
+
+/// Gives the restored file `temp` the mode of the regular file it replaces, so that a database readable
+/// only by its owner does not become readable by all.
+fn keep_mode_of(path: &Path, target: TargetPath, temp: &Path) -> std::io::Result<()> {
+    if target == TargetPath::ReplaceRegularFile {
+        let permissions = std::fs::symlink_metadata(path)?.permissions();
+        std::fs::set_permissions(temp, permissions)?;
+    }
     Ok(())
 }
 
@@ -120,21 +145,21 @@ async fn to_d1(
     let objects = d1::user_objects(client, &target_db.uuid)
         .await
         .map_err(failed)?;
-    let has_tables = objects.iter().any(|o| o.kind == "table");
-    if has_tables && !args.replace {
-        let names: Vec<&str> = objects
+    // Views and triggers count: a database holding only those is not empty, and a restore drops them.
+    let has_objects = !objects.is_empty();
+    if has_objects && !args.replace {
+        let names: Vec<String> = objects
             .iter()
-            .filter(|o| o.kind == "table")
-            .map(|o| o.name.as_str())
+            .map(|o| format!("{} {}", o.kind, o.name))
             .collect();
         return Err(Failure::failed(format!(
-            "the target D1 database {} already has tables ({}); pass --replace to replace its contents (a safety \
+            "the target D1 database {} is not empty ({}); pass --replace to replace its contents (a safety \
              backup is taken first)",
             target_db.name,
             names.join(", ")
         )));
     }
-    if has_tables {
+    if has_objects {
         confirm(
             args,
             &format!(
@@ -161,7 +186,7 @@ async fn to_d1(
 
     // 2. Safety backup of what is about to be replaced.
     let mut safety_id = None;
-    if has_tables && !args.no_safety_backup {
+    if has_objects && !args.no_safety_backup {
         let safety_config =
             safety_backup_config(config, &args.database, &target_db.name, &target_db.uuid);
         match run_backup_now(&safety_config, sources).await {
@@ -170,7 +195,7 @@ async fn to_d1(
                 safety_id = Some(m.backup_id);
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&body);
+                drop(body);
                 return Err(Failure::failed(format!(
                     "the safety backup of {} failed, so nothing was changed: {e} (use --no-safety-backup to \
                      restore without one)",
@@ -181,7 +206,7 @@ async fn to_d1(
     }
 
     // 3. One atomic import: clear what is there now, then load.
-    let outcome = d1::import_replacing(client, &target_db.uuid, &body)
+    let outcome = d1::import_replacing(client, &target_db.uuid, body)
         .await
         .map_err(|e| Failure::failed(format!("restoring into {}: {e}", target_db.name)))?;
     println!(

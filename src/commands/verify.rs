@@ -1,13 +1,15 @@
 //! `d1vault verify [DB...] [--backup ID] [--all]`: prove that backups restore. Each chosen backup is
-//! downloaded, checked for size and sha256 against its manifest, loaded into a scratch SQLite database
-//! (temporary, deleted after), and checked with `integrity_check`, `foreign_key_check` and the manifest's
-//! row counts. Exit 1 on any mismatch. Production is never touched.
+//! downloaded, checked for size and sha256 against its manifest, and only then loaded into a scratch SQLite
+//! database (`state_dir/spool/d1vault-verify-*.sqlite`, locked down, deleted after, and swept by the next
+//! verify if the process was killed), and checked with `integrity_check`, `foreign_key_check` and the
+//! manifest's row counts. Exit 1 on any mismatch. Production is never touched.
 
 use super::{Failure, open_sources};
 use crate::backups;
 use crate::cli::VerifyArgs;
 use crate::config::Config;
 use crate::manifest::Manifest;
+use crate::restore::scratch::{self, PRIVATE, ScratchFile};
 use crate::restore::{self, Progress, RestoreError, sqlite};
 
 /// Verifies the selected backups and prints one line per backup.
@@ -24,6 +26,7 @@ pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
             config.daemon.state_dir.display()
         ))
     })?;
+    scratch::sweep(&spool_dir(config), sqlite::VERIFY_PREFIX);
     let mut failures = Vec::new();
     for name in &names {
         let manifests = match &args.backup {
@@ -91,24 +94,35 @@ pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
     }
 }
 
+/// Where verify spools downloads and keeps its scratch databases.
+fn spool_dir(config: &Config) -> std::path::PathBuf {
+    config.daemon.state_dir.join("spool")
+}
+
 async fn verify_one(
     config: &Config,
     sources: &crate::pipeline::BackupSources,
     manifest: &Manifest,
 ) -> Result<String, Vec<String>> {
-    let scratch = tempfile::Builder::new()
-        .prefix("d1vault-verify-")
-        .tempdir_in(&config.daemon.state_dir)
-        .map_err(|e| vec![format!("creating a scratch directory: {e}")])?;
-    let path = scratch.path().join("scratch.sqlite");
+    let spool = spool_dir(config);
     let mut progress = Progress::new(
         format!("verifying {}", manifest.backup_id),
         manifest.dump.raw_size,
     );
-    let report =
-        sqlite::load_into_new_file(sources.storage.as_ref(), manifest, &path, &mut progress)
+    let dump =
+        restore::download_and_prove(sources.storage.as_ref(), manifest, &spool, &mut progress)
             .await
             .map_err(|e| vec![e.to_string()])?;
+    let scratch =
+        ScratchFile::create(&spool, sqlite::VERIFY_PREFIX, ".sqlite", PRIVATE).map_err(|e| {
+            vec![format!(
+                "creating a scratch database in {}: {e}",
+                spool.display()
+            )]
+        })?;
+    let report = sqlite::load_proven(dump, manifest, scratch.path(), &mut progress)
+        .await
+        .map_err(|e| vec![e.to_string()])?;
     let problems = report.problems(manifest);
     if !problems.is_empty() {
         return Err(problems);

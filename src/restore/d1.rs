@@ -1,14 +1,21 @@
-//! Restoring into D1 through the import API. The dump is spooled to `state_dir` in restore order (D1's
-//! import needs the file's md5 before the upload, so it cannot be streamed straight through), with the
-//! statements that clear the target in front. D1 applies an import atomically, so clearing and loading
-//! succeed or fail together: a failed import leaves the target exactly as it was.
+//! Restoring into D1 through the import API. The dump is downloaded and proven, then spooled to
+//! `state_dir/spool` in restore order (D1's import needs the file's md5 before the upload, so it cannot be
+//! streamed straight through), with the statements that clear the target in front. D1 applies an import
+//! atomically, so clearing and loading succeed or fail together: a failed import leaves the target exactly
+//! as it was.
+//!
+//! Every spool file is private (0600). The parts are unnamed; the one named file, the import file handed
+//! to the upload, is a [`ScratchFile`] named `d1vault-import-*.sql`, removed when the import ends and, if
+//! the process was killed, by the next restore's [`sweep`](super::scratch::sweep).
 
+use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 
 use tokio::fs::File;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 
-use super::{Phase, Progress, RestoreError, phase_of, read_statements};
+use super::scratch::{self, PRIVATE, ScratchFile};
+use super::{Phase, Progress, RestoreError, download_and_prove, phase_of, read_statements};
 use crate::cloudflare::{Client, ImportOutcome};
 use crate::manifest::Manifest;
 use crate::sql::{StatementKind, quote_identifier};
@@ -68,48 +75,35 @@ pub fn clearing_statements(objects: &[SchemaObject]) -> Vec<String> {
     out
 }
 
+/// The file-name prefix of the import files in the spool directory.
+pub const IMPORT_PREFIX: &str = "d1vault-import-";
+
+/// The body of an import file, spooled in restore order by [`spool_import_body`] into unnamed files that
+/// vanish when it is dropped (or the process dies). [`import_replacing`] puts it behind the clearing
+/// statements and imports it.
+#[derive(Debug)]
+pub struct ImportBody {
+    /// Schema, rows, late objects: concatenated in this order.
+    parts: [File; 3],
+    spool_dir: PathBuf,
+}
+
 /// Spools the body of the import file for `manifest` into `spool_dir`: schema, rows, then indexes,
-/// triggers and views. Statements over D1's 100 KB limit are refused here, naming the table and row, before
-/// anything is uploaded. The backup's sha256 is checked as it is read; on any error the spool files are
-/// removed. [`import_replacing`] then puts the clearing statements in front and imports it.
+/// triggers and views. The stored object is downloaded and proven against its manifest first; statements
+/// over D1's 100 KB limit are refused here, naming the table and row, before anything is uploaded.
+/// Leftover import files of killed runs in `spool_dir` are removed first.
 pub async fn spool_import_body(
     storage: &dyn Storage,
     manifest: &Manifest,
     spool_dir: &Path,
     progress: &mut Progress,
-) -> Result<PathBuf, RestoreError> {
-    tokio::fs::create_dir_all(spool_dir).await.map_err(|e| {
-        RestoreError::Target(format!(
-            "creating the spool directory {}: {e}",
-            spool_dir.display()
-        ))
-    })?;
-    let stem = format!(
-        "restore-{}-{}-{}",
-        manifest.database.name,
-        manifest.backup_id,
-        std::process::id()
-    );
-    let parts = Parts::create(spool_dir, &stem).await?;
-    let result = fill(storage, manifest, progress, parts, spool_dir, &stem).await;
-    if result.is_err() {
-        for suffix in ["schema", "rows", "late", "body"] {
-            let _ = tokio::fs::remove_file(spool_dir.join(format!("{stem}.{suffix}"))).await;
-        }
-    }
-    result
-}
-
-async fn fill(
-    storage: &dyn Storage,
-    manifest: &Manifest,
-    progress: &mut Progress,
-    mut parts: Parts,
-    spool_dir: &Path,
-    stem: &str,
-) -> Result<PathBuf, RestoreError> {
+) -> Result<ImportBody, RestoreError> {
+    let dir = spool_dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || scratch::sweep(&dir, IMPORT_PREFIX)).await;
+    let dump = download_and_prove(storage, manifest, spool_dir, progress).await?;
+    let mut parts = Parts::create(spool_dir).await?;
     let mut rows_per_table: std::collections::HashMap<String, u64> = Default::default();
-    read_statements(storage, manifest, progress, async |batch| {
+    read_statements(dump, manifest, progress, async |batch| {
         for (stmt, kind) in batch {
             if let StatementKind::Insert { table } = &kind {
                 let row = rows_per_table.entry(table.clone()).or_default();
@@ -133,51 +127,44 @@ async fn fill(
         Ok(())
     })
     .await?;
-    parts.flush().await?;
-    let out_path = spool_dir.join(format!("{stem}.body"));
-    let mut out = BufWriter::new(create(&out_path).await?);
-    for suffix in ["schema", "rows", "late"] {
-        let part = spool_dir.join(format!("{stem}.{suffix}"));
-        let mut input = File::open(&part).await.map_err(spool_io)?;
-        tokio::io::copy(&mut input, &mut out)
-            .await
-            .map_err(spool_io)?;
-        let _ = tokio::fs::remove_file(&part).await;
-    }
-    out.flush().await.map_err(spool_io)?;
-    Ok(out_path)
+    parts.finish(spool_dir).await
 }
 
 /// Replaces everything in the D1 database `database_id` with the spooled `body` (from
 /// [`spool_import_body`]) in one atomic import: what the database holds now is read, dropped and loaded over
-/// in the same request, so a failed import leaves it as it was. Removes the spool files either way. Used by
-/// `restore --to-d1` and by `migrations apply` to undo a failed run on a database without Time Travel.
+/// in the same request, so a failed import leaves it as it was. The import file is removed either way. Used
+/// by `restore --to-d1` and by `migrations apply` to undo a failed run on a database without Time Travel.
 pub async fn import_replacing(
     client: &Client,
     database_id: &str,
-    body: &Path,
+    body: ImportBody,
 ) -> Result<ImportOutcome, RestoreError> {
-    let import_file = body.with_extension("sql");
-    let result = async {
-        let objects = user_objects(client, database_id).await?;
-        assemble_import_file(body, &import_file, &clearing_statements(&objects)).await?;
-        Ok(client.import(database_id, &import_file).await?)
-    }
-    .await;
-    // Scratch files whatever happened (a full disk included): never leave a dump behind in state_dir.
-    let _ = tokio::fs::remove_file(body).await;
-    let _ = tokio::fs::remove_file(&import_file).await;
-    result
+    let objects = user_objects(client, database_id).await?;
+    let import_file = assemble_import_file(body, &clearing_statements(&objects)).await?;
+    // Dropping the scratch file removes it, whatever the import did (a full disk included).
+    Ok(client.import(database_id, import_file.path()).await?)
 }
 
-/// Writes the import file `out_path`: `PRAGMA defer_foreign_keys=TRUE;`, the `clearing` statements, then
-/// `body`. Because D1 applies an import atomically, clearing and loading then succeed or fail together.
+/// Writes the import file: `PRAGMA defer_foreign_keys=TRUE;`, the `clearing` statements, then `body`.
+/// Because D1 applies an import atomically, clearing and loading then succeed or fail together.
 async fn assemble_import_file(
-    body: &Path,
-    out_path: &Path,
+    body: ImportBody,
     clearing: &[String],
-) -> Result<(), RestoreError> {
-    let mut out = BufWriter::new(create(out_path).await?);
+) -> Result<ScratchFile, RestoreError> {
+    let dir = body.spool_dir.clone();
+    let import_file = tokio::task::spawn_blocking(move || {
+        ScratchFile::create(&dir, IMPORT_PREFIX, ".sql", PRIVATE)
+    })
+    .await
+    .map_err(|e| RestoreError::Target(format!("creating the import file: {e}")))?
+    .map_err(|e| {
+        RestoreError::Target(format!(
+            "creating the import file in {}: {e}",
+            body.spool_dir.display()
+        ))
+    })?;
+    let handle = import_file.file().try_clone().map_err(spool_io)?;
+    let mut out = BufWriter::new(File::from_std(handle));
     out.write_all(b"PRAGMA defer_foreign_keys=TRUE;\n")
         .await
         .map_err(spool_io)?;
@@ -185,11 +172,14 @@ async fn assemble_import_file(
         out.write_all(stmt.as_bytes()).await.map_err(spool_io)?;
         out.write_all(b"\n").await.map_err(spool_io)?;
     }
-    let mut input = File::open(body).await.map_err(spool_io)?;
-    tokio::io::copy(&mut input, &mut out)
-        .await
-        .map_err(spool_io)?;
-    out.flush().await.map_err(spool_io)
+    for mut part in body.parts {
+        part.seek(SeekFrom::Start(0)).await.map_err(spool_io)?;
+        tokio::io::copy(&mut part, &mut out)
+            .await
+            .map_err(spool_io)?;
+    }
+    out.flush().await.map_err(spool_io)?;
+    Ok(import_file)
 }
 
 fn spool_io(e: std::io::Error) -> RestoreError {
@@ -204,11 +194,11 @@ struct Parts {
 }
 
 impl Parts {
-    async fn create(dir: &Path, stem: &str) -> Result<Parts, RestoreError> {
+    async fn create(dir: &Path) -> Result<Parts, RestoreError> {
         Ok(Parts {
-            schema: BufWriter::new(create(&dir.join(format!("{stem}.schema"))).await?),
-            rows: BufWriter::new(create(&dir.join(format!("{stem}.rows"))).await?),
-            late: BufWriter::new(create(&dir.join(format!("{stem}.late"))).await?),
+            schema: BufWriter::new(unnamed(dir).await?),
+            rows: BufWriter::new(unnamed(dir).await?),
+            late: BufWriter::new(unnamed(dir).await?),
         })
     }
 
@@ -223,18 +213,31 @@ impl Parts {
         out.write_all(b"\n").await.map_err(spool_io)
     }
 
-    async fn flush(&mut self) -> Result<(), RestoreError> {
+    async fn finish(mut self, spool_dir: &Path) -> Result<ImportBody, RestoreError> {
         for out in [&mut self.schema, &mut self.rows, &mut self.late] {
             out.flush().await.map_err(spool_io)?;
         }
-        Ok(())
+        Ok(ImportBody {
+            parts: [
+                self.schema.into_inner(),
+                self.rows.into_inner(),
+                self.late.into_inner(),
+            ],
+            spool_dir: spool_dir.to_path_buf(),
+        })
     }
 }
 
-async fn create(path: &Path) -> Result<File, RestoreError> {
-    File::create(path)
+/// An unnamed, private spool file in `dir`.
+async fn unnamed(dir: &Path) -> Result<File, RestoreError> {
+    let dir = dir.to_path_buf();
+    let file = tokio::task::spawn_blocking(move || scratch::unnamed(&dir).map_err(|e| (dir, e)))
         .await
-        .map_err(|e| RestoreError::Target(format!("creating {}: {e}", path.display())))
+        .map_err(|e| RestoreError::Target(format!("creating a spool file: {e}")))?
+        .map_err(|(dir, e)| {
+            RestoreError::Target(format!("creating a spool file in {}: {e}", dir.display()))
+        })?;
+    Ok(File::from_std(file))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! Reading a backup back: pick it by manifest, stream it out of storage while checking its size and
-//! sha256, decompress, split into statements, and hand them to a target (a SQLite file or a spool file for
-//! D1's import API) in an order that always re-imports:
+//! Reading a backup back: pick it by manifest, download the stored object into an unnamed local spool
+//! file while checking its size and sha256, and only once it is proven, decompress it, split it into
+//! statements, and hand them to a target (a SQLite file or a spool file for D1's import API) in an order
+//! that always re-imports:
 //!
 //! 1. tables (and everything else that is not a row or a late object), in dump order;
 //! 2. rows, in dump order;
@@ -9,14 +10,19 @@
 //!
 //! D1's own dumps put each table's rows right after its CREATE, so a row can reference a table that does
 //! not exist yet (workers-sdk #5683); the ordering above is why d1vault's restores work every time.
+//!
+//! Nothing from storage runs before its hash is proven, and a statement that no D1 dump holds (`ATTACH`,
+//! `VACUUM INTO`, ...) is refused before it runs ([`refusal`]); [`sqlite`] also locks its connection down.
 
 pub mod d1;
 mod progress;
+pub mod scratch;
 pub mod sqlite;
 
 use std::io;
+use std::path::Path;
 
-use tokio::io::{AsyncReadExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 
 use crate::backups::StoredBackup;
 use crate::manifest::Manifest;
@@ -52,6 +58,26 @@ pub fn phase_of(kind: &StatementKind) -> Phase {
     }
 }
 
+/// Why a statement is refused before it runs, or `None` when a D1 dump can hold it. D1's dumps (and
+/// d1vault's) hold only `CREATE` statements, rows (`INSERT`, `REPLACE`, `DELETE FROM sqlite_sequence`),
+/// `ANALYZE sqlite_schema`, `PRAGMA defer_foreign_keys` and transaction control; anything else in a backup
+/// (`ATTACH`, `VACUUM INTO`, `DROP`, ...) was put there by someone else and must not run, on any target.
+/// Pure, so the rule is table-tested; the SQLite target's authorizer backs it up inside statements.
+pub fn refusal(stmt: &str, kind: &StatementKind) -> Option<String> {
+    if !matches!(kind, StatementKind::Other) {
+        return None;
+    }
+    let words = crate::sql::words(stmt);
+    match words.first() {
+        Some(first) if first.eq_ignore_ascii_case("ANALYZE") => None,
+        Some(first) => Some(format!(
+            "a statement starting with {}",
+            first.to_ascii_uppercase()
+        )),
+        None => Some("a statement that is not SQL".into()),
+    }
+}
+
 /// Why a restore or verify failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -66,30 +92,53 @@ pub enum RestoreError {
     Target(String),
     #[error("{0}")]
     Refused(String),
+    /// The backup's hash checks out but it holds SQL that no D1 dump holds: it was edited after it was
+    /// taken, together with its manifest, or was not written by d1vault. Nothing of it ran.
+    #[error(
+        "backup {backup_id} holds {what}, which no D1 dump holds, so it was refused before it ran: {statement:?}; \
+         nothing on the target was changed. Someone edited the backup and its manifest in storage, or it was \
+         not written by d1vault: restore an older backup and find out who can write to the bucket"
+    )]
+    Hostile {
+        backup_id: String,
+        what: String,
+        statement: String,
+    },
 }
 
 /// A run of complete statements with their kinds, as they appear in the dump.
 pub type StatementBatch = Vec<(String, StatementKind)>;
 
-/// Reads a backup's dump out of storage as statements, checking it against the manifest on the way.
-/// `on_batch` receives the statements of each chunk read, in dump order; the caller orders and applies
-/// them. Returns an error, after the whole object was read, if the stored or SQL bytes do not match the
-/// manifest: callers must not make a change visible before this returns `Ok`.
+/// A backup's stored object, downloaded into an unnamed local spool file and proven to match its
+/// manifest's size and sha256. Only [`download_and_prove`] makes one, so whatever takes a `ProvenDump`
+/// cannot run a byte that was not proven first.
+#[derive(Debug)]
+pub struct ProvenDump {
+    file: tokio::fs::File,
+    backup_id: String,
+}
+
+/// Reads a proven dump as statements: decompresses and splits it. `on_batch` receives the statements of
+/// each chunk read, in dump order; the caller orders and applies them. A statement that no D1 dump holds
+/// fails the read before `on_batch` sees it ([`refusal`]). Returns an error, after the whole dump was read,
+/// if the SQL does not match the manifest's `raw_size`/`raw_sha256`: callers must not make a change visible
+/// before this returns `Ok`.
 pub async fn read_statements(
-    storage: &dyn Storage,
+    dump: ProvenDump,
     manifest: &Manifest,
     progress: &mut Progress,
     mut on_batch: impl AsyncFnMut(StatementBatch) -> Result<(), RestoreError>,
 ) -> Result<(), RestoreError> {
+    debug_assert_eq!(dump.backup_id, manifest.backup_id);
     let damaged = |detail: String| RestoreError::Damaged {
         backup_id: manifest.backup_id.clone(),
         detail,
     };
-    let object = storage.get_stream(&manifest.dump.key).await?;
-    let mut stored = HashingReader::new(TaggedStorageReader(object));
+    progress.stage("loading", manifest.dump.raw_size);
+    let spooled = dump.file;
     let mut raw = {
         let decoded = decompress(
-            BufReader::with_capacity(256 * 1024, &mut stored),
+            BufReader::with_capacity(256 * 1024, spooled),
             &manifest.dump.compression,
         )
         .map_err(damaged)?;
@@ -100,7 +149,12 @@ pub async fn read_statements(
     loop {
         let n = match raw.read(&mut buf).await {
             Ok(n) => n,
-            Err(e) => return Err(read_error(e, manifest)),
+            Err(e) => {
+                return Err(damaged(format!(
+                    "the stored object matches its manifest but reading it as {} failed: {e}",
+                    manifest.dump.compression
+                )));
+            }
         };
         if n == 0 {
             break;
@@ -112,6 +166,15 @@ pub async fn read_statements(
                 batch.push((stmt.to_string(), classify(stmt)))
             })
             .map_err(|e| damaged(format!("the SQL is not valid UTF-8: {e}")))?;
+        for (stmt, kind) in &batch {
+            if let Some(what) = refusal(stmt, kind) {
+                return Err(RestoreError::Hostile {
+                    backup_id: manifest.backup_id.clone(),
+                    what,
+                    statement: stmt.chars().take(120).collect(),
+                });
+            }
+        }
         if !batch.is_empty() {
             on_batch(batch).await?;
         }
@@ -122,15 +185,7 @@ pub async fn read_statements(
             "the dump ends inside a statement: {head:?}"
         )));
     }
-    // Finishing the SQL hasher drops the decoder, which ends its borrow of the stored-bytes hasher.
     let (raw_size, raw_sha256) = raw.finish();
-    let (size, sha256) = stored.finish();
-    if size != manifest.dump.size || sha256 != manifest.dump.sha256 {
-        return Err(damaged(format!(
-            "the stored object has {size} bytes with sha256 {sha256}, the manifest says {} bytes with sha256 {}",
-            manifest.dump.size, manifest.dump.sha256
-        )));
-    }
     if raw_size != manifest.dump.raw_size || raw_sha256 != manifest.dump.raw_sha256 {
         return Err(damaged(format!(
             "the SQL has {raw_size} bytes with sha256 {raw_sha256}, the manifest says {} bytes with sha256 {}",
@@ -141,41 +196,80 @@ pub async fn read_statements(
     Ok(())
 }
 
-/// A read error is an outage when it came from the storage stream (tagged by [`StorageReadError`]), and
-/// damage (a truncated or foreign object the decoder refused) otherwise.
-fn read_error(e: io::Error, manifest: &Manifest) -> RestoreError {
-    if e.get_ref()
-        .is_some_and(|inner| inner.is::<StorageReadError>())
-    {
-        return RestoreError::Storage(crate::storage::StorageError::retryable(format!(
-            "reading backup {} from storage failed: {e}; the backup may be fine, try again",
-            manifest.backup_id
+/// Downloads the stored object of `manifest` into an unnamed, private file in `spool_dir` (it vanishes
+/// with the process, killed or not) while hashing it, and proves its size and sha256 against the
+/// manifest. Returns the file, positioned at its start, only when both match; an object longer than the
+/// manifest says is refused as soon as it is, without spooling the rest.
+pub async fn download_and_prove(
+    storage: &dyn Storage,
+    manifest: &Manifest,
+    spool_dir: &Path,
+    progress: &mut Progress,
+) -> Result<ProvenDump, RestoreError> {
+    let damaged = |detail: String| RestoreError::Damaged {
+        backup_id: manifest.backup_id.clone(),
+        detail,
+    };
+    let spool_error = |e: io::Error| {
+        RestoreError::Target(format!(
+            "spooling backup {} into {}: {e}; free some space there, or point daemon.state_dir elsewhere",
+            manifest.backup_id,
+            spool_dir.display()
+        ))
+    };
+    tokio::fs::create_dir_all(spool_dir)
+        .await
+        .map_err(spool_error)?;
+    let dir = spool_dir.to_path_buf();
+    let file = tokio::task::spawn_blocking(move || scratch::unnamed(&dir))
+        .await
+        .map_err(|e| RestoreError::Target(format!("creating the spool file: {e}")))?
+        .map_err(spool_error)?;
+    let mut file = tokio::fs::File::from_std(file);
+    progress.stage("downloading", manifest.dump.size);
+    let object = storage.get_stream(&manifest.dump.key).await?;
+    let mut stored = HashingReader::new(object);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match stored.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => return Err(storage_read_error(e, manifest)),
+        };
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        if size > manifest.dump.size {
+            return Err(damaged(format!(
+                "the stored object is longer than the {} bytes the manifest says",
+                manifest.dump.size
+            )));
+        }
+        file.write_all(&buf[..n]).await.map_err(spool_error)?;
+        progress.advance(n as u64);
+    }
+    let (size, sha256) = stored.finish();
+    if size != manifest.dump.size || sha256 != manifest.dump.sha256 {
+        return Err(damaged(format!(
+            "the stored object has {size} bytes with sha256 {sha256}, the manifest says {} bytes with sha256 {}",
+            manifest.dump.size, manifest.dump.sha256
         )));
     }
-    RestoreError::Damaged {
+    file.flush().await.map_err(spool_error)?;
+    file.rewind().await.map_err(spool_error)?;
+    Ok(ProvenDump {
+        file,
         backup_id: manifest.backup_id.clone(),
-        detail: format!("reading the {} dump failed: {e}", manifest.dump.compression),
-    }
+    })
 }
 
-/// Marks an I/O error as coming from the storage stream rather than from decompression.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct StorageReadError(io::Error);
-
-/// Passes the stored object through, tagging its read errors with [`StorageReadError`].
-struct TaggedStorageReader(crate::storage::ObjectReader);
-
-impl tokio::io::AsyncRead for TaggedStorageReader {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.0)
-            .poll_read(cx, buf)
-            .map_err(|e| io::Error::new(e.kind(), StorageReadError(e)))
-    }
+/// A failed read of the stored object is an outage, not damage: the backup may be fine.
+fn storage_read_error(e: io::Error, manifest: &Manifest) -> RestoreError {
+    RestoreError::Storage(crate::storage::StorageError::retryable(format!(
+        "reading backup {} from storage failed: {e}; the backup may be fine, try again",
+        manifest.backup_id
+    )))
 }
 
 /// Picks the manifest to restore: `backup_id`, or the newest complete backup of `database`. A named backup
@@ -214,5 +308,51 @@ pub async fn select_backup(
              run `d1vault list {database}` to see the backups",
             storage.describe()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_statements_a_d1_dump_holds_are_let_through() {
+        let allowed = [
+            "PRAGMA defer_foreign_keys=TRUE;",
+            "CREATE TABLE t (x);",
+            "CREATE TABLE IF NOT EXISTS \"t\" (x);",
+            "CREATE INDEX i ON t(x);",
+            "CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM t; END;",
+            "CREATE VIEW v AS SELECT 1;",
+            "CREATE VIRTUAL TABLE f USING fts5(body);",
+            "INSERT INTO \"t\" (\"x\") VALUES(1);",
+            "REPLACE INTO t VALUES(1);",
+            "DELETE FROM sqlite_sequence;",
+            "ANALYZE sqlite_schema;",
+            "BEGIN TRANSACTION;",
+            "COMMIT;",
+        ];
+        for stmt in allowed {
+            assert_eq!(refusal(stmt, &classify(stmt)), None, "{stmt}");
+        }
+        let refused = [
+            ("ATTACH '/tmp/victim.db' AS v;", "ATTACH"),
+            ("/* hidden */ attach database '/x' as v;", "ATTACH"),
+            ("DETACH v;", "DETACH"),
+            ("VACUUM INTO '/tmp/x';", "VACUUM"),
+            ("DROP TABLE v.t;", "DROP"),
+            ("UPDATE t SET x = 1;", "UPDATE"),
+            ("SELECT load_extension('/tmp/evil.so');", "SELECT"),
+            ("ALTER TABLE t RENAME TO u;", "ALTER"),
+            ("REINDEX;", "REINDEX"),
+            (";", "not SQL"),
+        ];
+        for (stmt, word) in refused {
+            let why = refusal(stmt, &classify(stmt));
+            assert!(
+                why.as_deref().is_some_and(|w| w.contains(word)),
+                "{stmt}: {why:?}"
+            );
+        }
     }
 }

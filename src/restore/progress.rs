@@ -9,6 +9,8 @@ use crate::commands::list::human_bytes;
 /// A progress line for one restore or verify.
 pub struct Progress {
     label: String,
+    /// What is being done now ("downloading", "loading"), shown after the label.
+    stage: String,
     total: u64,
     done: u64,
     enabled: bool,
@@ -20,6 +22,7 @@ impl Progress {
     pub fn new(label: impl Into<String>, total: u64) -> Self {
         Progress {
             label: label.into(),
+            stage: String::new(),
             total,
             done: 0,
             enabled: std::io::stderr().is_terminal(),
@@ -31,11 +34,20 @@ impl Progress {
     pub fn hidden() -> Self {
         Progress {
             label: String::new(),
+            stage: String::new(),
             total: 0,
             done: 0,
             enabled: false,
             last_draw: None,
         }
+    }
+
+    /// Starts the next stage of the same operation: `total` bytes of `stage` (the download of the stored
+    /// object, then the load of its SQL), counted from zero.
+    pub fn stage(&mut self, stage: &str, total: u64) {
+        self.stage = stage.to_string();
+        self.total = total;
+        self.done = 0;
     }
 
     /// Records `bytes` more done.
@@ -57,8 +69,10 @@ impl Progress {
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r{}: {} of {} ({percent:.0}%)   ",
+            "\r{}{}{}: {} of {} ({percent:.0}%)   ",
             self.label,
+            if self.stage.is_empty() { "" } else { ", " },
+            self.stage,
             human_bytes(self.done),
             human_bytes(self.total)
         );

@@ -1,5 +1,6 @@
 //! Crash: `d1vault backup` SIGKILLed mid-upload and between the dump and the manifest. Afterwards nothing
 //! partial is listed or counted by retention, the next backup succeeds, and prune clears the leftovers.
+//! `restore` and `verify` SIGKILLed mid-download leave no file behind.
 
 use chrono::{Duration as TimeDelta, Utc};
 use d1vault::retention::RetentionPolicy;
@@ -215,4 +216,73 @@ async fn sigkill_between_dump_and_manifest_leaves_a_leftover_that_prune_clears()
     );
     assert!(!old_path.exists(), "prune left the old leftover");
     assert_eq!(ids(&list_json(&direct, &secrets).await), listed);
+}
+
+/// The entries of `dir` (none when it does not exist), sorted.
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Proves a `restore --to-sqlite` and a `verify` SIGKILLed while the backup is downloading leave no file
+/// behind, neither next to the target nor in `state_dir` (the download goes to an unnamed spool file, and
+/// nothing is written before it is proven), and that the restore then succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_restore_or_verify_leaves_no_file_behind() {
+    let bed = Bed::start().await;
+    common::create_big_db(&bed.dir.path().join("big.sqlite"), 8);
+    let secrets = bed.secrets();
+    let databases = bed.sqlite_database("big", "big.sqlite", "none");
+    let direct = bed.write_config("direct", &bed.s3_storage(&bed.s3.endpoint), "", &databases);
+    let backup = run(&direct, &["backup", "big"], &secrets).await;
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    let out = bed.dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let target = out.join("big.sqlite");
+    let target = target.to_str().unwrap();
+    let state = bed.dir.path().join("state");
+
+    for (name, args) in [
+        ("restore", vec!["restore", "big", "--to-sqlite", target]),
+        ("verify", vec!["verify", "big"]),
+    ] {
+        let proxy = Proxy::start(
+            &bed.s3.endpoint,
+            ProxyOptions {
+                downstream_bytes_per_sec: Some(2 << 20),
+                ..Default::default()
+            },
+        )
+        .await;
+        let slow = bed.write_config(name, &bed.s3_storage(&proxy.endpoint), "", &databases);
+        let child = common::command(&slow, &args).spawn().unwrap();
+        // A few MiB into the object's download.
+        proxy.wait_delivered(3 << 20).await;
+        kill(child, &secrets).await;
+        assert_eq!(
+            entries(&out),
+            Vec::<String>::new(),
+            "{name} left a file next to the target"
+        );
+        let left: Vec<String> = entries(&state)
+            .into_iter()
+            .filter(|n| n.starts_with("d1vault-"))
+            .chain(entries(&state.join("spool")))
+            .collect();
+        assert_eq!(left, Vec::<String>::new(), "{name} left files in state_dir");
+    }
+    let restored = run(
+        &direct,
+        &["restore", "big", "--to-sqlite", target],
+        &secrets,
+    )
+    .await;
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert_eq!(entries(&out), ["big.sqlite"]);
 }

@@ -205,6 +205,10 @@ impl Tally {
         };
         match kind {
             StatementKind::Pragma | StatementKind::Transaction => Ok(()),
+            StatementKind::CreateTrigger { .. } => {
+                scratch.defer_trigger(stmt);
+                Ok(())
+            }
             StatementKind::Insert { .. } => match parse_insert(stmt) {
                 Some(insert) => scratch.check_insert(
                     &insert.table,
@@ -360,6 +364,14 @@ impl DumpInspector {
             return Err(DumpError::MissingHeader {
                 found: String::new(),
             });
+        }
+        if let Some(scratch) = tally.scratch.as_mut() {
+            scratch
+                .finish()
+                .map_err(|(stmt, reason)| DumpError::Unloadable {
+                    start: preview(&stmt),
+                    reason,
+                })?;
         }
         Ok(DumpReport {
             raw_size: self.received,

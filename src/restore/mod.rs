@@ -3,10 +3,11 @@
 //! statements, and hand them to a target (a SQLite file or a spool file for D1's import API) in an order
 //! that always re-imports:
 //!
-//! 1. tables (and everything else that is not a row or a late object), in dump order;
+//! 1. tables and views (and everything else that is not a row or a late object), in dump order;
 //! 2. rows, in dump order;
-//! 3. indexes, triggers and views last, so that all tables exist before any row is inserted and triggers
-//!    never fire on restored rows.
+//! 3. indexes and triggers last, so that all tables exist before any row is inserted, triggers never fire
+//!    on restored rows, and an `INSTEAD OF` trigger finds its view (D1's dump writes triggers before views;
+//!    SQLite creates a view without checking what it reads, so views can come first).
 //!
 //! D1's own dumps put each table's rows right after its CREATE, so a row can reference a table that does
 //! not exist yet (workers-sdk #5683); the ordering above is why d1vault's restores work every time.
@@ -40,7 +41,7 @@ pub enum Phase {
     Schema,
     /// `INSERT` rows (and `DELETE FROM sqlite_sequence`, which must follow the tables).
     Rows,
-    /// Indexes, triggers and views.
+    /// Indexes and triggers.
     Late,
     /// Not replayed: transaction control and the dump header (the target supplies its own).
     Skip,
@@ -50,9 +51,7 @@ pub enum Phase {
 pub fn phase_of(kind: &StatementKind) -> Phase {
     match kind {
         StatementKind::Insert { .. } | StatementKind::DeleteFrom { .. } => Phase::Rows,
-        StatementKind::CreateIndex { .. }
-        | StatementKind::CreateTrigger { .. }
-        | StatementKind::CreateView { .. } => Phase::Late,
+        StatementKind::CreateIndex { .. } | StatementKind::CreateTrigger { .. } => Phase::Late,
         StatementKind::Transaction | StatementKind::Pragma => Phase::Skip,
         _ => Phase::Schema,
     }

@@ -288,12 +288,13 @@ const VTAB_MODULES: [&str; 4] = ["fts5", "fts4", "fts3", "rtree"];
 
 /// Pragmas a locked-down connection allows: the checks run after the load, the ones SQLite's own modules
 /// (FTS5) issue, and `defer_foreign_keys`/`foreign_keys`, which D1 dumps write. None of them names a file.
-const PRAGMAS: [&str; 12] = [
+const PRAGMAS: [&str; 13] = [
     "integrity_check",
     "quick_check",
     "foreign_key_check",
     "foreign_key_list",
     "data_version",
+    "table_list",
     "table_info",
     "table_xinfo",
     "index_list",

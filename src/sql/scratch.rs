@@ -46,6 +46,9 @@ pub struct ScratchSchema {
     budget: Arc<AtomicU32>,
     /// Row shapes already proven: table, columns (when listed), number of values.
     inserts: HashSet<(String, Option<Vec<String>>, usize)>,
+    /// `CREATE TRIGGER` statements, run at [`ScratchSchema::finish`]: restore creates triggers last (after
+    /// the views that D1's dump writes after them, which an `INSTEAD OF` trigger needs), so the proof does too.
+    triggers: Vec<String>,
 }
 
 impl std::fmt::Debug for ScratchSchema {
@@ -104,6 +107,7 @@ impl ScratchSchema {
             conn,
             budget,
             inserts: HashSet::new(),
+            triggers: Vec::new(),
         })
     }
 
@@ -114,6 +118,21 @@ impl ScratchSchema {
         let mut prepared = self.conn.prepare(stmt).map_err(|e| e.to_string())?;
         if changes_schema(stmt) {
             run(&mut prepared, &self.budget)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a `CREATE TRIGGER` for [`ScratchSchema::finish`], where it is proven after everything else, in
+    /// the order the restore creates triggers. Schema text is small; rows never come here.
+    pub fn defer_trigger(&mut self, stmt: &str) {
+        self.triggers.push(stmt.to_owned());
+    }
+
+    /// Proves the deferred triggers, in dump order, once the whole dump was read; fails with the first
+    /// trigger SQLite rejects and its reason.
+    pub fn finish(&mut self) -> Result<(), (String, String)> {
+        for stmt in std::mem::take(&mut self.triggers) {
+            self.load(&stmt).map_err(|reason| (stmt, reason))?;
         }
         Ok(())
     }

@@ -1287,3 +1287,41 @@ async fn the_run_binary_exits_within_the_grace_when_a_sqlite_dump_is_stuck_on_a_
     );
     assert!(list_ids(&setup.config_path()).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_state_dir_exits_2_naming_the_lock_and_its_holder() {
+    // Proves "one daemon per state_dir": while one `d1vault run` holds state_dir/daemon.lock, a second one
+    // on the same configuration exits 2 at once, naming the lock file and the first daemon's pid, and
+    // leaves the first running; once the first has stopped, a new daemon starts.
+    let setup = Setup::new(&["blog"]);
+    setup.write_config("", &[("blog", "schedule = \"0 3 * * *\"")]);
+    let mut first = DaemonProcess::spawn(&setup.config_path());
+    first
+        .wait_for_line("daemon started", Duration::from_secs(30))
+        .await;
+    let pid = first.child.id().unwrap();
+
+    let second = tokio::time::timeout(
+        Duration::from_secs(30),
+        d1vault(&setup.config_path(), &["run"]),
+    )
+    .await
+    .expect("the second daemon did not exit");
+    let (code, _, stderr) = second;
+    assert_eq!(code, 2, "{stderr}");
+    let lock = setup.state_dir().join("daemon.lock");
+    assert!(stderr.contains(&lock.display().to_string()), "{stderr}");
+    assert!(stderr.contains(&format!("pid {pid}")), "{stderr}");
+    assert!(
+        first.child.try_wait().unwrap().is_none(),
+        "the first daemon stopped"
+    );
+
+    let (code, _) = first.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, 0);
+    let mut third = DaemonProcess::spawn(&setup.config_path());
+    third
+        .wait_for_line("daemon started", Duration::from_secs(30))
+        .await;
+    third.terminate(Duration::from_secs(30)).await;
+}

@@ -370,6 +370,12 @@ async fn a_second_backup_in_the_same_second_is_refused_and_overwrites_nothing() 
 
 /// Where the tests below keep their backups: the in-process S3 server, a filesystem directory (created,
 /// since a filesystem store never creates its root), or moto when `D1VAULT_TEST_MOTO_ENDPOINT` is set.
+/// The racing tests leave s3s out: s3s-fs 0.14 checks `If-None-Match: *` when a request arrives and writes
+/// when its body has been read, so two puts racing for one key both succeed there (seen in 2 of 8 runs);
+/// moto, like AWS S3 and R2, decides atomically.
+/// The racing tests leave s3s out: s3s-fs 0.14 checks `If-None-Match: *` when a request arrives and writes
+/// when its body has been read, so two puts racing for one key both succeed there (seen in 2 of 8 runs);
+/// moto, like AWS S3 and R2, decides atomically.
 async fn storage_toml(env: &Env, kind: &str) -> Option<String> {
     match kind {
         "s3s" => Some(format!(
@@ -402,6 +408,15 @@ async fn storage_toml(env: &Env, kind: &str) -> Option<String> {
     }
 }
 
+/// The fixture as a SQLite source named `blog`: two exports of one D1 database cannot run at once (D1, and
+/// so the emulator, refuses the second), and the race below is about storage, not about D1.
+fn sqlite_blog(env: &Env) -> String {
+    format!(
+        "[[database]]\nname = \"blog\"\nsqlite_path = \"{}\"\ncompression = \"zstd\"\n",
+        env.source_db().display()
+    )
+}
+
 /// Two writers racing for one backup id (the same database, the same start second, both past the early
 /// look at the directory): exactly one stores a backup, the other is told the id is taken, and the backup
 /// that is listed restores (nothing of it was overwritten by the loser).
@@ -410,7 +425,7 @@ async fn racing_writers_for_one_id(kind: &str) {
     let Some(storage) = storage_toml(&env, kind).await else {
         return;
     };
-    let config = env.config(&database("zstd"), Some(storage));
+    let config = env.config(&sqlite_blog(&env), Some(storage));
     let sources = env.sources(&config).await;
     let db = &config.databases[0];
     let started_at = Utc::now();
@@ -442,11 +457,6 @@ async fn racing_writers_for_one_id_on_the_filesystem_leave_one_backup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_writers_for_one_id_on_s3_leave_one_backup() {
-    racing_writers_for_one_id("s3s").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_writers_for_one_id_on_moto_leave_one_backup() {
     racing_writers_for_one_id("moto").await;
 }
@@ -458,7 +468,7 @@ async fn same_second_backups_get_distinct_ids(kind: &str) {
     let Some(storage) = storage_toml(&env, kind).await else {
         return;
     };
-    let config = env.config(&database("zstd"), Some(storage));
+    let config = env.config(&sqlite_blog(&env), Some(storage));
     let sources = env.sources(&config).await;
     let db = &config.databases[0];
     let started_at = Utc::now();
@@ -495,11 +505,6 @@ async fn same_second_backups_get_distinct_ids(kind: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_second_backups_on_the_filesystem_get_distinct_ids_and_both_restore() {
     same_second_backups_get_distinct_ids("filesystem").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn same_second_backups_on_s3_get_distinct_ids_and_both_restore() {
-    same_second_backups_get_distinct_ids("s3s").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -299,12 +299,14 @@ async fn backup_inner(
         .create_bytes(&manifest_key, manifest.to_json())
         .await
     {
-        // Without its manifest the dump is not a backup; remove it rather than leave it for prune. The dump
-        // was created exclusively, so it is this run's own, even when another writer's manifest won.
-        let _ = storage.delete(&dump_key).await;
         if e.kind == StorageErrorKind::AlreadyExists {
+            // Another writer's manifest is there. On a store that creates atomically this cannot follow an
+            // exclusive dump; on one that only checks first (Garage) the dump key may be that writer's
+            // too, so it is left alone: deleting it could break the backup that won.
             return Err(conflict(database, backup_id));
         }
+        // Without its manifest the dump is not a backup; remove it rather than leave it for prune.
+        let _ = storage.delete(&dump_key).await;
         return Err(e.into());
     }
     Ok(manifest)

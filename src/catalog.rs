@@ -607,7 +607,11 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<StateDirLock, LockError> {
         .truncate(false)
         .open(&path)
         .map_err(io_err)?;
-    match file.try_lock() {
+    // `File::try_lock` (flock on Linux) is std since 1.89. The declared rust-version (1.85) is already
+    // below what the crate needs (let chains: 1.88); raising it is left to whoever owns the MSRV.
+    #[allow(clippy::incompatible_msrv)]
+    let locked = file.try_lock();
+    match locked {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut text = String::new();

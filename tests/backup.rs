@@ -590,3 +590,57 @@ async fn a_backup_into_a_deleted_storage_directory_fails_and_does_not_recreate_i
     );
     assert!(!root.exists(), "the storage directory was recreated");
 }
+
+/// The S3 side of a killed one-shot `backup`: a multipart upload it left open under the database's prefix
+/// is aborted by the next backup (moto, which lists multipart uploads; s3s-fs cannot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_backup_aborts_a_killed_runs_multipart_upload() {
+    let env = Env::start().await;
+    let Some(storage) = storage_toml(&env, "moto").await else {
+        return;
+    };
+    let config = env.config(&sqlite_blog(&env), Some(storage));
+    let sources = env.sources(&config).await;
+    let d1vault::config::StorageConfig::S3(s3) = &config.storage else {
+        panic!("moto is S3")
+    };
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .endpoint_url(s3.endpoint.clone().unwrap())
+            .region(aws_sdk_s3::config::Region::new(s3.region.clone()))
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build(),
+    );
+    let key = manifest::object_key(&s3.prefix, "blog", "20261101T030000Z", "dump.sql.zst");
+    client
+        .create_multipart_upload()
+        .bucket(&s3.bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    let open = || async {
+        client
+            .list_multipart_uploads()
+            .bucket(&s3.bucket)
+            .prefix(&s3.prefix)
+            .send()
+            .await
+            .unwrap()
+            .uploads()
+            .len()
+    };
+    assert_eq!(open().await, 1);
+    run_backup_now(&config.databases[0], &sources)
+        .await
+        .unwrap();
+    assert_eq!(
+        open().await,
+        0,
+        "the killed run's multipart upload is still open"
+    );
+}

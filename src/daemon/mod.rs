@@ -144,8 +144,8 @@ pub async fn run_locked(
         config: config_rx.clone(),
         newest: Mutex::new(HashMap::new()),
     });
-    // Report a misconfigured store at start-up rather than at the first scheduled run (and create the
-    // quickstart's backup directory).
+    // Report a misconfigured store (a missing bucket, a storage.path that does not exist) at start-up
+    // rather than at the first scheduled run.
     if let Err(e) = sources.storage.check().await {
         warn!(error = %e, "storage check failed; backups will fail until this is fixed");
     }

@@ -57,7 +57,6 @@ impl FilesystemStorage {
     /// silently fill the disk the mount point lives on. A directory removed by a concurrent delete between
     /// two steps is created again; the root vanishing is reported.
     async fn create_below_root(&self, dir: &Path) -> Result<(), StorageError> {
-        self.require_root().await?;
         let Ok(relative) = dir.strip_prefix(&self.root) else {
             return Err(StorageError::permanent(format!(
                 "{} is outside the backup directory {}",
@@ -65,30 +64,30 @@ impl FilesystemStorage {
                 self.root.display()
             )));
         };
-        let mut path = self.root.clone();
-        for part in relative.components() {
-            path.push(part);
-            match tokio::fs::create_dir(&path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    // The parent vanished: the root (reported as such), or a directory a concurrent prune
-                    // emptied and removed (the caller tries again).
-                    self.require_root().await?;
-                    return Err(io_error(
-                        &format!("creating directory {}", path.display()),
-                        &e,
-                    ));
-                }
-                Err(e) => {
-                    return Err(io_error(
-                        &format!("creating directory {}", path.display()),
-                        &e,
-                    ));
+        let mut attempt = 0;
+        'climb: loop {
+            attempt += 1;
+            self.require_root().await?;
+            let mut path = self.root.clone();
+            for part in relative.components() {
+                path.push(part);
+                match tokio::fs::create_dir(&path).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    // The parent vanished: the root (reported as such by `require_root`), or a directory
+                    // that a concurrent delete emptied and removed (climb again, once).
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue 'climb,
+                    Err(e) => {
+                        self.require_root().await?;
+                        return Err(io_error(
+                            &format!("creating directory {}", path.display()),
+                            &e,
+                        ));
+                    }
                 }
             }
+            return Ok(());
         }
-        Ok(())
     }
 
     /// Streams `body` into `key` through a temporary file. `exclusive`: the final step refuses to replace

@@ -576,8 +576,11 @@ pub enum LockError {
         pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
     )]
     Held {
+        /// The contested `daemon.state_dir`.
         state_dir: PathBuf,
+        /// Its lock file.
         path: PathBuf,
+        /// The holder's pid as it wrote it, when readable.
         pid: Option<u32>,
     },
     /// The lock file could not be created or locked.
@@ -585,7 +588,9 @@ pub enum LockError {
         "cannot take the daemon lock {path}: {source}; check daemon.state_dir and its permissions"
     )]
     Io {
+        /// The lock file.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
 }
@@ -633,6 +638,23 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<StateDirLock, LockError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_dir_lock_is_exclusive_names_its_holder_and_is_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let lock = lock_state_dir(&state).unwrap();
+        assert_eq!(lock.path(), state.join(LOCK_FILE));
+        match lock_state_dir(&state) {
+            Err(LockError::Held { pid, path, .. }) => {
+                assert_eq!(pid, Some(std::process::id()));
+                assert_eq!(path, state.join(LOCK_FILE));
+            }
+            other => panic!("a second lock was not refused: {other:?}"),
+        }
+        drop(lock);
+        lock_state_dir(&state).expect("free again once the holder is gone");
+    }
     use crate::test_time::utc;
 
     #[tokio::test]

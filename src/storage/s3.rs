@@ -326,9 +326,20 @@ impl S3Storage {
             ),
         ]);
         let body = Bytes::from_static(b"d1vault conditional write probe; safe to delete");
-        self.put_single(&key, body.clone(), WriteMode::IfNoneMatch)
-            .await?;
-        let result = self.probe_second_writes(&key, body).await;
+        let result = match self
+            .put_single(&key, body.clone(), WriteMode::IfNoneMatch)
+            .await
+        {
+            Ok(()) => self.probe_second_writes(&key, body).await,
+            // A store that rejects the header itself (rather than the write) cannot create exclusively;
+            // a plain put proves that it is the header and not the store that fails.
+            Err(e) if e.kind == super::StorageErrorKind::Permanent => self
+                .put_single(&key, body, WriteMode::Replace)
+                .await
+                .map(|()| false)
+                .map_err(|_| e),
+            Err(e) => Err(e),
+        };
         if let Err(e) = self.delete(&key).await {
             tracing::warn!(key = %key, error = %e, "could not delete the conditional write probe");
         }
@@ -350,6 +361,7 @@ impl S3Storage {
     async fn probe_second_writes(&self, key: &str, body: Bytes) -> Result<bool, StorageError> {
         match self.put_single(key, body, WriteMode::IfNoneMatch).await {
             Err(e) if e.kind == super::StorageErrorKind::AlreadyExists => {}
+            Err(e) if e.kind == super::StorageErrorKind::Permanent => return Ok(false),
             Err(e) => return Err(e),
             Ok(()) => return Ok(false),
         }
@@ -401,10 +413,12 @@ impl S3Storage {
             Ok(_) => Ok(false),
             Err(e) => {
                 self.abort(key, &upload_id).await;
-                if e.kind == super::StorageErrorKind::AlreadyExists {
-                    Ok(true)
-                } else {
-                    Err(e)
+                match e.kind {
+                    super::StorageErrorKind::AlreadyExists => Ok(true),
+                    // The header refused on completion (a store with conditional PutObject only): the
+                    // multipart path could not be exclusive, so neither is assumed.
+                    super::StorageErrorKind::Permanent => Ok(false),
+                    _ => Err(e),
                 }
             }
         }

@@ -1325,3 +1325,31 @@ async fn a_second_daemon_on_the_same_state_dir_exits_2_naming_the_lock_and_its_h
         .await;
     third.terminate(Duration::from_secs(30)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_backup_processes_started_together_print_distinct_ids_that_both_verify() {
+    // Proves the "two writers, one id" end to end with the real binary: two one-shot `backup` runs
+    // of one database started at the same moment both succeed, print different ids (the later takes the
+    // next second), and each id is a complete backup that `verify` accepts.
+    let setup = Setup::new(&["blog"]);
+    setup.write_config("", &[("blog", "schedule = \"0 3 * * *\"")]);
+    let config = setup.config_path();
+    let (a, b) = tokio::join!(
+        d1vault(&config, &["backup", "blog"]),
+        d1vault(&config, &["backup", "blog"])
+    );
+    assert_eq!(a.0, 0, "{}", a.2);
+    assert_eq!(b.0, 0, "{}", b.2);
+    let id = |stdout: &str| stdout.split_whitespace().next().unwrap().to_string();
+    let (id_a, id_b) = (id(&a.1), id(&b.1));
+    assert_ne!(id_a, id_b, "both runs printed the same id");
+    let mut stored = setup.stored("blog").await;
+    stored.sort();
+    let mut printed = vec![id_a.clone(), id_b.clone()];
+    printed.sort();
+    assert_eq!(stored, printed);
+    for backup_id in [&id_a, &id_b] {
+        let (code, _, stderr) = d1vault(&config, &["verify", "blog", "--backup", backup_id]).await;
+        assert_eq!(code, 0, "verify {backup_id}: {stderr}");
+    }
+}

@@ -7,8 +7,10 @@ mod support;
 use std::time::Duration;
 
 use chrono::Utc;
-use d1vault::backups;
-use d1vault::pipeline::{BackupError, BackupSources, run_backup};
+use d1vault::pipeline::{
+    BackupError, BackupSources, next_start, run_backup, run_backup_from, run_backup_now,
+};
+use d1vault::{backups, manifest};
 use serde_json::{Value, json};
 use support::env::Env;
 use support::fixture::{assert_same_contents, create_fixture_db};
@@ -86,6 +88,7 @@ async fn sqlite_source_to_filesystem_round_trips() {
     let env = Env::start().await;
     let source = env.dir.path().join("local.sqlite");
     create_fixture_db(&source);
+    std::fs::create_dir(env.dir.path().join("backups")).unwrap();
     let storage = format!(
         "type = \"filesystem\"\npath = \"{}\"\n",
         env.dir.path().join("backups").display()
@@ -480,4 +483,278 @@ async fn keyword_named_columns_in_triggers_views_and_checks_back_up_and_restore(
         .restore(&sources, &manifest, "events-restored.sqlite")
         .await;
     assert_same_contents(&source, &restored);
+}
+
+/// Where the tests below keep their backups: the in-process S3 server, a filesystem directory (created,
+/// since a filesystem store never creates its root), or moto when `D1VAULT_TEST_MOTO_ENDPOINT` is set.
+/// The racing tests leave s3s out: s3s-fs 0.14 checks `If-None-Match: *` when a request arrives and writes
+/// when its body has been read, so two puts racing for one key both succeed there (seen in 2 of 8 runs);
+/// moto, like AWS S3 and R2, decides atomically.
+async fn storage_toml(env: &Env, kind: &str) -> Option<String> {
+    match kind {
+        "s3s" => Some(format!(
+            "type = \"s3\"\nbucket = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nforce_path_style = true\n\
+             access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprefix = \"test\"\n",
+            env.s3.bucket, env.s3.endpoint, env.s3.access_key_id, env.s3.secret_access_key
+        )),
+        "filesystem" => {
+            let root = env.dir.path().join("backups");
+            std::fs::create_dir_all(&root).unwrap();
+            Some(format!(
+                "type = \"filesystem\"\npath = \"{}\"\nprefix = \"test\"\n",
+                root.display()
+            ))
+        }
+        "moto" => {
+            let moto = support::moto_s3("two writers, one id (moto)").await?;
+            Some(format!(
+                "type = \"s3\"\nbucket = \"{}\"\nendpoint = \"{}\"\nregion = \"{}\"\nforce_path_style = true\n\
+                 access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprefix = \"{}\"\n",
+                moto.bucket,
+                moto.endpoint,
+                moto.region,
+                moto.access_key_id,
+                moto.secret_access_key,
+                support::unique_prefix("same-second")
+            ))
+        }
+        other => panic!("unknown storage {other}"),
+    }
+}
+
+/// The fixture as a SQLite source named `blog`: two exports of one D1 database cannot run at once (D1, and
+/// so the emulator, refuses the second), and the race below is about storage, not about D1.
+fn sqlite_blog(env: &Env) -> String {
+    format!(
+        "[[database]]\nname = \"blog\"\nsqlite_path = \"{}\"\ncompression = \"zstd\"\n",
+        env.source_db().display()
+    )
+}
+
+/// Two writers racing for one backup id (the same database, the same start second, both past the early
+/// look at the directory): exactly one stores a backup, the other is told the id is taken, and the backup
+/// that is listed restores (nothing of it was overwritten by the loser).
+async fn racing_writers_for_one_id(kind: &str) {
+    let env = Env::start().await;
+    let Some(storage) = storage_toml(&env, kind).await else {
+        return;
+    };
+    let config = env.config(&sqlite_blog(&env), Some(storage));
+    let sources = env.sources(&config).await;
+    let db = &config.databases[0];
+    let started_at = Utc::now();
+    let (a, b) = tokio::join!(
+        run_backup(db, &sources, started_at),
+        run_backup(db, &sources, started_at)
+    );
+    let (winner, loser) = match (a, b) {
+        (Ok(m), Err(e)) | (Err(e), Ok(m)) => (m, e),
+        (Ok(a), Ok(b)) => panic!(
+            "both writers succeeded with ids {} and {}",
+            a.backup_id, b.backup_id
+        ),
+        (Err(a), Err(b)) => panic!("both writers failed: {a}; {b}"),
+    };
+    assert!(matches!(loser, BackupError::Conflict(_)), "{loser}");
+    assert!(loser.to_string().contains(&winner.backup_id), "{loser}");
+    let listed = backups::complete(sources.storage.as_ref(), &sources.prefix, None)
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![winner.clone()]);
+    let restored = env.restore(&sources, &winner, "restored.sqlite").await;
+    assert_same_contents(&env.source_db(), &restored);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_for_one_id_on_the_filesystem_leave_one_backup() {
+    racing_writers_for_one_id("filesystem").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_for_one_id_on_moto_leave_one_backup() {
+    racing_writers_for_one_id("moto").await;
+}
+
+/// Two backups of one database started in the same second (two `backup` runs, a `backup` next to the
+/// daemon) both succeed with distinct ids, the later one taking the next second, and both restore.
+async fn same_second_backups_get_distinct_ids(kind: &str) {
+    let env = Env::start().await;
+    let Some(storage) = storage_toml(&env, kind).await else {
+        return;
+    };
+    let config = env.config(&sqlite_blog(&env), Some(storage));
+    let sources = env.sources(&config).await;
+    let db = &config.databases[0];
+    let started_at = Utc::now();
+    let (a, b) = tokio::join!(
+        run_backup_from(db, &sources, started_at),
+        run_backup_from(db, &sources, started_at)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a.backup_id, b.backup_id);
+    let first = manifest::backup_id(started_at);
+    assert!(
+        a.backup_id == first || b.backup_id == first,
+        "one keeps the start second {first}: {} {}",
+        a.backup_id,
+        b.backup_id
+    );
+    for m in [&a, &b] {
+        assert_eq!(
+            m.backup_id,
+            manifest::backup_id(m.started_at),
+            "the id is its start time"
+        );
+        let restored = env
+            .restore(&sources, m, &format!("restored-{}.sqlite", m.backup_id))
+            .await;
+        assert_same_contents(&env.source_db(), &restored);
+    }
+    let listed = backups::complete(sources.storage.as_ref(), &sources.prefix, None)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_second_backups_on_the_filesystem_get_distinct_ids_and_both_restore() {
+    same_second_backups_get_distinct_ids("filesystem").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_second_backups_on_moto_get_distinct_ids_and_both_restore() {
+    same_second_backups_get_distinct_ids("moto").await;
+}
+
+#[test]
+fn the_next_id_is_the_next_second_or_now() {
+    let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    assert_eq!(
+        next_start(t("2026-11-29T03:00:12.700Z"), t("2026-11-29T03:00:12.900Z")),
+        t("2026-11-29T03:00:13Z")
+    );
+    // A conflict found at the end of a long upload: the new start is now, not a second in the past.
+    assert_eq!(
+        next_start(t("2026-11-29T03:00:12Z"), t("2026-11-29T03:04:00.250Z")),
+        t("2026-11-29T03:04:00.250Z")
+    );
+}
+
+/// A one-shot `backup` that was killed leaves a full-size temporary file; the next backup of that
+/// database (a one-shot run, not only the daemon's prune) removes it, and leaves a live writer's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_backup_clears_a_killed_runs_temporary_file() {
+    let env = Env::start().await;
+    let storage = storage_toml(&env, "filesystem").await.unwrap();
+    let config = env.config(&database("zstd"), Some(storage));
+    let sources = env.sources(&config).await;
+    let root = env.dir.path().join("backups");
+    let temp = |id: &str, n: u8| {
+        let dir = root.join("test/blog").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!(".dump.sql.zst.d1vault-tmp-{n:016x}"));
+        std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+        path
+    };
+    let killed = temp("20261101T030000Z", 1);
+    std::fs::File::options()
+        .write(true)
+        .open(&killed)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(2 * 86_400))
+        .unwrap();
+    let live = temp("20261201T030000Z", 2);
+
+    run_backup_now(&config.databases[0], &sources)
+        .await
+        .unwrap();
+    assert!(
+        !killed.exists(),
+        "the killed run's temporary file is still there"
+    );
+    assert!(
+        live.exists(),
+        "a recent temporary file (a live writer) was removed"
+    );
+}
+
+/// The storage directory deleted (or its volume unmounted) under a running store: the next backup fails
+/// with a permanent error that names the directory, and the directory is not created again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_into_a_deleted_storage_directory_fails_and_does_not_recreate_it() {
+    let env = Env::start().await;
+    let storage = storage_toml(&env, "filesystem").await.unwrap();
+    let config = env.config(&database("zstd"), Some(storage));
+    let sources = env.sources(&config).await;
+    run_backup_now(&config.databases[0], &sources)
+        .await
+        .unwrap();
+    let root = env.dir.path().join("backups");
+    std::fs::remove_dir_all(&root).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let err = run_backup_now(&config.databases[0], &sources)
+        .await
+        .expect_err("a backup into a missing directory");
+    assert!(!err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(
+        err.to_string().contains(&root.display().to_string()),
+        "{err}"
+    );
+    assert!(!root.exists(), "the storage directory was recreated");
+}
+
+/// The S3 side of a killed one-shot `backup`: a multipart upload it left open under the database's prefix
+/// is aborted by the next backup (moto, which lists multipart uploads; s3s-fs cannot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_backup_aborts_a_killed_runs_multipart_upload() {
+    let env = Env::start().await;
+    let Some(storage) = storage_toml(&env, "moto").await else {
+        return;
+    };
+    let config = env.config(&sqlite_blog(&env), Some(storage));
+    let sources = env.sources(&config).await;
+    let d1vault::config::StorageConfig::S3(s3) = &config.storage else {
+        panic!("moto is S3")
+    };
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .endpoint_url(s3.endpoint.clone().unwrap())
+            .region(aws_sdk_s3::config::Region::new(s3.region.clone()))
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build(),
+    );
+    let key = manifest::object_key(&s3.prefix, "blog", "20261101T030000Z", "dump.sql.zst");
+    client
+        .create_multipart_upload()
+        .bucket(&s3.bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    let open = || async {
+        client
+            .list_multipart_uploads()
+            .bucket(&s3.bucket)
+            .prefix(&s3.prefix)
+            .send()
+            .await
+            .unwrap()
+            .uploads()
+            .len()
+    };
+    assert_eq!(open().await, 1);
+    run_backup_now(&config.databases[0], &sources)
+        .await
+        .unwrap();
+    assert_eq!(
+        open().await,
+        0,
+        "the killed run's multipart upload is still open"
+    );
 }

@@ -120,7 +120,12 @@ fn quickstart_needs_no_account_and_stays_inside_the_repository() {
         config_dir.join("../.d1vault-state")
     );
     match &config.storage {
-        StorageConfig::Filesystem(fs) => assert_eq!(fs.path, config_dir.join("../backups")),
+        // The root is the repository itself (a filesystem store never creates its root) and the prefix
+        // puts the backups in ./backups.
+        StorageConfig::Filesystem(fs) => {
+            assert_eq!(fs.path, config_dir.join(".."));
+            assert_eq!(config.storage.prefix(), "backups");
+        }
         other => panic!("quickstart storage should be a filesystem, got {other:?}"),
     }
     let db = config.database("sample").unwrap();
@@ -568,4 +573,39 @@ retention = {}
         errors.0[0].to_string(),
         "/etc/d1vault/d1vault.toml:5:14: defaults.retention.keep_daily: expected an integer, found string"
     );
+}
+
+#[test]
+fn an_overlong_database_name_is_a_configuration_error_naming_the_key() {
+    // Proves a 5,000-character name (a path segment no filesystem or S3 key takes) fails the load and
+    // `check-config` (exit 2) with the key and the limit, instead of failing at the first backup.
+    let name = "a".repeat(5000);
+    let text = format!(
+        "[storage]\ntype = \"filesystem\"\npath = \"/tmp/d1vault-backups\"\n[[database]]\nname = \"{name}\"\nsqlite_path = \"app.sqlite\"\n"
+    );
+    let errors = load_text(&text, &[])
+        .expect_err("an overlong name loaded")
+        .to_string();
+    assert!(errors.contains("database[0].name"), "{errors}");
+    assert!(errors.contains("5000 characters"), "{errors}");
+    assert!(errors.contains("128"), "{errors}");
+    assert!(
+        !errors.contains(&name),
+        "the whole name is echoed: {errors}"
+    );
+    let at_limit = text.replace(&name, &"a".repeat(128));
+    load_text(&at_limit, &[]).expect("a 128-character name is fine");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d1vault.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_d1vault"))
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("database[0].name"), "{stderr}");
 }

@@ -1364,3 +1364,69 @@ async fn the_run_binary_exits_within_the_grace_when_a_sqlite_dump_is_stuck_on_a_
     );
     assert!(list_ids(&setup.config_path()).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_state_dir_exits_2_naming_the_lock_and_its_holder() {
+    // Proves "one daemon per state_dir": while one `d1vault run` holds state_dir/daemon.lock, a second one
+    // on the same configuration exits 2 at once, naming the lock file and the first daemon's pid, and
+    // leaves the first running; once the first has stopped, a new daemon starts.
+    let setup = Setup::new(&["blog"]);
+    setup.write_config("", &[("blog", "schedule = \"0 3 * * *\"")]);
+    let mut first = DaemonProcess::spawn(&setup.config_path());
+    first
+        .wait_for_line("daemon started", Duration::from_secs(30))
+        .await;
+    let pid = first.child.id().unwrap();
+
+    let second = tokio::time::timeout(
+        Duration::from_secs(30),
+        d1vault(&setup.config_path(), &["run"]),
+    )
+    .await
+    .expect("the second daemon did not exit");
+    let (code, _, stderr) = second;
+    assert_eq!(code, 2, "{stderr}");
+    let lock = setup.state_dir().join("daemon.lock");
+    assert!(stderr.contains(&lock.display().to_string()), "{stderr}");
+    assert!(stderr.contains(&format!("pid {pid}")), "{stderr}");
+    assert!(
+        first.child.try_wait().unwrap().is_none(),
+        "the first daemon stopped"
+    );
+
+    let (code, _) = first.terminate(Duration::from_secs(30)).await;
+    assert_eq!(code, 0);
+    let mut third = DaemonProcess::spawn(&setup.config_path());
+    third
+        .wait_for_line("daemon started", Duration::from_secs(30))
+        .await;
+    third.terminate(Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_backup_processes_started_together_print_distinct_ids_that_both_verify() {
+    // Proves the "two writers, one id" end to end with the real binary: two one-shot `backup` runs
+    // of one database started at the same moment both succeed, print different ids (the later takes the
+    // next second), and each id is a complete backup that `verify` accepts.
+    let setup = Setup::new(&["blog"]);
+    setup.write_config("", &[("blog", "schedule = \"0 3 * * *\"")]);
+    let config = setup.config_path();
+    let (a, b) = tokio::join!(
+        d1vault(&config, &["backup", "blog"]),
+        d1vault(&config, &["backup", "blog"])
+    );
+    assert_eq!(a.0, 0, "{}", a.2);
+    assert_eq!(b.0, 0, "{}", b.2);
+    let id = |stdout: &str| stdout.split_whitespace().next().unwrap().to_string();
+    let (id_a, id_b) = (id(&a.1), id(&b.1));
+    assert_ne!(id_a, id_b, "both runs printed the same id");
+    let mut stored = setup.stored("blog").await;
+    stored.sort();
+    let mut printed = vec![id_a.clone(), id_b.clone()];
+    printed.sort();
+    assert_eq!(stored, printed);
+    for backup_id in [&id_a, &id_b] {
+        let (code, _, stderr) = d1vault(&config, &["verify", "blog", "--backup", backup_id]).await;
+        assert_eq!(code, 0, "verify {backup_id}: {stderr}");
+    }
+}

@@ -13,6 +13,10 @@ use crate::daemon::{self, Clock, DaemonOptions, Signal};
 
 /// Runs until stopped by a signal.
 pub async fn run(config_path: &Path, config: Config) -> Result<(), Failure> {
+    // One daemon per state_dir, decided before anything else (a second daemon on the same config would
+    // otherwise fail on the port instead); exit 2: a state_dir shared by two daemons is a configuration error.
+    let lock = crate::catalog::lock_state_dir(&config.daemon.state_dir)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let listener = match config.daemon.listen {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             Failure::failed(format!("cannot listen on {addr} (daemon.listen): {e}; set another address or \"\" to disable"))
@@ -49,5 +53,7 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), Failure> {
         listener,
         clock: Clock::System,
     };
-    daemon::run(options, rx).await.map_err(Failure::failed)
+    daemon::run_locked(options, lock, rx)
+        .await
+        .map_err(Failure::failed)
 }

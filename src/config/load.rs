@@ -1211,6 +1211,18 @@ impl<'a> Loader<'a> {
         self.check_keys(section, &[DATABASE_OWN_KEYS, JOB_KEYS]);
         let name = self.required_string(section, "name", "set name = \"the D1 database name\"");
         let name = name.and_then(|at| {
+            if at.value.chars().count() > MAX_DATABASE_NAME {
+                self.error(
+                    at.offset,
+                    &at.key,
+                    format!(
+                        "database name is {} characters long; the limit is {MAX_DATABASE_NAME} (it names a \
+                         directory in storage)",
+                        at.value.chars().count()
+                    ),
+                );
+                return None;
+            }
             if !is_database_name(&at.value) {
                 self.error(
                     at.offset,
@@ -1435,7 +1447,13 @@ fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
         .map(|(_, k)| k)
 }
 
-/// D1 database names: `^[a-zA-Z0-9][a-zA-Z0-9_-]*$` (also safe as a storage directory name).
+/// The longest database name accepted. D1 documents no limit; the name is a path segment in storage
+/// (`<prefix>/<name>/<backup id>/...`), and 128 keeps it far below a file name's 255 bytes and an S3 key's
+/// 1,024 while allowing any name a person would type.
+pub const MAX_DATABASE_NAME: usize = 128;
+
+/// D1 database names: `^[a-zA-Z0-9][a-zA-Z0-9_-]*$` (also safe as a storage directory name: no `/`, no
+/// `.` or `..`, no control characters).
 fn is_database_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())

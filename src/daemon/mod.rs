@@ -32,7 +32,7 @@ use crate::backups;
 use crate::catalog::{Catalog, RunOutcome};
 use crate::config::{self, Config, DatabaseConfig};
 use crate::manifest;
-use crate::pipeline::{BackupSources, run_backup};
+use crate::pipeline::{BackupError, BackupSources, MAX_ID_ATTEMPTS, next_start, run_backup};
 use crate::prune;
 use crate::schedule::{self, PlannedRun};
 use metrics::{Metrics, RunResult};
@@ -101,11 +101,21 @@ impl Shared {
 }
 
 /// Runs the daemon until a [`Signal::Terminate`] arrives on `signals` and running backups are finished or
-/// aborted.
-pub async fn run(
+/// aborted. Takes the `state_dir` lock first: a second daemon on the same `state_dir` fails here.
+pub async fn run(options: DaemonOptions, signals: mpsc::Receiver<Signal>) -> Result<(), String> {
+    let lock = crate::catalog::lock_state_dir(&options.config.daemon.state_dir)
+        .map_err(|e| e.to_string())?;
+    run_locked(options, lock, signals).await
+}
+
+/// [`run`] with the `state_dir` lock already taken (by `d1vault run`, before it binds `daemon.listen`, so
+/// that a second daemon is told about the lock rather than about the port); held until the daemon ends.
+pub async fn run_locked(
     options: DaemonOptions,
+    lock: crate::catalog::StateDirLock,
     mut signals: mpsc::Receiver<Signal>,
 ) -> Result<(), String> {
+    let _lock = lock;
     let DaemonOptions {
         config_path,
         config,
@@ -134,8 +144,8 @@ pub async fn run(
         config: config_rx.clone(),
         newest: Mutex::new(HashMap::new()),
     });
-    // Report a misconfigured store at start-up rather than at the first scheduled run (and create the
-    // quickstart's backup directory).
+    // Report a misconfigured store (a missing bucket, a storage.path that does not exist) at start-up
+    // rather than at the first scheduled run.
     if let Err(e) = sources.storage.check().await {
         warn!(error = %e, "storage check failed; backups will fail until this is fixed");
     }
@@ -487,10 +497,13 @@ async fn run_once(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::Tz, due
             None
         }
     };
+    // The id in use, for the abort below: another writer holding this second's id moves the backup on.
+    let current_id = Mutex::new(backup_id.clone());
     let outcome = tokio::select! {
-        result = run_backup(db, &ctx.sources, started_at) => Some(result),
+        result = backup_claiming_an_id(ctx, db, started_at, run_id, &current_id) => Some(result),
         _ = ctx.abort.cancelled() => None,
     };
+    let backup_id = current_id.into_inner().expect("backup id lock");
     let finished_at = clock.now();
     let duration = (finished_at - started_at).num_milliseconds() as f64 / 1000.0;
     let (run_outcome, error, bytes) = match &outcome {
@@ -558,6 +571,39 @@ async fn run_once(ctx: &TaskContext, db: &DatabaseConfig, tz: chrono_tz::Tz, due
             .expect("newest lock")
             .insert(db.name.clone(), m.started_at);
         apply_retention(ctx, db, tz).await;
+    }
+}
+
+/// Runs the backup from `started_at`; when another writer (a one-shot `backup`, another host) holds the
+/// id, sleeps to the next second on the daemon's clock and tries that id, at most
+/// [`crate::pipeline::MAX_ID_ATTEMPTS`] ids, recording the id in use in `current_id` and the catalog.
+async fn backup_claiming_an_id(
+    ctx: &TaskContext,
+    db: &DatabaseConfig,
+    started_at: DateTime<Utc>,
+    run_id: Option<crate::catalog::RunId>,
+    current_id: &Mutex<String>,
+) -> Result<manifest::Manifest, BackupError> {
+    let clock = &ctx.shared.clock;
+    let mut started_at = started_at;
+    let mut attempt = 1;
+    loop {
+        match run_backup(db, &ctx.sources, started_at).await {
+            Err(BackupError::Conflict(why)) if attempt < MAX_ID_ATTEMPTS => {
+                attempt += 1;
+                started_at = next_start(started_at, clock.now());
+                clock.sleep_until(started_at).await;
+                let id = manifest::backup_id(started_at);
+                info!(database = %db.name, reason = %why, next_id = %id, "backup id taken; trying the next second");
+                *current_id.lock().expect("backup id lock") = id.clone();
+                if let Some(run_id) = run_id
+                    && let Err(e) = ctx.gated(ctx.catalog.set_backup_id(run_id, &id)).await
+                {
+                    warn!(database = %db.name, error = %e, "catalog write failed");
+                }
+            }
+            other => return other,
+        }
     }
 }
 

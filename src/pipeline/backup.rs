@@ -15,7 +15,7 @@ use crate::cloudflare::{self, ApiError, ExportOptions};
 use crate::config::{Compression, DatabaseConfig, Source};
 use crate::dump::DumpOptions;
 use crate::manifest::{self, Manifest, ManifestDatabase, ManifestDump, ManifestExport};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Storage, StorageError, StorageErrorKind};
 
 /// What a backup needs besides the database's own configuration.
 #[derive(Debug, Clone)]
@@ -62,7 +62,9 @@ impl BackupError {
 }
 
 /// Backs up `database` now: streams its dump into storage and writes the manifest last. `started_at`
-/// names the backup (its id is the UTC start time).
+/// names the backup (its id is the UTC start time). One attempt: when another writer already holds this
+/// id, fails with [`BackupError::Conflict`] and leaves that writer's objects alone; [`run_backup_from`]
+/// moves on to the next free id instead.
 pub async fn run_backup(
     database: &DatabaseConfig,
     sources: &BackupSources,
@@ -79,6 +81,7 @@ pub async fn run_backup(
                 stored_bytes = m.dump.size,
                 "backup complete"
             ),
+            Err(BackupError::Conflict(e)) => info!(reason = %e, "backup id taken"),
             Err(e) => warn!(error = %e, "backup failed"),
         }
         result
@@ -87,26 +90,64 @@ pub async fn run_backup(
     .await
 }
 
-/// Backs up `database` now, for one-shot commands (`backup`, safety backups, `migrations apply`). Backup ids
-/// have one-second resolution, so when a backup of the same database already used this second, it waits
-/// for the next second and starts again rather than failing.
+/// How many backup ids one backup tries before giving up: each conflict means another writer took the
+/// id (its second), so a handful covers any realistic race while bounding a misbehaving store.
+pub const MAX_ID_ATTEMPTS: usize = 5;
+
+/// The start time to try after `previous` lost its id: the next whole second, or now if that is later
+/// (a conflict found at the end of a long upload). Pure, so the rule is testable.
+pub fn next_start(previous: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    std::cmp::max(
+        previous.trunc_subsecs(0) + chrono::Duration::seconds(1),
+        now,
+    )
+}
+
+/// Backs up `database` starting at `started_at`; when the id is taken by another writer (another
+/// process or host backing up the same database in the same second), waits for the next second and
+/// starts again with that id, at most [`MAX_ID_ATTEMPTS`] ids in all. The id stays the UTC start time.
+pub async fn run_backup_from(
+    database: &DatabaseConfig,
+    sources: &BackupSources,
+    started_at: DateTime<Utc>,
+) -> Result<Manifest, BackupError> {
+    let mut started_at = started_at;
+    let mut attempt = 1;
+    loop {
+        match run_backup(database, sources, started_at).await {
+            Err(BackupError::Conflict(why)) if attempt < MAX_ID_ATTEMPTS => {
+                attempt += 1;
+                let next = next_start(started_at, Utc::now());
+                if let Ok(wait) = (next - Utc::now()).to_std() {
+                    tokio::time::sleep(wait).await;
+                }
+                info!(database = %database.name, reason = %why, next_id = %manifest::backup_id(next), "backup id taken; trying the next second");
+                started_at = next;
+            }
+            Err(BackupError::Conflict(why)) => {
+                return Err(BackupError::Conflict(format!(
+                    "{why}; gave up after {MAX_ID_ATTEMPTS} backup ids were taken"
+                )));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Backs up `database` now, for one-shot commands (`backup`, safety backups, `migrations apply`): see
+/// [`run_backup_from`] for what happens when another writer holds this second's id.
 pub async fn run_backup_now(
     database: &DatabaseConfig,
     sources: &BackupSources,
 ) -> Result<Manifest, BackupError> {
-    match run_backup(database, sources, Utc::now()).await {
-        Err(BackupError::Conflict(_)) => {
-            let now = Utc::now();
-            let next_second = 1_000_000_000u32.saturating_sub(now.timestamp_subsec_nanos());
-            tokio::time::sleep(std::time::Duration::from_nanos(
-                u64::from(next_second) + 1_000_000,
-            ))
-            .await;
-            run_backup(database, sources, Utc::now()).await
-        }
-        other => other,
-    }
+    run_backup_from(database, sources, Utc::now()).await
 }
+
+/// Unfinished uploads older than this under a database's prefix belong to a killed run and are cleared
+/// when the next backup of that database starts. A running upload's temporary file is written to every
+/// few seconds, and a multipart upload this old would be a 10 GB dump on a slow uplink: long enough for
+/// any live writer, short enough that a killed one-shot `backup` leaves nothing for long.
+pub const STALE_UPLOAD_AGE: chrono::Duration = chrono::Duration::hours(6);
 
 async fn backup_inner(
     database: &DatabaseConfig,
@@ -117,17 +158,30 @@ async fn backup_inner(
     let storage = &sources.storage;
     // Fail on a missing bucket or bad credentials before an export blocks the database.
     storage.check().await?;
+    // A killed earlier run (a one-shot `backup`, not only the daemon) may have left a full-size temporary
+    // file or an open multipart upload: clear them now. Best effort: a failure here costs no backup.
+    let database_prefix = manifest::database_prefix(&sources.prefix, &database.name);
+    match storage
+        .abort_stale_uploads(&database_prefix, started_at - STALE_UPLOAD_AGE)
+        .await
+    {
+        Ok(0) => {}
+        Ok(cleared) => info!(
+            cleared,
+            "cleared unfinished uploads left by an interrupted backup"
+        ),
+        Err(e) => warn!(error = %e, "could not clear unfinished uploads of earlier backups"),
+    }
     // Backup ids have one-second resolution: never write into a directory that already holds anything
     // (a backup started in the same second, or a leftover), or a complete backup could be overwritten.
     let directory = format!(
         "{}/",
         manifest::join_key(&[&sources.prefix, &database.name, backup_id])
     );
+    // This look is only the cheap early answer; the guarantee is that every object below is created
+    // exclusively, so of two writers racing past it only one can store its dump and its manifest.
     if !storage.list(&directory).await?.is_empty() {
-        return Err(BackupError::Conflict(format!(
-            "a backup of {} with id {backup_id} already exists (ids are the start second); try again in a second",
-            database.name
-        )));
+        return Err(conflict(database, backup_id));
     }
 
     let dump_key = manifest::object_key(
@@ -198,7 +252,13 @@ async fn backup_inner(
         database.compression,
         &database.migrations_table,
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        BackupError::Storage(e) if e.kind == StorageErrorKind::AlreadyExists => {
+            conflict(database, backup_id)
+        }
+        other => other,
+    })?;
     let report = stored.report;
 
     let manifest = Manifest {
@@ -236,12 +296,30 @@ async fn backup_inner(
         backup_id,
         manifest::MANIFEST_FILE,
     );
-    if let Err(e) = storage.put_bytes(&manifest_key, manifest.to_json()).await {
+    if let Err(e) = storage
+        .create_bytes(&manifest_key, manifest.to_json())
+        .await
+    {
+        if e.kind == StorageErrorKind::AlreadyExists {
+            // Another writer's manifest is there. On a store that creates atomically this cannot follow an
+            // exclusive dump; on one that only checks first (Garage) the dump key may be that writer's
+            // too, so it is left alone: deleting it could break the backup that won.
+            return Err(conflict(database, backup_id));
+        }
         // Without its manifest the dump is not a backup; remove it rather than leave it for prune.
         let _ = storage.delete(&dump_key).await;
         return Err(e.into());
     }
     Ok(manifest)
+}
+
+/// The error for a backup id another writer holds.
+fn conflict(database: &DatabaseConfig, backup_id: &str) -> BackupError {
+    BackupError::Conflict(format!(
+        "a backup of {} with id {backup_id} already exists or is being written by another process \
+         (ids are the start second)",
+        database.name
+    ))
 }
 
 /// A dump that is stored and checked, but has no manifest yet.
@@ -256,7 +334,9 @@ pub struct StoredDump {
 }
 
 /// Streams a SQL dump into `key`: validated, hashed, compressed, hashed again. A dump that fails validation
-/// is removed again, so only valid dumps remain in storage; the manifest is the caller's to write.
+/// is removed again, so only valid dumps remain in storage; the manifest is the caller's to write. The key
+/// is created exclusively: an existing object there fails the store with
+/// [`StorageErrorKind::AlreadyExists`] and is left as it was.
 ///
 /// Three stages run at once: this task reads the dump in chunks and hands each to the inspector thread and
 /// the compression thread (shared, not copied); the upload reads the compressed stream. The compressed
@@ -276,7 +356,7 @@ pub async fn store_dump(
         // Owned here, so the stream is dropped as soon as the upload ends (a failed upload must stop the
         // compression thread, which waits for room in the stream).
         let mut compressed = compressed;
-        storage.put_stream(key, &mut compressed).await
+        storage.create_stream(key, &mut compressed).await
     };
     let (fed, upload) = tokio::join!(feed(body, inspector, compressor), upload);
     match (fed, upload) {
@@ -285,8 +365,12 @@ pub async fn store_dump(
             size: digest.size,
             sha256: digest.sha256,
         }),
-        (Err(FeedError::Dump(dump_error)), _) => {
-            let _ = storage.delete(key).await;
+        (Err(FeedError::Dump(dump_error)), upload) => {
+            // Only an object this call created is removed: after a failed exclusive create the key may
+            // hold another writer's dump.
+            if upload.is_ok() {
+                let _ = storage.delete(key).await;
+            }
             Err(dump_error.into())
         }
         (Err(FeedError::Read(e)), _) => Err(BackupError::Read(e.to_string())),

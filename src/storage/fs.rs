@@ -1,9 +1,11 @@
 //! Filesystem storage: one file per key under a root directory.
 //!
 //! A streamed object is written to a hidden temporary file next to its destination
-//! (`.<name>.d1vault-tmp-<random>`), fsynced, renamed into place and the directory fsynced, so a reader
-//! never sees a partial object and a crash leaves at most a temporary file that listings skip and
-//! [`Storage::abort_stale_uploads`] removes.
+//! (`.<name>.d1vault-tmp-<random>`, mode 0600), fsynced, renamed into place (hard-linked for an exclusive
+//! create, which fails if the name is taken) and the directory fsynced, so a reader never sees a partial
+//! object and a crash leaves at most a temporary file that listings skip and
+//! [`Storage::abort_stale_uploads`] removes. The root directory itself is never created: a missing root
+//! (deleted, or a volume that is not mounted) fails every operation with a permanent error.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -30,8 +32,8 @@ pub struct FilesystemStorage {
 }
 
 impl FilesystemStorage {
-    /// A store rooted at `root`. Nothing is touched until the first operation; [`Storage::check`] reports a
-    /// missing or unusable directory.
+    /// A store rooted at `root`, which must exist: it is never created (see the module docs). Nothing is
+    /// touched until the first operation; [`Storage::check`] reports a missing or unusable directory.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         FilesystemStorage {
             root: root.into(),
@@ -61,29 +63,118 @@ impl FilesystemStorage {
         Ok(self.root.join(key))
     }
 
-    /// Before a write: creates a missing root directory, but only when its parent exists (the
-    /// quickstart's `./backups`). A missing parent stays an error, so that a mistyped path or an absent
-    /// volume is reported instead of silently growing a new directory tree.
-    async fn prepare_root(&self) -> Result<(), StorageError> {
-        let parent_exists = self
-            .root
-            .parent()
-            .is_some_and(|p| p.as_os_str().is_empty() || p.is_dir());
-        if parent_exists && !self.root.exists() {
-            match tokio::fs::create_dir(&self.root).await {
-                Ok(()) => {
-                    tracing::info!(path = %self.root.display(), "created the backup directory")
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(io_error(
-                        &format!("creating backup directory {}", self.root.display()),
-                        &e,
-                    ));
+    /// Creates `dir` and any missing directories between it and the root, but never the root itself: a
+    /// missing root (a deleted directory, an unmounted volume) is a permanent error, so that backups never
+    /// silently fill the disk the mount point lives on. A directory removed by a concurrent delete between
+    /// two steps is created again; the root vanishing is reported.
+    async fn create_below_root(&self, dir: &Path) -> Result<(), StorageError> {
+        let Ok(relative) = dir.strip_prefix(&self.root) else {
+            return Err(StorageError::permanent(format!(
+                "{} is outside the backup directory {}",
+                dir.display(),
+                self.root.display()
+            )));
+        };
+        let mut attempt = 0;
+        'climb: loop {
+            attempt += 1;
+            self.require_root().await?;
+            let mut path = self.root.clone();
+            for part in relative.components() {
+                path.push(part);
+                match tokio::fs::create_dir(&path).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    // The parent vanished: the root (reported as such by `require_root`), or a directory
+                    // that a concurrent delete emptied and removed (climb again, once).
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue 'climb,
+                    Err(e) => {
+                        self.require_root().await?;
+                        return Err(io_error(
+                            &format!("creating directory {}", path.display()),
+                            &e,
+                        ));
+                    }
                 }
             }
+            return Ok(());
         }
-        self.require_root().await
+    }
+
+    /// Streams `body` into `key` through a temporary file. `exclusive`: the final step refuses to replace
+    /// an existing object (a hard link, which fails if the name exists, instead of a rename).
+    async fn write(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+        exclusive: bool,
+    ) -> Result<u64, StorageError> {
+        let dest = self.path_of(key)?;
+        let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
+        let temp = temp_path_for(&dest);
+        let where_ = format!("writing {key} in {}", self.root.display());
+        if exclusive && tokio::fs::symlink_metadata(&dest).await.is_ok() {
+            return Err(already_exists(key, &self.root));
+        }
+
+        // A concurrent delete may remove an emptied directory between the two calls: try twice.
+        let mut attempt = 0;
+        let mut file = loop {
+            attempt += 1;
+            self.create_below_root(&dir).await?;
+            match tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                // Dumps hold whole databases: readable by the owner only, whatever the umask.
+                .mode(0o600)
+                .open(&temp)
+                .await
+            {
+                Ok(file) => break file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue,
+                Err(e) => return Err(io_error(&where_, &e)),
+            }
+        };
+        let mut guard = TempFileGuard {
+            path: Some(temp.clone()),
+        };
+
+        let mut buf = vec![0u8; COPY_BUFFER];
+        let mut total: u64 = 0;
+        loop {
+            let n = body
+                .read(&mut buf)
+                .await
+                .map_err(|e| StorageError::retryable(format!("reading the body for {key}: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n])
+                .await
+                .map_err(|e| io_error(&where_, &e))?;
+            total += n as u64;
+        }
+        file.flush().await.map_err(|e| io_error(&where_, &e))?;
+        file.sync_all().await.map_err(|e| io_error(&where_, &e))?;
+        drop(file);
+
+        if exclusive {
+            publish_exclusive(&temp, &dest)
+                .await
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::AlreadyExists => already_exists(key, &self.root),
+                    _ => io_error(&where_, &e),
+                })?;
+            // The object is in place under its own name; the guard removes the temporary name.
+            drop(guard);
+        } else {
+            tokio::fs::rename(&temp, &dest)
+                .await
+                .map_err(|e| io_error(&where_, &e))?;
+            guard.disarm();
+        }
+        sync_dir(&dir).await.map_err(|e| io_error(&where_, &e))?;
+        Ok(total)
     }
 
     /// Fails with an actionable message when the root directory is missing.
@@ -160,6 +251,47 @@ fn temp_path_for(dest: &Path) -> PathBuf {
         .unwrap_or_default();
     let random: u64 = rand::random();
     dest.with_file_name(format!(".{name}{TEMP_MARKER}{random:016x}"))
+}
+
+/// The error for an exclusive create whose key is taken.
+fn already_exists(key: &str, root: &Path) -> StorageError {
+    StorageError::already_exists(format!(
+        "{key} already exists in {}: another writer created it first; nothing was replaced",
+        root.display()
+    ))
+}
+
+/// Gives the finished temporary file its final name without ever replacing an existing file: a hard link
+/// fails with `AlreadyExists` when the name is taken, atomically, also on NFS. On a filesystem without hard
+/// links (FAT, some FUSE and SMB mounts) it falls back to a check, then a rename, and says once at WARN that
+/// two writers racing for one name cannot be told apart there.
+async fn publish_exclusive(temp: &Path, dest: &Path) -> io::Result<()> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let (temp, dest) = (temp.to_path_buf(), dest.to_path_buf());
+    tokio::task::spawn_blocking(move || match std::fs::hard_link(&temp, &dest) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        // EPERM is how Linux's FAT and several FUSE filesystems say "no hard links"; EOPNOTSUPP others.
+        Err(e)
+            if e.kind() == io::ErrorKind::Unsupported || matches!(e.raw_os_error(), Some(1 | 95)) =>
+        {
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    path = %dest.display(),
+                    error = %e,
+                    "this filesystem cannot hard-link: backup ids are checked before writing instead of \
+                     claimed exclusively, so two writers racing for one id are not detected"
+                )
+            });
+            if std::fs::symlink_metadata(&dest).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            std::fs::rename(&temp, &dest)
+        }
+        Err(e) => Err(e),
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 /// Makes a rename durable: fsync of the directory that holds the new entry.
@@ -246,59 +378,15 @@ impl Storage for FilesystemStorage {
         key: &str,
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StorageError> {
-        let dest = self.path_of(key)?;
-        self.prepare_root().await?;
-        let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
-        let temp = temp_path_for(&dest);
-        let where_ = format!("writing {key} in {}", self.root.display());
+        self.write(key, body, false).await
+    }
 
-        // A concurrent delete may remove an emptied directory between the two calls: try twice.
-        let mut attempt = 0;
-        let mut file = loop {
-            attempt += 1;
-            tokio::fs::create_dir_all(&dir)
-                .await
-                .map_err(|e| io_error(&where_, &e))?;
-            match tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-                .await
-            {
-                Ok(file) => break file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue,
-                Err(e) => return Err(io_error(&where_, &e)),
-            }
-        };
-        let mut guard = TempFileGuard {
-            path: Some(temp.clone()),
-        };
-
-        let mut buf = vec![0u8; COPY_BUFFER];
-        let mut total: u64 = 0;
-        loop {
-            let n = body
-                .read(&mut buf)
-                .await
-                .map_err(|e| StorageError::retryable(format!("reading the body for {key}: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            file.write_all(&buf[..n])
-                .await
-                .map_err(|e| io_error(&where_, &e))?;
-            total += n as u64;
-        }
-        file.flush().await.map_err(|e| io_error(&where_, &e))?;
-        file.sync_all().await.map_err(|e| io_error(&where_, &e))?;
-        drop(file);
-
-        tokio::fs::rename(&temp, &dest)
-            .await
-            .map_err(|e| io_error(&where_, &e))?;
-        guard.disarm();
-        sync_dir(&dir).await.map_err(|e| io_error(&where_, &e))?;
-        Ok(total)
+    async fn create_stream(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64, StorageError> {
+        self.write(key, body, true).await
     }
 
     async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
@@ -420,7 +508,7 @@ impl Storage for FilesystemStorage {
     }
 
     async fn check(&self) -> Result<(), StorageError> {
-        self.prepare_root().await?;
+        self.require_root().await?;
         // Prove the directory is writable with a probe file that carries the temporary marker, so a crash
         // between create and remove leaves something stale cleanup recognises.
         let probe = self
@@ -430,9 +518,17 @@ impl Storage for FilesystemStorage {
         let guard = TempFileGuard {
             path: Some(probe.clone()),
         };
-        tokio::fs::write(&probe, b"d1vault write check")
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&probe)
             .await
             .map_err(|e| io_error(&where_, &e))?;
+        file.write_all(b"d1vault write check")
+            .await
+            .map_err(|e| io_error(&where_, &e))?;
+        drop(file);
         drop(guard);
         Ok(())
     }

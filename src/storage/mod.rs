@@ -5,6 +5,9 @@
 //! * a streamed object becomes visible only when its whole body was read without error; a failed read, a
 //!   failed upload or a dropped future leaves nothing behind (temporary file removed, multipart aborted);
 //! * a listing either returns every object under the prefix or an error, never a partial list;
+//! * [`Storage::create_stream`] and [`Storage::create_bytes`] never replace an existing object: of two
+//!   writers racing for one key, one wins and the other gets [`StorageErrorKind::AlreadyExists`] (where the
+//!   store cannot guarantee it, the implementation says so once at WARN and checks before writing);
 //! * every error says what failed, on which key, and whether trying again can help.
 
 mod fs;
@@ -64,6 +67,23 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// Writes a small object (a manifest) in one request.
     async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError>;
 
+    /// Like [`Storage::put_stream`], but only creates: when `key` already exists (or another writer
+    /// creates it first), fails with [`StorageErrorKind::AlreadyExists`] and leaves the existing object as
+    /// it was. Backups write their objects this way, so that two writers can never share a backup id and
+    /// d1vault never overwrites an object it wrote.
+    async fn create_stream(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64, StorageError>;
+
+    /// Like [`Storage::put_bytes`], but only creates (see [`Storage::create_stream`]): a manifest is
+    /// written this way.
+    async fn create_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let mut reader = bytes.as_slice();
+        self.create_stream(key, &mut reader).await.map(|_| ())
+    }
+
     /// Opens `key` for a streaming read.
     async fn get_stream(&self, key: &str) -> Result<ObjectReader, StorageError>;
 
@@ -106,6 +126,8 @@ pub enum StorageErrorKind {
     Permanent,
     /// A transient failure: a dropped connection, a 5xx or `SlowDown`, a timeout.
     Retryable,
+    /// An exclusive create found the key taken (another writer got there first); nothing was changed.
+    AlreadyExists,
 }
 
 /// A storage failure with a message that names the operation, the key and, where known, what to do.
@@ -121,6 +143,14 @@ impl StorageError {
     pub fn not_found(message: impl Into<String>) -> Self {
         StorageError {
             kind: StorageErrorKind::NotFound,
+            message: message.into(),
+        }
+    }
+
+    /// An exclusive create found the key already there.
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        StorageError {
+            kind: StorageErrorKind::AlreadyExists,
             message: message.into(),
         }
     }

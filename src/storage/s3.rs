@@ -8,6 +8,7 @@
 //! resends exactly the same bytes.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
 use super::{ObjectInfo, ObjectReader, Storage, StorageError};
@@ -53,6 +55,21 @@ pub struct S3Storage {
     list_page_size: Option<i32>,
     /// See [`super::READ_IDLE_TIMEOUT`].
     read_idle: Duration,
+    /// Whether the store refuses a second `If-None-Match: *` write (PutObject and
+    /// CompleteMultipartUpload): probed once, on the first exclusive create, and shared by clones.
+    conditional_writes: Arc<OnceCell<bool>>,
+}
+
+/// How an upload treats an object that already exists under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteMode {
+    /// Replace it (`put_stream`, `put_bytes`).
+    Replace,
+    /// Send `If-None-Match: *`: the store refuses atomically (AWS S3, R2, MinIO).
+    IfNoneMatch,
+    /// The store ignores `If-None-Match` (Garage 2.5): look first (HEAD), then write. Two writers racing
+    /// within the window are not detected; the store was reported at WARN when this was decided.
+    CheckFirst,
 }
 
 impl fmt::Debug for S3Storage {
@@ -132,6 +149,7 @@ impl S3Storage {
             max_parts_in_flight: config.max_parts_in_flight.max(1),
             list_page_size: None,
             read_idle: super::READ_IDLE_TIMEOUT,
+            conditional_writes: Arc::new(OnceCell::new()),
         })
     }
 
@@ -208,6 +226,13 @@ impl S3Storage {
                 "{what}: bucket {bucket} does not exist at {endpoint}: create it or fix storage.bucket"
             )),
             "NoSuchKey" | "NoSuchUpload" => StorageError::not_found(format!("{what}: {detail}")),
+            // `If-None-Match: *` refused (412), or a concurrent conditional write to the key (409): either
+            // way another writer has or is taking the key.
+            "PreconditionFailed" | "ConditionalRequestConflict" => {
+                StorageError::already_exists(format!(
+                    "{what}: the object already exists (another writer created it first; nothing was replaced)"
+                ))
+            }
             "AccessDenied" | "AllAccessDisabled" | "AccountProblem" => {
                 StorageError::permanent(format!(
                     "{what}: access denied to bucket {bucket} at {endpoint} ({detail}): check that the key in \
@@ -232,6 +257,10 @@ impl S3Storage {
             }
             _ => match status {
                 404 => StorageError::not_found(format!("{what}: {detail}")),
+                412 => StorageError::already_exists(format!(
+                    "{what}: the object already exists (another writer created it first; nothing was \
+                     replaced): {detail}"
+                )),
                 401 | 403 => StorageError::permanent(format!(
                     "{what}: {endpoint} refused the credentials ({detail}): check storage.access_key_id, \
                      storage.secret_access_key and the key's permissions on bucket {bucket}"
@@ -245,18 +274,177 @@ impl S3Storage {
     }
 
     /// Sends one buffered body as a single PutObject.
-    async fn put_single(&self, key: &str, body: Bytes) -> Result<(), StorageError> {
+    async fn put_single(
+        &self,
+        key: &str,
+        body: Bytes,
+        mode: WriteMode,
+    ) -> Result<(), StorageError> {
+        if mode == WriteMode::CheckFirst {
+            self.refuse_existing(key).await?;
+        }
         let len = body.len() as i64;
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_length(len)
+            .set_if_none_match((mode == WriteMode::IfNoneMatch).then(|| "*".to_string()))
             .body(ByteStream::from(body))
             .send()
             .await
             .map_err(|e| self.error(&format!("uploading {key}"), e))?;
         Ok(())
+    }
+
+    /// Fails with [`StorageErrorKind::AlreadyExists`](super::StorageErrorKind) when `key` exists (HEAD).
+    async fn refuse_existing(&self, key: &str) -> Result<(), StorageError> {
+        let result = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Err(StorageError::already_exists(format!(
+                "uploading {key}: the object already exists (another writer created it first; nothing was \
+                 replaced)"
+            ))),
+            Err(e) => {
+                let err = self.error(&format!("checking whether {key} exists"), e);
+                if err.kind == super::StorageErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// How an exclusive create must be sent to this store: probes it on first use (see
+    /// [`Self::probe_conditional_writes`]); a failed probe is not remembered, so the next create probes again.
+    async fn create_mode(&self) -> Result<WriteMode, StorageError> {
+        let honoured = *self
+            .conditional_writes
+            .get_or_try_init(|| self.probe_conditional_writes())
+            .await?;
+        Ok(if honoured {
+            WriteMode::IfNoneMatch
+        } else {
+            WriteMode::CheckFirst
+        })
+    }
+
+    /// Finds out whether the store honours `If-None-Match: *` on PutObject and on
+    /// CompleteMultipartUpload: writes a probe object under the prefix, then tries to write it again
+    /// both ways, expecting 412 each time, and deletes it. A store that lets the second write through
+    /// (Garage 2.5) is reported once at WARN: it cannot guarantee that two writers never share a backup id.
+    async fn probe_conditional_writes(&self) -> Result<bool, StorageError> {
+        let key = crate::manifest::join_key(&[
+            &self.prefix,
+            &format!(
+                ".d1vault-conditional-write-probe-{:016x}",
+                rand::random::<u64>()
+            ),
+        ]);
+        let body = Bytes::from_static(b"d1vault conditional write probe; safe to delete");
+        let result = match self
+            .put_single(&key, body.clone(), WriteMode::IfNoneMatch)
+            .await
+        {
+            Ok(()) => self.probe_second_writes(&key, body).await,
+            // A store that rejects the header itself (rather than the write) cannot create exclusively;
+            // a plain put proves that it is the header and not the store that fails.
+            Err(e) if e.kind == super::StorageErrorKind::Permanent => self
+                .put_single(&key, body, WriteMode::Replace)
+                .await
+                .map(|()| false)
+                .map_err(|_| e),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = self.delete(&key).await {
+            tracing::warn!(key = %key, error = %e, "could not delete the conditional write probe");
+        }
+        let honoured = result?;
+        if honoured {
+            tracing::debug!(store = %self.describe(), "the store honours If-None-Match: *");
+        } else {
+            tracing::warn!(
+                store = %self.describe(),
+                "the store ignores If-None-Match: * (conditional writes): it cannot guarantee exclusive \
+                 backup ids; d1vault checks before each write instead, which two writers racing within \
+                 the same moment can still pass"
+            );
+        }
+        Ok(honoured)
+    }
+
+    /// The second half of the probe: `Ok(true)` when both second writes were refused with 412.
+    async fn probe_second_writes(&self, key: &str, body: Bytes) -> Result<bool, StorageError> {
+        match self.put_single(key, body, WriteMode::IfNoneMatch).await {
+            Err(e) if e.kind == super::StorageErrorKind::AlreadyExists => {}
+            Err(e) if e.kind == super::StorageErrorKind::Permanent => return Ok(false),
+            Err(e) => return Err(e),
+            Ok(()) => return Ok(false),
+        }
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error(&format!("probing conditional writes on {key}"), e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        // The last (here: only) part of an upload may be smaller than 5 MiB.
+        let completed = async {
+            let part = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .part_number(1)
+                .content_length(1)
+                .body(ByteStream::from_static(b"x"))
+                .send()
+                .await
+                .map_err(|e| self.error(&format!("probing conditional writes on {key}"), e))?;
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .if_none_match("*")
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .parts(
+                            CompletedPart::builder()
+                                .part_number(1)
+                                .set_e_tag(part.e_tag().map(str::to_string))
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| self.error(&format!("probing conditional writes on {key}"), e))
+        }
+        .await;
+        match completed {
+            Ok(_) => Ok(false),
+            Err(e) => {
+                self.abort(key, &upload_id).await;
+                match e.kind {
+                    super::StorageErrorKind::AlreadyExists => Ok(true),
+                    // The header refused on completion (a store with conditional PutObject only): the
+                    // multipart path could not be exclusive, so neither is assumed.
+                    super::StorageErrorKind::Permanent => Ok(false),
+                    _ => Err(e),
+                }
+            }
+        }
     }
 
     /// Uploads the two parts already read and the rest of `body` as a multipart upload, aborting it on any
@@ -267,7 +455,12 @@ impl S3Storage {
         first: Bytes,
         second: Bytes,
         body: &mut (dyn AsyncRead + Send + Unpin),
+        mode: WriteMode,
     ) -> Result<u64, StorageError> {
+        if mode != WriteMode::Replace {
+            // Not the guarantee (that is the completion), but no reason to upload a taken key's body.
+            self.refuse_existing(key).await?;
+        }
         let created = self
             .client
             .create_multipart_upload()
@@ -290,7 +483,7 @@ impl S3Storage {
             upload_id: Some(upload_id.clone()),
         };
         match self
-            .upload_parts(key, &upload_id, first, second, body)
+            .upload_parts(key, &upload_id, first, second, body, mode)
             .await
         {
             Ok(total) => {
@@ -313,6 +506,7 @@ impl S3Storage {
         first: Bytes,
         second: Bytes,
         body: &mut (dyn AsyncRead + Send + Unpin),
+        mode: WriteMode,
     ) -> Result<u64, StorageError> {
         // Dropping the set (failure or dropped future) cancels the parts still in flight.
         let mut in_flight: JoinSet<Result<UploadedPart, StorageError>> = JoinSet::new();
@@ -385,11 +579,15 @@ impl S3Storage {
             done.push(joined_part(joined)?.part);
         }
         done.sort_by_key(|part| part.part_number());
+        if mode == WriteMode::CheckFirst {
+            self.refuse_existing(key).await?;
+        }
         self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
+            .set_if_none_match((mode == WriteMode::IfNoneMatch).then(|| "*".to_string()))
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(done))
@@ -399,6 +597,35 @@ impl S3Storage {
             .await
             .map_err(|e| self.error(&format!("completing the multipart upload of {key}"), e))?;
         Ok(total)
+    }
+
+    /// Streams `body` into `key`: one PutObject when it fits in a part, a multipart upload otherwise.
+    async fn upload(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+        mode: WriteMode,
+    ) -> Result<u64, StorageError> {
+        let read_error =
+            |e: std::io::Error| StorageError::retryable(format!("reading the body for {key}: {e}"));
+        let first = read_part(body, self.part_size, BytesMut::new())
+            .await
+            .map_err(read_error)?;
+        if first.len() < self.part_size {
+            let len = first.len() as u64;
+            self.put_single(key, first, mode).await?;
+            return Ok(len);
+        }
+        // Exactly one full part may still be the whole body: look one part ahead before going multipart.
+        let second = read_part(body, self.part_size, BytesMut::new())
+            .await
+            .map_err(read_error)?;
+        if second.is_empty() {
+            let len = first.len() as u64;
+            self.put_single(key, first, mode).await?;
+            return Ok(len);
+        }
+        self.put_multipart(key, first, second, body, mode).await
     }
 
     /// Aborts a multipart upload after a failure; an abort that fails is logged, since the original error
@@ -514,30 +741,26 @@ impl Storage for S3Storage {
         key: &str,
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<u64, StorageError> {
-        let read_error =
-            |e: std::io::Error| StorageError::retryable(format!("reading the body for {key}: {e}"));
-        let first = read_part(body, self.part_size, BytesMut::new())
-            .await
-            .map_err(read_error)?;
-        if first.len() < self.part_size {
-            let len = first.len() as u64;
-            self.put_single(key, first).await?;
-            return Ok(len);
-        }
-        // Exactly one full part may still be the whole body: look one part ahead before going multipart.
-        let second = read_part(body, self.part_size, BytesMut::new())
-            .await
-            .map_err(read_error)?;
-        if second.is_empty() {
-            let len = first.len() as u64;
-            self.put_single(key, first).await?;
-            return Ok(len);
-        }
-        self.put_multipart(key, first, second, body).await
+        self.upload(key, body, WriteMode::Replace).await
     }
 
     async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
-        self.put_single(key, Bytes::from(bytes)).await
+        self.put_single(key, Bytes::from(bytes), WriteMode::Replace)
+            .await
+    }
+
+    async fn create_stream(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64, StorageError> {
+        let mode = self.create_mode().await?;
+        self.upload(key, body, mode).await
+    }
+
+    async fn create_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let mode = self.create_mode().await?;
+        self.put_single(key, Bytes::from(bytes), mode).await
     }
 
     async fn get_stream(&self, key: &str) -> Result<ObjectReader, StorageError> {

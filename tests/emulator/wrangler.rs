@@ -348,6 +348,7 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
     .unwrap();
     let migrations = cwd.join("migrations");
     std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::create_dir_all(cwd.join("backups")).unwrap();
     let files = [
         (
             "0001_users.sql",

@@ -279,6 +279,57 @@ impl ExternalS3 {
     }
 }
 
+/// moto's S3 server (`moto_server -H 127.0.0.1 -p PORT`; `scripts/test-all` starts one) at
+/// `D1VAULT_TEST_MOTO_ENDPOINT`, with bucket `d1-backups` created if missing; `None` (after printing why)
+/// when the variable is not set. Unlike Garage, moto answers a second `If-None-Match: *` write with 412,
+/// as AWS S3 and R2 do, so exclusive creates are exercised the way production stores see them.
+pub async fn moto_s3(test: &str) -> Option<ExternalS3> {
+    let Ok(endpoint) = std::env::var("D1VAULT_TEST_MOTO_ENDPOINT") else {
+        eprintln!(
+            "skipping {test}: D1VAULT_TEST_MOTO_ENDPOINT not set (start `moto_server -H 127.0.0.1 -p PORT`)"
+        );
+        return None;
+    };
+    let moto = ExternalS3 {
+        endpoint,
+        bucket: "d1-backups".to_string(),
+        access_key_id: "testing".to_string(),
+        secret_access_key: "testing".to_string(),
+        region: "us-east-1".to_string(),
+    };
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(&moto.endpoint)
+        .region(aws_sdk_s3::config::Region::new(moto.region.clone()))
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            &moto.access_key_id,
+            &moto.secret_access_key,
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(config);
+    if client
+        .head_bucket()
+        .bucket(&moto.bucket)
+        .send()
+        .await
+        .is_err()
+    {
+        // Two tests may race to create it: whoever loses finds it there.
+        let _ = client.create_bucket().bucket(&moto.bucket).send().await;
+        client
+            .head_bucket()
+            .bucket(&moto.bucket)
+            .send()
+            .await
+            .expect("the moto bucket exists");
+    }
+    Some(moto)
+}
+
 /// A prefix no other test run uses, for tests that share a long-lived bucket.
 pub fn unique_prefix(name: &str) -> String {
     format!("test-{name}-{}", uuid::Uuid::new_v4().simple())

@@ -18,8 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::manifest::TableCount;
 use crate::sql::{
-    ScratchSchema, SqlValue, StatementKind, StatementSplitter, classify, parse_insert,
-    quote_identifier,
+    ScratchSchema, SqlValue, StatementKind, StatementSplitter, classify, insert_head, parse_insert,
 };
 
 /// The first statement of every D1 export.
@@ -128,18 +127,10 @@ impl Tally {
         let Some(insert) = parse_insert(stmt) else {
             return;
         };
-        let prefix = match &insert.columns {
-            Some(columns) => format!(
-                "INSERT INTO {} ({}) VALUES(",
-                quote_identifier(&insert.table),
-                columns
-                    .iter()
-                    .map(|c| quote_identifier(c))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-            None => format!("INSERT INTO {} VALUES(", quote_identifier(&insert.table)),
-        };
+        let prefix = format!(
+            "{}(",
+            insert_head(&insert.table, insert.columns.as_deref())
+        );
         if stmt.starts_with(prefix.as_str()) {
             self.row_prefix = Some((prefix, index));
         }

@@ -21,7 +21,7 @@ use super::{
     read_statements,
 };
 use crate::manifest::Manifest;
-use crate::sql::{SqlValue, parse_insert, quote_identifier};
+use crate::sql::{SqlValue, insert_head, parse_insert, quote_identifier};
 use crate::storage::Storage;
 
 /// What a loaded database looks like, for `verify` and for the restore report.
@@ -381,21 +381,10 @@ impl Inserter {
         );
         let sql = self.sql_for.entry(key).or_insert_with(|| {
             let placeholders = vec!["?"; insert.values.len()].join(",");
-            match &insert.columns {
-                Some(columns) => format!(
-                    "INSERT INTO {} ({}) VALUES ({placeholders})",
-                    quote_identifier(&insert.table),
-                    columns
-                        .iter()
-                        .map(|c| quote_identifier(c))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-                None => format!(
-                    "INSERT INTO {} VALUES ({placeholders})",
-                    quote_identifier(&insert.table)
-                ),
-            }
+            format!(
+                "{} ({placeholders})",
+                insert_head(&insert.table, insert.columns.as_deref())
+            )
         });
         let mut prepared = conn.prepare_cached(sql)?;
         prepared.execute(params_from_iter(insert.values.into_iter().map(to_param)))?;

@@ -39,6 +39,24 @@ pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// `INSERT INTO "table" ("a","b") VALUES` (no column list when `columns` is `None`): the head of a row
+/// statement as D1's dumper writes it, shared by the backup's row counting and the restore's prepared
+/// statements so that both spell a table's rows the same way.
+pub fn insert_head(table: &str, columns: Option<&[String]>) -> String {
+    match columns {
+        Some(columns) => format!(
+            "INSERT INTO {} ({}) VALUES",
+            quote_identifier(table),
+            columns
+                .iter()
+                .map(|c| quote_identifier(c))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        None => format!("INSERT INTO {} VALUES", quote_identifier(table)),
+    }
+}
+
 /// Writes a value as D1's dump does: `NULL`, integers exactly, reals as JavaScript prints them, blobs as
 /// lowercase `X'..'`, text in `'` with `''` and line breaks wrapped in `replace(...,'\n',char(10))`.
 ///

@@ -13,7 +13,9 @@ mod scratch;
 mod splitter;
 
 pub use classify::{StatementKind, classify};
-pub use insert::{InsertStatement, SqlValue, parse_insert, quote_identifier, quote_value};
+pub use insert::{
+    InsertStatement, SqlValue, insert_head, parse_insert, quote_identifier, quote_value,
+};
 pub(crate) use insert::{
     write_blob as write_blob_into, write_text as write_text_into, write_value as write_value_into,
 };

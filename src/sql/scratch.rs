@@ -19,7 +19,7 @@ use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Batch, Connection, Statement};
 
-use super::insert::quote_identifier;
+use super::insert::insert_head;
 
 /// Pragmas a statement may name in the scratch database: the ones dumps write, and harmless reads.
 const ALLOWED_PRAGMAS: &[&str] = &[
@@ -150,21 +150,7 @@ impl ScratchSchema {
             return Ok(());
         }
         let placeholders = vec!["?"; values].join(",");
-        let sql = match columns {
-            Some(columns) => format!(
-                "INSERT INTO {} ({}) VALUES ({placeholders})",
-                quote_identifier(table),
-                columns
-                    .iter()
-                    .map(|c| quote_identifier(c))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-            None => format!(
-                "INSERT INTO {} VALUES ({placeholders})",
-                quote_identifier(table)
-            ),
-        };
+        let sql = format!("{} ({placeholders})", insert_head(table, columns));
         self.conn.prepare(&sql).map_err(|e| e.to_string())?;
         self.inserts.insert(key);
         Ok(())

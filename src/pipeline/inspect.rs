@@ -127,10 +127,7 @@ impl Tally {
         let Some(insert) = parse_insert(stmt) else {
             return;
         };
-        let prefix = format!(
-            "{}(",
-            insert_head(&insert.table, insert.columns.as_deref())
-        );
+        let prefix = format!("{}(", insert_head(&insert.table, insert.columns.as_deref()));
         if stmt.starts_with(prefix.as_str()) {
             self.row_prefix = Some((prefix, index));
         }

@@ -193,6 +193,55 @@ async fn store_as_backup(
     m
 }
 
+/// Plants `sql` in storage as a complete backup of `database`, its manifest's hashes made to match, without
+/// d1vault's backup pipeline (which refuses a dump that would not load): what someone who can write to the
+/// bucket could leave there. Returns its manifest.
+async fn plant_as_backup(sources: &BackupSources, database: &str, sql: &[u8]) -> Manifest {
+    use sha2::{Digest, Sha256};
+    let started_at = Utc::now() - Duration::seconds(10);
+    let id = manifest::backup_id(started_at);
+    let key = manifest::object_key(
+        &sources.prefix,
+        database,
+        &id,
+        Compression::Zstd { level: 3 }.dump_file_name(),
+    );
+    let stored = zstd::encode_all(sql, 3).unwrap();
+    let m = Manifest {
+        format: manifest::FORMAT,
+        tool: d1vault::TOOL.into(),
+        database: ManifestDatabase {
+            name: database.into(),
+            id: None,
+            source: "d1".into(),
+        },
+        backup_id: id.clone(),
+        started_at,
+        finished_at: started_at,
+        bookmark: None,
+        export: ManifestExport::default(),
+        dump: ManifestDump {
+            key: key.clone(),
+            compression: "zstd".into(),
+            size: stored.len() as u64,
+            sha256: hex::encode(Sha256::digest(&stored)),
+            raw_size: sql.len() as u64,
+            raw_sha256: hex::encode(Sha256::digest(sql)),
+        },
+        tables: Vec::new(),
+        migrations: Vec::new(),
+    };
+    sources.storage.put_bytes(&key, stored).await.unwrap();
+    let manifest_key =
+        manifest::object_key(&sources.prefix, database, &id, manifest::MANIFEST_FILE);
+    sources
+        .storage
+        .put_bytes(&manifest_key, m.to_json())
+        .await
+        .unwrap();
+    m
+}
+
 /// wrangler's older export format (INSERT without column names) with rows of a table that references a
 /// table created later, and a trigger that must not fire on restored rows.
 const WRANGLER_DUMP: &str = "PRAGMA defer_foreign_keys=TRUE;\n\
@@ -846,7 +895,7 @@ async fn a_hostile_dump_with_a_matching_hash_touches_no_file_of_the_host() {
         copy.display()
     );
     for (name, sql) in [("attach", attach), ("vacuum", vacuum)] {
-        store_as_backup(&sources, name, sql.as_bytes(), 10).await;
+        plant_as_backup(&sources, name, sql.as_bytes()).await;
         let file = env.dir.path().join(format!("{name}.sqlite"));
         let before = entries(env.dir.path());
         let err = restore::run(&config, &to_sqlite(name, &file))
@@ -917,7 +966,7 @@ async fn a_hostile_dump_whose_hash_fails_runs_nothing() {
          INSERT INTO \"x\" VALUES(1);\nCOMMIT;\nATTACH '{}' AS v;\nDROP TABLE v.t;",
         victim.display()
     );
-    let hostile = store_as_backup(&sources, "hostile", attach.as_bytes(), 10).await;
+    let hostile = plant_as_backup(&sources, "hostile", attach.as_bytes()).await;
     let bytes = sources.storage.get_bytes(&hostile.dump.key).await.unwrap();
     tamper(&sources, &good, bytes, false).await;
 
@@ -1135,7 +1184,8 @@ async fn leftovers_of_killed_runs_are_removed_by_the_next_run() {
     // A run still going holds its scratch file locked.
     let live = spool.join("d1vault-verify-L1ve00.sqlite");
     let held = std::fs::File::create(&live).unwrap();
-    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    #[allow(clippy::incompatible_msrv)]
+    held.lock().unwrap();
 
     let restored = dir.join("restored.sqlite");
     restore::run(&config, &to_sqlite("local", &restored))

@@ -151,16 +151,13 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Takes an exclusive `flock` on `file` without waiting; `false` when another open file holds it (on a
-/// system without `flock`, always `false`: nothing is ever swept there).
-#[cfg(unix)]
+/// Takes an exclusive lock on `file` without waiting (`flock` on Linux, as the daemon's `state_dir` lock
+/// in [`crate::catalog`]); `false` when another open file holds it, or the system cannot lock.
 fn try_lock(file: &File) -> bool {
-    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
-}
-
-#[cfg(not(unix))]
-fn try_lock(_file: &File) -> bool {
-    false
+    // `File::try_lock` is std since 1.89; see the note on the declared rust-version in `catalog.rs`.
+    #[allow(clippy::incompatible_msrv)]
+    let locked = file.try_lock();
+    locked.is_ok()
 }
 
 /// Whether `path` still names the open `file` (not a file put in its place since).

@@ -64,11 +64,15 @@ pub fn sql_splitter(data: &[u8]) {
         );
     }
     // SQLite's own parser (prepare and tail) reads the same statements, as far as it accepts the text.
-    // Left out: text with NUL (SQLite stops reading there), and text the splitter refuses (SQLite ends an
-    // unterminated comment at the end of the input; a dump that does is truncated).
+    // Left out: text with NUL (SQLite stops reading there), text the splitter refuses (SQLite ends an
+    // unterminated comment at the end of the input; a dump that does is truncated), and text with a vertical
+    // tab: sqlite3_complete(), which the splitter follows, reads it as a word character, while SQLite's
+    // tokenizer rejects it outside quotes, or, before a trailing comment, reads no statement at all. No dump
+    // holds one outside a quoted value, and the backup's load proof refuses any that does.
     if let (Ok(text), Ok((statements, rest))) = (std::str::from_utf8(&whole), &at_once)
         && whole.len() <= 64 * 1024
         && !text.contains('\0')
+        && !text.contains('\u{b}')
     {
         let mut ours: Vec<&str> = statements.iter().map(|s| s.trim_end()).collect();
         ours.extend(rest.as_deref().map(str::trim_end));

@@ -6,11 +6,13 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use d1vault::cli::RestoreArgs;
 use d1vault::commands::restore;
 use d1vault::config::{Compression, Config};
-use d1vault::manifest::{self, Manifest, ManifestDatabase, ManifestDump, ManifestExport};
+use d1vault::manifest::{
+    self, Manifest, ManifestDatabase, ManifestDump, ManifestExport, TableCount,
+};
 use d1vault::pipeline::{BackupSources, run_backup, store_dump};
 use support::env::Env;
 use support::fixture::{assert_same_contents, contents, create_fixture_db};
@@ -146,50 +148,28 @@ async fn store_as_backup(
     age_seconds: i64,
 ) -> Manifest {
     let started_at = Utc::now() - Duration::seconds(age_seconds);
-    let id = manifest::backup_id(started_at);
-    let compression = Compression::Zstd { level: 3 };
-    let key = manifest::object_key(&sources.prefix, database, &id, compression.dump_file_name());
+    let key = zstd_dump_key(sources, database, started_at);
     let stored = store_dump(
         sources.storage.as_ref(),
         &key,
         sql,
         None,
-        compression,
+        Compression::Zstd { level: 3 },
         "d1_migrations",
     )
     .await
     .unwrap();
-    let m = Manifest {
-        format: manifest::FORMAT,
-        tool: d1vault::TOOL.into(),
-        database: ManifestDatabase {
-            name: database.into(),
-            id: None,
-            source: "d1".into(),
-        },
-        backup_id: id.clone(),
-        started_at,
-        finished_at: started_at,
-        bookmark: None,
-        export: ManifestExport::default(),
-        dump: ManifestDump {
-            key,
-            compression: "zstd".into(),
-            size: stored.size,
-            sha256: stored.sha256,
-            raw_size: stored.report.raw_size,
-            raw_sha256: stored.report.raw_sha256,
-        },
-        tables: stored.report.tables,
-        migrations: stored.report.migrations,
+    let dump = ManifestDump {
+        key,
+        compression: "zstd".into(),
+        size: stored.size,
+        sha256: stored.sha256,
+        raw_size: stored.report.raw_size,
+        raw_sha256: stored.report.raw_sha256,
     };
-    let manifest_key =
-        manifest::object_key(&sources.prefix, database, &id, manifest::MANIFEST_FILE);
-    sources
-        .storage
-        .put_bytes(&manifest_key, m.to_json())
-        .await
-        .unwrap();
+    let mut m = backup_manifest(database, started_at, dump, stored.report.tables);
+    m.migrations = stored.report.migrations;
+    put_manifest(sources, &m).await;
     m
 }
 
@@ -199,15 +179,37 @@ async fn store_as_backup(
 async fn plant_as_backup(sources: &BackupSources, database: &str, sql: &[u8]) -> Manifest {
     use sha2::{Digest, Sha256};
     let started_at = Utc::now() - Duration::seconds(10);
-    let id = manifest::backup_id(started_at);
-    let key = manifest::object_key(
-        &sources.prefix,
-        database,
-        &id,
-        Compression::Zstd { level: 3 }.dump_file_name(),
-    );
+    let key = zstd_dump_key(sources, database, started_at);
     let stored = zstd::encode_all(sql, 3).unwrap();
-    let m = Manifest {
+    let dump = ManifestDump {
+        key: key.clone(),
+        compression: "zstd".into(),
+        size: stored.len() as u64,
+        sha256: hex::encode(Sha256::digest(&stored)),
+        raw_size: sql.len() as u64,
+        raw_sha256: hex::encode(Sha256::digest(sql)),
+    };
+    sources.storage.put_bytes(&key, stored).await.unwrap();
+    let m = backup_manifest(database, started_at, dump, Vec::new());
+    put_manifest(sources, &m).await;
+    m
+}
+
+/// Where a zstd backup of `database` started at `started_at` keeps its dump.
+fn zstd_dump_key(sources: &BackupSources, database: &str, started_at: DateTime<Utc>) -> String {
+    let id = manifest::backup_id(started_at);
+    let file = Compression::Zstd { level: 3 }.dump_file_name();
+    manifest::object_key(&sources.prefix, database, &id, file)
+}
+
+/// The manifest d1vault writes for a D1 backup of `database` with this dump and these tables.
+fn backup_manifest(
+    database: &str,
+    started_at: DateTime<Utc>,
+    dump: ManifestDump,
+    tables: Vec<TableCount>,
+) -> Manifest {
+    Manifest {
         format: manifest::FORMAT,
         tool: d1vault::TOOL.into(),
         database: ManifestDatabase {
@@ -215,31 +217,15 @@ async fn plant_as_backup(sources: &BackupSources, database: &str, sql: &[u8]) ->
             id: None,
             source: "d1".into(),
         },
-        backup_id: id.clone(),
+        backup_id: manifest::backup_id(started_at),
         started_at,
         finished_at: started_at,
         bookmark: None,
         export: ManifestExport::default(),
-        dump: ManifestDump {
-            key: key.clone(),
-            compression: "zstd".into(),
-            size: stored.len() as u64,
-            sha256: hex::encode(Sha256::digest(&stored)),
-            raw_size: sql.len() as u64,
-            raw_sha256: hex::encode(Sha256::digest(sql)),
-        },
-        tables: Vec::new(),
+        dump,
+        tables,
         migrations: Vec::new(),
-    };
-    sources.storage.put_bytes(&key, stored).await.unwrap();
-    let manifest_key =
-        manifest::object_key(&sources.prefix, database, &id, manifest::MANIFEST_FILE);
-    sources
-        .storage
-        .put_bytes(&manifest_key, m.to_json())
-        .await
-        .unwrap();
-    m
+    }
 }
 
 /// wrangler's older export format (INSERT without column names) with rows of a table that references a

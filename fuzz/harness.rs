@@ -1,16 +1,16 @@
 //! The fuzz targets' bodies, shared by the cargo-fuzz binaries (`fuzz/fuzz_targets/*.rs`) and the stable
-//! replay test (`tests/faults/fuzz_replay.rs`), so both exercise exactly the same code and properties.
+//! replay test (`tests/it/faults/fuzz_replay.rs`), so both exercise exactly the same code and properties.
 //! Each function panics only when a property of d1vault breaks (a panic inside d1vault counts too).
 #![allow(dead_code)]
 
 use std::path::Path;
 
-use d1vault::manifest::Manifest;
-use d1vault::pipeline::inspect::DumpInspector;
-use d1vault::sql::{
+use d1_dump::{
     StatementSplitter, classify, parse_insert, split_statements_by_sqlite,
     split_statements_stepwise,
 };
+use d1vault::pipeline::inspect::DumpInspector;
+use d1vault::repository::manifest::Manifest;
 
 /// Cuts `data` into chunks whose lengths come from the first byte, so that one input also exercises
 /// chunk boundaries inside multi-byte characters, quotes and comments.

@@ -36,7 +36,7 @@ build_release() {
     done
     [ ${#args[@]} -gt 0 ] || return 0
     echo "== building (release): ${args[*]}" >&2
-    (cd "$REPO" && CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build --release --quiet "${args[@]}")
+    (cd "$REPO" && CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} cargo build --release --quiet --workspace "${args[@]}")
 }
 
 # Creates $BENCH_DIR/d1/bench.sqlite with $BENCH_ROWS rows, unless it exists with that many.

@@ -17,27 +17,22 @@
 //! * [`catalog`]: the daemon's run history in `state_dir/catalog.sqlite`.
 //! * [`commands`]: one module per subcommand; `main.rs` only parses arguments and dispatches.
 
-pub mod backups;
 pub mod catalog;
 pub mod cli;
 pub mod cloudflare;
 pub mod commands;
 pub mod config;
 pub mod daemon;
-pub mod dump;
-pub mod emulator;
 pub mod idle;
 pub mod logging;
-pub mod manifest;
 pub mod migrations;
 pub mod pipeline;
-pub mod prune;
+pub mod repository;
 pub mod restore;
-pub mod retention;
 pub mod retry;
 pub mod schedule;
 pub mod secret;
-pub mod sql;
+pub mod sources;
 pub mod storage;
 #[cfg(test)]
 mod test_time;

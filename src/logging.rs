@@ -18,7 +18,7 @@ pub fn init(format: LogFormat, verbosity: i8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::new(format!("warn,d1vault={level},d1_emulator={level}"));
+    let filter = EnvFilter::new(format!("warn,d1vault={level}"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::sql::quote_identifier;
+use d1_dump::quote_identifier;
 
 /// One migration file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,18 +24,11 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use d1_dump::DumpOptions;
+
 use crate::config::CloudflareConfig;
 use crate::retry::{RetryPolicy, parse_retry_after};
 use crate::secret::Secret;
-
-/// What the export should contain (`dump_options`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExportOptions {
-    pub no_data: bool,
-    pub no_schema: bool,
-    /// Only these tables; empty means all.
-    pub tables: Vec<String>,
-}
 
 /// A finished export, ready to download.
 #[derive(Debug, Clone)]
@@ -291,7 +284,7 @@ impl Client {
     pub async fn export(
         &self,
         database_id: &str,
-        options: &ExportOptions,
+        options: &DumpOptions,
     ) -> Result<ExportReady, ApiError> {
         let url = self.database_url(database_id, &["export"])?;
         let deadline = Instant::now() + self.limits.export_timeout;

@@ -1,9 +1,9 @@
 //! `d1vault list [DB] [--json]`: complete backups in storage, newest first, read from manifests only.
 
 use super::{Failure, open_sources};
-use crate::backups;
 use crate::cli::ListArgs;
 use crate::config::Config;
+use crate::repository::backups;
 
 /// Prints the table, or the manifests as a JSON array.
 pub async fn run(config: &Config, args: &ListArgs) -> Result<(), Failure> {

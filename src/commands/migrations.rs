@@ -9,10 +9,11 @@ use super::{Failure, open_sources, select_databases};
 use crate::cli::MigrationsCommand;
 use crate::cloudflare::Client;
 use crate::config::{Config, DatabaseConfig, Source};
-use crate::manifest::Manifest;
 use crate::migrations::{self, MigrationFile};
-use crate::pipeline::{BackupSources, run_backup_now};
+use crate::pipeline::run_backup_now;
+use crate::repository::manifest::Manifest;
 use crate::restore::{Progress, d1};
+use crate::sources::BackupSources;
 
 /// Dispatches the migrations subcommand.
 pub async fn run(config: &Config, command: &MigrationsCommand) -> Result<(), Failure> {
@@ -315,7 +316,7 @@ fn apply_sqlite(
         let sql = migrations::apply_sql(text, table, name);
         // Statement by statement so that the report can name the failing one; a file the splitter cannot
         // read runs whole and SQLite's error is reported alone.
-        let statements = crate::sql::split_statements(&sql).unwrap_or_else(|_| vec![sql.clone()]);
+        let statements = d1_dump::split_statements(&sql).unwrap_or_else(|_| vec![sql.clone()]);
         let numbered = statements.len() > 1;
         for (index, statement) in statements.iter().enumerate() {
             if let Err(e) = tx.execute_batch(statement) {
@@ -432,7 +433,7 @@ const PROBE_SENTINEL: &str = "SELECT * FROM \"d1vault: probe, rolled back\";";
 /// error is the sentinel's, the first k statements succeed. A binary search costs about log2(statements)
 /// requests, and only after a failure. `None` when the statements cannot be split or the probes disagree.
 async fn failing_statement(client: &Client, id: &str, sql: &str) -> Option<(usize, String)> {
-    let statements = crate::sql::split_statements(sql).ok()?;
+    let statements = d1_dump::split_statements(sql).ok()?;
     if statements.len() < 2 {
         return None;
     }

@@ -50,30 +50,15 @@ pub mod run;
 pub mod status;
 pub mod verify;
 
-use std::sync::Arc;
-
-use crate::cloudflare::{self, RATE_LIMIT_WINDOW, RateLimiter};
 use crate::config::{Config, DatabaseConfig};
-use crate::pipeline::BackupSources;
+use crate::sources::{self, BackupSources};
 
 /// Opens the configured storage and, when configured, the Cloudflare client: what every command that
 /// touches backups needs.
 pub async fn open_sources(config: &Config) -> Result<BackupSources, Failure> {
-    let storage = crate::storage::open(&config.storage)
+    sources::open(config)
         .await
-        .map_err(|e| Failure::failed(format!("opening storage: {e}")))?;
-    let cloudflare = match &config.cloudflare {
-        Some(cf) => {
-            let limiter = Arc::new(RateLimiter::new(cf.requests_per_5min, RATE_LIMIT_WINDOW));
-            Some(cloudflare::Client::new(cf, limiter).map_err(|e| Failure::failed(e.to_string()))?)
-        }
-        None => None,
-    };
-    Ok(BackupSources {
-        storage,
-        prefix: config.storage.prefix().to_string(),
-        cloudflare,
-    })
+        .map_err(|e| Failure::failed(e.to_string()))
 }
 
 /// The databases named on the command line (all configured ones when none is named); an unknown name is a

@@ -6,7 +6,7 @@ use chrono::Utc;
 use super::{Failure, open_sources, select_databases};
 use crate::cli::PruneArgs;
 use crate::config::Config;
-use crate::prune::{self, PrunePlan};
+use crate::repository::prune::{self, PrunePlan};
 
 /// Plans, prints, and (unless `--dry-run`) executes.
 pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {

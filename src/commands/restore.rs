@@ -8,11 +8,12 @@ use std::path::Path;
 use super::{Failure, open_sources};
 use crate::cli::RestoreArgs;
 use crate::config::{Config, DatabaseConfig, Source};
-use crate::manifest::Manifest;
-use crate::pipeline::{BackupSources, run_backup_now};
+use crate::pipeline::run_backup_now;
+use crate::repository::manifest::Manifest;
 use crate::restore::scratch::{self, ScratchFile};
 use crate::restore::sqlite::TargetPath;
 use crate::restore::{self, Progress, RestoreError, d1, sqlite};
+use crate::sources::BackupSources;
 
 /// Runs the restore described by `args`.
 pub async fn run(config: &Config, args: &RestoreArgs) -> Result<(), Failure> {

@@ -5,10 +5,10 @@
 //! manifest's row counts. Exit 1 on any mismatch. Production is never touched.
 
 use super::{Failure, open_sources};
-use crate::backups;
 use crate::cli::VerifyArgs;
 use crate::config::Config;
-use crate::manifest::Manifest;
+use crate::repository::backups;
+use crate::repository::manifest::Manifest;
 use crate::restore::scratch::{self, PRIVATE, ScratchFile};
 use crate::restore::{self, Progress, RestoreError, sqlite};
 
@@ -101,7 +101,7 @@ fn spool_dir(config: &Config) -> std::path::PathBuf {
 
 async fn verify_one(
     config: &Config,
-    sources: &crate::pipeline::BackupSources,
+    sources: &crate::sources::BackupSources,
     manifest: &Manifest,
 ) -> Result<String, Vec<String>> {
     let spool = spool_dir(config);

@@ -20,7 +20,7 @@ use super::{
     CloudflareConfig, Compression, Config, DEFAULT_API_BASE_URL, DaemonConfig, DatabaseConfig,
     FilesystemConfig, S3Config, Source, StorageConfig,
 };
-use crate::retention::RetentionPolicy;
+use crate::repository::retention::RetentionPolicy;
 use crate::schedule::{Schedule, Window};
 use crate::secret::Secret;
 

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::retention::RetentionPolicy;
+use crate::repository::retention::RetentionPolicy;
 use crate::schedule::{Schedule, Window};
 use crate::secret::Secret;
 

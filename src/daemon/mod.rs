@@ -28,13 +28,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::backups;
 use crate::catalog::{Catalog, RunOutcome};
 use crate::config::{self, Config, DatabaseConfig};
-use crate::manifest;
-use crate::pipeline::{BackupError, BackupSources, MAX_ID_ATTEMPTS, next_start, run_backup};
-use crate::prune;
+use crate::pipeline::{BackupError, MAX_ID_ATTEMPTS, next_start, run_backup};
+use crate::repository::backups;
+use crate::repository::manifest;
+use crate::repository::prune;
 use crate::schedule::{self, PlannedRun};
+use crate::sources::BackupSources;
 use metrics::{Metrics, RunResult};
 
 /// Control messages from signal handlers (or tests) to the daemon.
@@ -133,9 +134,9 @@ pub async fn run_locked(
         .mark_interrupted(now)
         .await
         .map_err(|e| format!("catalog: {e}"))?;
-    let sources = crate::commands::open_sources(&config)
+    let sources = crate::sources::open(&config)
         .await
-        .map_err(|f| f.message)?;
+        .map_err(|e| e.to_string())?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let shared = Arc::new(Shared {
         metrics: Metrics::default(),

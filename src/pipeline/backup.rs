@@ -1,7 +1,6 @@
 //! One backup of one database, from source to manifest.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -11,21 +10,12 @@ use tracing::{Instrument, info, info_span, warn};
 use super::compress::{Compressor, StoredDigest};
 use super::inspect::{DumpError, DumpInspector, DumpReport, InspectorThread};
 use super::source::sqlite_dump;
-use crate::cloudflare::{self, ApiError, ExportOptions};
+use crate::cloudflare::ApiError;
 use crate::config::{Compression, DatabaseConfig, Source};
-use crate::dump::DumpOptions;
-use crate::manifest::{self, Manifest, ManifestDatabase, ManifestDump, ManifestExport};
+use crate::repository::manifest::{self, Manifest, ManifestDatabase, ManifestDump};
+use crate::sources::BackupSources;
 use crate::storage::{Storage, StorageError, StorageErrorKind};
-
-/// What a backup needs besides the database's own configuration.
-#[derive(Debug, Clone)]
-pub struct BackupSources {
-    pub storage: Arc<dyn Storage>,
-    /// The storage key prefix (`storage.prefix`).
-    pub prefix: String,
-    /// The D1 client; `None` when no database uses D1.
-    pub cloudflare: Option<cloudflare::Client>,
-}
+use d1_dump::DumpOptions;
 
 /// Why a backup failed. Every variant leaves storage without a manifest for this backup.
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +180,7 @@ async fn backup_inner(
         backup_id,
         database.compression.dump_file_name(),
     );
-    let export = ExportOptions {
+    let export = DumpOptions {
         no_data: database.no_data,
         no_schema: false,
         tables: database.tables.clone(),
@@ -233,13 +223,8 @@ async fn backup_inner(
             )
         }
         Source::Sqlite { path } => {
-            let options = DumpOptions {
-                no_data: export.no_data,
-                no_schema: false,
-                tables: export.tables.clone(),
-            };
-            let reader =
-                sqlite_dump(path, options).map_err(|e| BackupError::Source(e.to_string()))?;
+            let reader = sqlite_dump(path, export.clone())
+                .map_err(|e| BackupError::Source(e.to_string()))?;
             ("sqlite", None, None, Box::new(reader), None)
         }
     };
@@ -274,11 +259,7 @@ async fn backup_inner(
         started_at: started_at.trunc_subsecs(0),
         finished_at: Utc::now().trunc_subsecs(0),
         bookmark,
-        export: ManifestExport {
-            no_data: export.no_data,
-            no_schema: false,
-            tables: export.tables.clone(),
-        },
+        export: export.clone(),
         dump: ManifestDump {
             key: dump_key.clone(),
             compression: database.compression.name().into(),

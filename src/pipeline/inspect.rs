@@ -16,8 +16,8 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::manifest::TableCount;
-use crate::sql::{
+use crate::repository::manifest::TableCount;
+use d1_dump::{
     ScratchSchema, SqlValue, StatementKind, StatementSplitter, classify, insert_head, parse_insert,
 };
 

@@ -21,6 +21,6 @@ pub mod source;
 mod backup;
 
 pub use backup::{
-    BackupError, BackupSources, MAX_ID_ATTEMPTS, STALE_UPLOAD_AGE, StoredDump, next_start,
-    run_backup, run_backup_from, run_backup_now, store_dump,
+    BackupError, MAX_ID_ATTEMPTS, STALE_UPLOAD_AGE, StoredDump, next_start, run_backup,
+    run_backup_from, run_backup_now, store_dump,
 };

@@ -1,5 +1,5 @@
 //! Where a dump's bytes come from: a D1 export download, or a local SQLite file dumped by
-//! [`crate::dump::write_dump`] on a blocking thread. Either way the caller gets an `AsyncRead` and never
+//! [`d1_dump::write_dump`] on a blocking thread. Either way the caller gets an `AsyncRead` and never
 //! holds the whole dump.
 
 use std::future::Future;
@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
 use tokio::sync::oneshot;
 use tokio_util::io::SyncIoBridge;
 
-use crate::dump::{DumpOptions, write_dump};
+use d1_dump::{DumpOptions, write_dump};
 
 /// Size of the in-memory pipe between the dump thread and the upload (bounded: backpressure, not buffering).
 const PIPE_BYTES: usize = 256 * 1024;

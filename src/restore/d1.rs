@@ -17,12 +17,10 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use super::scratch::{self, PRIVATE, ScratchFile};
 use super::{Phase, Progress, RestoreError, download_and_prove, phase_of, read_statements};
 use crate::cloudflare::{Client, ImportOutcome};
-use crate::manifest::Manifest;
-use crate::sql::{StatementKind, quote_identifier};
+use crate::repository::manifest::Manifest;
 use crate::storage::Storage;
-
-/// D1's limit on one SQL statement.
-pub const MAX_STATEMENT_BYTES: usize = 100_000;
+use d1_dump::limits::MAX_STATEMENT_BYTES;
+use d1_dump::{StatementKind, quote_identifier};
 
 /// The user objects of a D1 database, newest first, for clearing it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,12 +25,12 @@ use std::path::Path;
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 
-use crate::backups::StoredBackup;
-use crate::manifest::Manifest;
 use crate::pipeline::compress::decompress;
 use crate::pipeline::hashing::HashingReader;
-use crate::sql::{StatementKind, StatementSplitter, classify};
+use crate::repository::backups::StoredBackup;
+use crate::repository::manifest::Manifest;
 use crate::storage::Storage;
+use d1_dump::{StatementKind, StatementSplitter, classify};
 
 pub use progress::Progress;
 
@@ -66,7 +66,7 @@ pub fn refusal(stmt: &str, kind: &StatementKind) -> Option<String> {
     if !matches!(kind, StatementKind::Other) {
         return None;
     }
-    let words = crate::sql::words(stmt);
+    let words = d1_dump::words(stmt);
     match words.first() {
         Some(first) if first.eq_ignore_ascii_case("ANALYZE") => None,
         Some(first) => Some(format!(
@@ -272,7 +272,7 @@ fn storage_read_error(e: io::Error, manifest: &Manifest) -> RestoreError {
 }
 
 /// Picks the manifest to restore: `backup_id`, or the newest complete backup of `database`. A named backup
-/// whose manifest exists but cannot be trusted is refused with the reason (see [`crate::backups`]).
+/// whose manifest exists but cannot be trusted is refused with the reason (see [`crate::repository::backups`]).
 pub async fn select_backup(
     storage: &dyn Storage,
     prefix: &str,
@@ -280,7 +280,8 @@ pub async fn select_backup(
     backup_id: Option<&str>,
 ) -> Result<Manifest, RestoreError> {
     let Some(id) = backup_id else {
-        let manifests = crate::backups::complete(storage, prefix, Some(database)).await?;
+        let manifests =
+            crate::repository::backups::complete(storage, prefix, Some(database)).await?;
         return manifests.into_iter().next().ok_or_else(|| {
             RestoreError::Refused(format!(
                 "no complete backup of {database} in {}",
@@ -288,7 +289,7 @@ pub async fn select_backup(
             ))
         });
     };
-    let found = crate::backups::find(storage, prefix, database, id).await?;
+    let found = crate::repository::backups::find(storage, prefix, database, id).await?;
     match found {
         Some(StoredBackup {
             manifest: Some(manifest),

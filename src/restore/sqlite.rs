@@ -20,9 +20,9 @@ use super::{
     Phase, Progress, ProvenDump, RestoreError, StatementBatch, download_and_prove, phase_of,
     read_statements,
 };
-use crate::manifest::Manifest;
-use crate::sql::{SqlValue, insert_head, parse_insert, quote_identifier};
+use crate::repository::manifest::Manifest;
 use crate::storage::Storage;
+use d1_dump::{SqlValue, insert_head, parse_insert, quote_identifier};
 
 /// What a loaded database looks like, for `verify` and for the restore report.
 #[derive(Debug, Clone, Default)]

@@ -1,7 +1,7 @@
 //! Where backups live, behind one narrow async trait with a filesystem and an S3 implementation.
 //!
 //! Keys are `/`-separated relative paths (`prod/blog/20261129T030012Z/dump.sql.zst`); the layout itself is
-//! decided in [`crate::manifest`], not here. Implementations promise:
+//! decided in [`crate::repository::manifest`], not here. Implementations promise:
 //! * a streamed object becomes visible only when its whole body was read without error; a failed read, a
 //!   failed upload or a dropped future leaves nothing behind (temporary file removed, multipart aborted);
 //! * a listing either returns every object under the prefix or an error, never a partial list;

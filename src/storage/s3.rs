@@ -341,7 +341,7 @@ impl S3Storage {
     /// both ways, expecting 412 each time, and deletes it. A store that lets the second write through
     /// (Garage 2.5) is reported once at WARN: it cannot guarantee that two writers never share a backup id.
     async fn probe_conditional_writes(&self) -> Result<bool, StorageError> {
-        let key = crate::manifest::join_key(&[
+        let key = crate::repository::manifest::join_key(&[
             &self.prefix,
             &format!(
                 ".d1vault-conditional-write-probe-{:016x}",

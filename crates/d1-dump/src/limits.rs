@@ -1,0 +1,6 @@
+//! D1's limits that shape a dump, as Cloudflare documents them (summarised in `docs/d1-dump-format.md`).
+//! The emulator enforces them and d1vault checks a dump against them before it asks D1 to import it.
+
+/// The longest SQL statement D1 accepts, in bytes (`SQLITE_LIMIT_SQL_LENGTH`); a longer one fails with
+/// `SQLITE_TOOBIG`, so a dump row over it cannot be imported.
+pub const MAX_STATEMENT_BYTES: usize = 100_000;

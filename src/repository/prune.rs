@@ -1,0 +1,216 @@
+//! Applying retention to storage: plan (pure decisions over a complete listing) and execute. A listing that
+//! fails deletes nothing; only complete backups are counted; incomplete leftovers (no manifest) are removed
+//! once they are older than a day; keys that do not fit the layout are never touched.
+//!
+//! Prune never deletes what it cannot read: a backup whose `manifest.json` exists but is not accepted (it
+//! does not parse, has a newer `format`, lacks a field, or names another backup's dump) is kept, reported
+//! and left out of retention, as if it were not there. Leaving it out can only keep more of the other
+//! backups, never fewer: it takes no `keep_*` slot and is not the "newest" that protects another. Inside a
+//! backup directory only the names d1vault writes (the dump and `manifest.json`) are ever deleted; any
+//! other object there is reported and left alone.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use tracing::{info, warn};
+
+use crate::repository::backups::{self, StoredBackup};
+use crate::repository::manifest;
+use crate::repository::retention::{self, BackupRef, RetentionPolicy};
+use crate::storage::{Storage, StorageError};
+
+/// Incomplete backups younger than this are left alone: they may be uploads still in progress.
+pub const INCOMPLETE_GRACE: Duration = Duration::hours(24);
+
+/// What prune will do for one database.
+#[derive(Debug, Clone)]
+pub struct PrunePlan {
+    /// The storage prefix the plan was made under.
+    pub prefix: String,
+    pub database: String,
+    /// One entry per complete backup, newest first.
+    pub complete: Vec<PlannedBackup>,
+    /// Incomplete backups old enough to remove (only their d1vault-named objects are removed).
+    pub incomplete: Vec<StoredBackup>,
+    /// Backups whose manifest exists but cannot be read or trusted ([`StoredBackup::unreadable`] says
+    /// why), newest first: always kept, never counted by retention.
+    pub unreadable: Vec<StoredBackup>,
+    /// Backup directories that hold objects d1vault did not write, with those objects' keys: prune never
+    /// deletes them (when their backup is deleted, they stay), and says so.
+    pub foreign: Vec<(String, Vec<String>)>,
+}
+
+/// A complete backup and the decision about it.
+#[derive(Debug, Clone)]
+pub struct PlannedBackup {
+    pub backup: StoredBackup,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+/// What executing a plan did.
+#[derive(Debug, Clone, Default)]
+pub struct PruneOutcome {
+    pub deleted_backups: usize,
+    pub removed_incomplete: usize,
+    pub aborted_uploads: usize,
+    /// Backups kept because their manifest is unreadable.
+    pub kept_unreadable: usize,
+    /// Deletions that failed, in words; they are retried by the next prune.
+    pub errors: Vec<String>,
+}
+
+/// Builds the plan for `database` from one complete listing of its backups.
+pub async fn plan(
+    storage: &dyn Storage,
+    prefix: &str,
+    database: &str,
+    policy: &RetentionPolicy,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<PrunePlan, StorageError> {
+    let stored = backups::scan(storage, prefix, Some(database)).await?;
+    Ok(plan_from_listing(prefix, database, stored, policy, tz, now))
+}
+
+/// The pure part of [`plan`]: decisions from a listing of the backups of `database` under `prefix`.
+pub fn plan_from_listing(
+    prefix: &str,
+    database: &str,
+    stored: Vec<StoredBackup>,
+    policy: &RetentionPolicy,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> PrunePlan {
+    let foreign: Vec<(String, Vec<String>)> = stored
+        .iter()
+        .filter_map(|b| {
+            let keys: Vec<String> = b
+                .foreign_objects(prefix)
+                .into_iter()
+                .map(|o| o.key.clone())
+                .collect();
+            (!keys.is_empty()).then(|| (b.backup_id.clone(), keys))
+        })
+        .collect();
+    let (mut unreadable, readable): (Vec<_>, Vec<_>) =
+        stored.into_iter().partition(|b| b.unreadable.is_some());
+    unreadable.sort_by(|a, b| b.backup_id.cmp(&a.backup_id));
+    let (complete, incomplete): (Vec<_>, Vec<_>) =
+        readable.into_iter().partition(|b| b.manifest.is_some());
+    let refs: Vec<BackupRef> = complete
+        .iter()
+        .map(|b| BackupRef {
+            id: b.backup_id.clone(),
+            time: b
+                .manifest
+                .as_ref()
+                .map(|m| m.started_at)
+                .expect("complete backups have a manifest"),
+        })
+        .collect();
+    let decisions = retention::apply(policy, &refs, tz, now);
+    let mut planned: Vec<PlannedBackup> = decisions
+        .into_iter()
+        .filter_map(|d| {
+            let backup = complete.iter().find(|b| b.backup_id == d.id)?.clone();
+            Some(PlannedBackup {
+                backup,
+                keep: d.keep,
+                reasons: d.reasons,
+            })
+        })
+        .collect();
+    planned.sort_by(|a, b| b.backup.backup_id.cmp(&a.backup.backup_id));
+    let incomplete = incomplete
+        .into_iter()
+        .filter(|b| {
+            manifest::parse_backup_id(&b.backup_id).is_some_and(|t| now - t >= INCOMPLETE_GRACE)
+                && !b.d1vault_objects(prefix).is_empty()
+        })
+        .collect();
+    PrunePlan {
+        prefix: prefix.to_string(),
+        database: database.to_string(),
+        complete: planned,
+        incomplete,
+        unreadable,
+        foreign,
+    }
+}
+
+/// Deletes what the plan says. A complete backup loses its manifest first, so it stops existing in one
+/// step; a failure after that leaves an incomplete leftover that the next prune removes. Only objects under
+/// names d1vault writes are deleted; unreadable backups are never touched.
+pub async fn execute(
+    storage: &dyn Storage,
+    prefix: &str,
+    plan: &PrunePlan,
+    now: DateTime<Utc>,
+) -> PruneOutcome {
+    let mut outcome = PruneOutcome {
+        kept_unreadable: plan.unreadable.len(),
+        ..PruneOutcome::default()
+    };
+    for planned in plan.complete.iter().filter(|p| !p.keep) {
+        match delete_backup(storage, prefix, &planned.backup).await {
+            Ok(()) => {
+                outcome.deleted_backups += 1;
+                info!(database = %plan.database, backup_id = %planned.backup.backup_id, "deleted backup");
+            }
+            Err(e) => outcome
+                .errors
+                .push(format!("deleting {}: {e}", planned.backup.backup_id)),
+        }
+    }
+    for leftover in &plan.incomplete {
+        match delete_backup(storage, prefix, leftover).await {
+            Ok(()) => outcome.removed_incomplete += 1,
+            Err(e) => outcome
+                .errors
+                .push(format!("removing incomplete {}: {e}", leftover.backup_id)),
+        }
+    }
+    let db_prefix = manifest::database_prefix(prefix, &plan.database);
+    match storage
+        .abort_stale_uploads(&db_prefix, now - INCOMPLETE_GRACE)
+        .await
+    {
+        Ok(n) => outcome.aborted_uploads = n,
+        // Not a prune failure: some S3-compatible stores do not implement ListMultipartUploads, and an
+        // unfinished upload is never a listed backup. Bucket lifecycle rules can clear them instead.
+        Err(e) => {
+            warn!(error = %e, "could not clear stale multipart uploads; consider a bucket lifecycle rule")
+        }
+    }
+    outcome
+}
+
+/// Deletes the d1vault-named objects of `backup`, its manifest first (a crash after that leaves a dump
+/// without a manifest: incomplete, never listed as complete). Objects d1vault did not write stay.
+async fn delete_backup(
+    storage: &dyn Storage,
+    prefix: &str,
+    backup: &StoredBackup,
+) -> Result<(), StorageError> {
+    if let Some(reason) = &backup.unreadable {
+        // Never reached through a plan; a guard for callers that build their own.
+        return Err(StorageError::permanent(format!(
+            "refusing to delete backup {}: its manifest cannot be read ({reason})",
+            backup.backup_id
+        )));
+    }
+    let manifest_key = manifest::object_key(
+        prefix,
+        &backup.database,
+        &backup.backup_id,
+        manifest::MANIFEST_FILE,
+    );
+    let ours = backup.d1vault_objects(prefix);
+    if ours.iter().any(|o| o.key == manifest_key) {
+        storage.delete(&manifest_key).await?;
+    }
+    for object in ours.into_iter().filter(|o| o.key != manifest_key) {
+        storage.delete(&object.key).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! d1vault's integration tests, one binary for the whole root package (one link of the crate, not one per
+//! file). Each module is a suite; `support` is the harness they share: the in-process S3 server and the
+//! external ones (Garage, moto), the D1 emulator, the fixture, and the `d1vault` binary runner.
+//!
+//! Run one suite with `cargo test --test it SUITE::`, for example `cargo test --test it faults::`.
+
+mod backup;
+mod config;
+mod daemon;
+mod faults;
+mod migrations;
+mod restore;
+mod ship;
+mod storage;
+mod support;
+mod wrangler;

@@ -152,14 +152,18 @@ impl fmt::Display for Schedule {
 /// A daily local-time window `HH:MM-HH:MM` in which backups may start; `end < start` crosses midnight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
+    /// Local time the window opens.
     pub start: NaiveTime,
+    /// Local time the window closes (exclusive).
     pub end: NaiveTime,
 }
 
 /// One occurrence of a [`Window`] on the timeline: the run may start in `[opens_at, closes_at)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowOccurrence {
+    /// The first instant a run may start.
     pub opens_at: DateTime<Utc>,
+    /// The first instant a run may no longer start.
     pub closes_at: DateTime<Utc>,
 }
 
@@ -274,7 +278,12 @@ pub enum PlannedRun {
         window_closes_at: Option<DateTime<Utc>>,
     },
     /// Do not run for this due time; `reason` says why, for the catalog and the log.
-    Skipped { due: DateTime<Utc>, reason: String },
+    Skipped {
+        /// The due time that is skipped.
+        due: DateTime<Utc>,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 impl PlannedRun {

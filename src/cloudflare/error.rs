@@ -15,6 +15,7 @@ pub enum ErrorClass {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
+    /// Retryable or permanent: decides whether the caller tries again.
     pub class: ErrorClass,
     /// HTTP status, when an answer arrived.
     pub status: Option<u16>,

@@ -35,6 +35,7 @@ use crate::secret::Secret;
 pub struct ExportReady {
     /// The Time Travel bookmark the export was taken at.
     pub at_bookmark: String,
+    /// The file name D1 gives the dump, when it names one.
     pub filename: Option<String>,
     /// The download URL: a bearer credential for the whole database, valid for an hour.
     pub signed_url: Secret,
@@ -54,8 +55,11 @@ pub struct Download {
 /// One database as the API describes it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct DatabaseInfo {
+    /// The database id, the key of every per-database API path.
     pub uuid: String,
+    /// The database name, as `[[database]] name` matches it.
     pub name: String,
+    /// D1's storage version: `alpha`, `beta` or `production`; `alpha` databases have no Time Travel.
     #[serde(default)]
     pub version: Option<String>,
 }
@@ -63,8 +67,10 @@ pub struct DatabaseInfo {
 /// The result of one statement of a `/query` call.
 #[derive(Debug, Clone, Deserialize)]
 pub struct QueryResult {
+    /// The rows, one JSON object per row.
     #[serde(default)]
     pub results: Vec<serde_json::Map<String, Value>>,
+    /// D1's `meta` object (changes, duration, bookmarks ...), kept as JSON.
     #[serde(default)]
     pub meta: Value,
 }
@@ -72,7 +78,9 @@ pub struct QueryResult {
 /// A finished import.
 #[derive(Debug, Clone)]
 pub struct ImportOutcome {
+    /// Statements D1 reports it ran.
     pub num_queries: Option<u64>,
+    /// The bookmark after the import, when D1 reports one.
     pub final_bookmark: Option<String>,
 }
 

@@ -20,17 +20,22 @@ use d1_dump::DumpOptions;
 /// Why a backup failed. Every variant leaves storage without a manifest for this backup.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// The D1 API refused or failed (export, poll, download).
     #[error("Cloudflare: {0}")]
     Api(#[from] ApiError),
+    /// Storage refused or failed the upload.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
+    /// The dump is not a usable backup (empty, HTML, truncated, would not restore ...).
     #[error("{0}")]
     InvalidDump(#[from] DumpError),
+    /// The local SQLite source could not be read.
     #[error("source: {0}")]
     Source(String),
     /// Reading the dump failed part-way (an interrupted download); nothing was stored.
     #[error("reading the dump: {0}")]
     Read(String),
+    /// The database entry cannot be backed up as configured (e.g. a D1 database without `[cloudflare]`).
     #[error("configuration: {0}")]
     Config(String),
     /// Another backup of the same database already uses this second's id.

@@ -53,7 +53,9 @@ enum Input {
 /// Size and sha256 (hex) of the stored (compressed) bytes, for the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredDigest {
+    /// Bytes stored.
     pub size: u64,
+    /// sha256 (hex) of the stored bytes.
     pub sha256: String,
 }
 

@@ -27,23 +27,52 @@ pub const DUMP_HEADER: &str = "PRAGMA defer_foreign_keys=TRUE;";
 /// Why a downloaded or generated dump is not a usable backup.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DumpError {
+    /// Zero bytes: D1 writes at least its PRAGMA line, so nothing came.
     #[error("the dump is empty (0 bytes): the export produced nothing; not counted as a backup")]
     Empty,
     #[error(
         "the download is an HTML page, not a SQL dump (it starts with {start:?}): an error page from a proxy \
          or CDN; not counted as a backup"
     )]
-    Html { start: String },
+    /// The body is a web page (a proxy's or CDN's error page), not SQL.
+    Html {
+        /// The first characters, to show what came.
+        start: String,
+    },
     #[error("the dump is not UTF-8 text at byte {offset}: {detail}")]
-    NotUtf8 { offset: u64, detail: String },
+    /// The bytes are not UTF-8 text, so not a dump (or a damaged one).
+    NotUtf8 {
+        /// Byte offset of the first invalid sequence.
+        offset: u64,
+        /// What the decoder reported.
+        detail: String,
+    },
     #[error("the dump does not start with `{DUMP_HEADER}` but with {found:?}: not a D1 export")]
-    MissingHeader { found: String },
+    /// The text does not open with D1's PRAGMA line, so it is not a D1 export.
+    MissingHeader {
+        /// What the text starts with instead.
+        found: String,
+    },
     #[error("the dump is truncated: {received} bytes received, the server announced {announced}")]
-    Truncated { received: u64, announced: u64 },
+    /// Fewer bytes arrived than the server announced: the download ended early.
+    Truncated {
+        /// Bytes received.
+        received: u64,
+        /// Bytes the server announced (`Content-Length`).
+        announced: u64,
+    },
     #[error("the dump is longer than announced: more than {announced} bytes received")]
-    Overlong { announced: u64 },
+    /// More bytes arrived than the server announced: not the file it described.
+    Overlong {
+        /// Bytes the server announced (`Content-Length`).
+        announced: u64,
+    },
     #[error("the dump ends in the middle of a statement ({tail:?}): truncated")]
-    IncompleteStatement { tail: String },
+    /// The text stops inside a statement: truncated even if the byte count matched.
+    IncompleteStatement {
+        /// The start of the unfinished statement.
+        tail: String,
+    },
     /// SQLite rejects a statement of the dump: `verify` and `restore` would fail on it. Running the backup
     /// again gives the same dump, so this is permanent.
     #[error(

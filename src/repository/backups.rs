@@ -14,7 +14,9 @@ use crate::storage::{ObjectInfo, Storage, StorageError};
 /// Everything stored for one backup directory `<prefix>/<database>/<id>/`.
 #[derive(Debug, Clone)]
 pub struct StoredBackup {
+    /// The database directory name (the configured database name).
     pub database: String,
+    /// The backup directory name: the backup id.
     pub backup_id: String,
     /// The manifest, if present and valid: only then is the backup complete.
     pub manifest: Option<Manifest>,

@@ -8,18 +8,27 @@ use serde::{Deserialize, Serialize};
 /// `manifest.json` as stored. Field names and meanings are binding; fields may be added, never changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The manifest format ([`FORMAT`]); a reader refuses a newer one rather than misread it.
     pub format: u32,
+    /// The tool and version that wrote the backup ([`crate::TOOL`]).
     pub tool: String,
+    /// Which database was backed up, and from what kind of source.
     pub database: ManifestDatabase,
+    /// The backup id: the start time in UTC, `YYYYMMDDTHHMMSSZ`; also the directory name.
     pub backup_id: String,
+    /// When the backup started (whole seconds, UTC).
     #[serde(with = "utc_seconds")]
     pub started_at: DateTime<Utc>,
+    /// When the dump was stored, just before this manifest was written.
     #[serde(with = "utc_seconds")]
     pub finished_at: DateTime<Utc>,
     /// D1 Time Travel bookmark at export start; `None` for SQLite sources.
     pub bookmark: Option<String>,
+    /// The dump options the export used (`manifest.export`).
     pub export: DumpOptions,
+    /// The stored dump object and the SQL it holds.
     pub dump: ManifestDump,
+    /// Every table in the dump with its row count, in dump order; `verify` compares against it.
     pub tables: Vec<TableCount>,
     /// Names in the database's migrations table, in applied order.
     pub migrations: Vec<String>,
@@ -28,7 +37,9 @@ pub struct Manifest {
 /// `manifest.database`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestDatabase {
+    /// The database name as configured (`[[database]] name`).
     pub name: String,
+    /// The D1 database id; `None` for SQLite sources.
     pub id: Option<String>,
     /// `"d1"` or `"sqlite"`.
     pub source: String,
@@ -37,6 +48,7 @@ pub struct ManifestDatabase {
 /// `manifest.dump`: the stored object and the SQL it holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestDump {
+    /// The dump's storage key, inside this backup's directory.
     pub key: String,
     /// `"zstd"`, `"gzip"` or `"none"`.
     pub compression: String,
@@ -53,7 +65,9 @@ pub struct ManifestDump {
 /// Rows of one table, counted while the dump streamed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableCount {
+    /// The table name as stored in `sqlite_schema`.
     pub name: String,
+    /// Rows (INSERT statements) the dump holds for it.
     pub rows: u64,
 }
 
@@ -209,14 +223,14 @@ mod utc_seconds {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(
+    pub(super) fn serialize<S: Serializer>(
         time: &DateTime<Utc>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Secs, true))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<DateTime<Utc>, D::Error> {
         let text = String::deserialize(deserializer)?;

@@ -26,6 +26,7 @@ pub const INCOMPLETE_GRACE: Duration = Duration::hours(24);
 pub struct PrunePlan {
     /// The storage prefix the plan was made under.
     pub prefix: String,
+    /// The database the plan is for.
     pub database: String,
     /// One entry per complete backup, newest first.
     pub complete: Vec<PlannedBackup>,
@@ -42,16 +43,22 @@ pub struct PrunePlan {
 /// A complete backup and the decision about it.
 #[derive(Debug, Clone)]
 pub struct PlannedBackup {
+    /// The backup as listed.
     pub backup: StoredBackup,
+    /// Whether retention keeps it.
     pub keep: bool,
+    /// Which rules keep it (`keep_daily 3/14`), or why it goes; printed by `prune`.
     pub reasons: Vec<String>,
 }
 
 /// What executing a plan did.
 #[derive(Debug, Clone, Default)]
 pub struct PruneOutcome {
+    /// Complete backups deleted (dump first, manifest last).
     pub deleted_backups: usize,
+    /// Incomplete leftovers removed (older than [`INCOMPLETE_GRACE`]).
     pub removed_incomplete: usize,
+    /// Stale unfinished multipart uploads aborted.
     pub aborted_uploads: usize,
     /// Backups kept because their manifest is unreadable.
     pub kept_unreadable: usize,

@@ -1,7 +1,7 @@
 //! Which backups to keep: restic `forget` semantics over complete backups, as a pure function of the backup
 //! times, the policy, the time zone and `now`.
 //!
-//! # Rules (restic `forget`, `internal/data/snapshot_policy.go`)
+//! # Rules (restic `forget`, as `docs/configuration.md` describes `retention`)
 //!
 //! Backups are sorted newest first (ties broken by id, descending, so the result never depends on input
 //! order). Each rule `keep_X = N` walks that list with a counter `N` and the bucket key of the last backup it
@@ -35,11 +35,17 @@ use chrono_tz::Tz;
 /// `retention = { keep_last = 7, keep_daily = 14, ... }`. `None` means the rule is off.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionPolicy {
+    /// Keep the newest N backups.
     pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours that have one.
     pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days that have one.
     pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
     pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one.
     pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years that have one.
     pub keep_yearly: Option<u32>,
 }
 
@@ -71,16 +77,22 @@ impl RetentionPolicy {
 /// One complete backup as retention sees it: its id and its start time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupRef {
+    /// The backup id.
     pub id: String,
+    /// When the backup started.
     pub time: DateTime<Utc>,
 }
 
 /// Keep or delete one backup, with human-readable reasons (printed by `prune`, logged by the daemon).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// The backup id.
     pub id: String,
+    /// When the backup started.
     pub time: DateTime<Utc>,
+    /// Keep (`true`) or delete.
     pub keep: bool,
+    /// The rules that keep it, e.g. `keep_daily 3/14`; empty when it is deleted.
     pub reasons: Vec<String>,
 }
 

@@ -41,8 +41,11 @@ pub async fn open(config: &crate::config::StorageConfig) -> Result<Arc<dyn Stora
 /// One stored object as a listing reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
+    /// The full storage key (prefix included).
     pub key: String,
+    /// Bytes stored.
     pub size: u64,
+    /// When the store last wrote it, when it says.
     pub last_modified: Option<DateTime<Utc>>,
 }
 
@@ -134,7 +137,9 @@ pub enum StorageErrorKind {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct StorageError {
+    /// What kind of failure, for retry decisions and for "not found" handling.
     pub kind: StorageErrorKind,
+    /// What failed, the key, and what to do, phrased for the user.
     pub message: String,
 }
 

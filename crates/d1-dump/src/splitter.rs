@@ -9,7 +9,32 @@
 //! by the bare word `END` and another `;` ends the statement; `BEGIN`, `CASE` and columns named `end`,
 //! `begin` or `case` do not matter, because SQLite accepts those words as identifiers.
 
-use super::SqlError;
+/// Why SQL text could not be split into statements.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SqlError {
+    /// The input is not UTF-8; SQL dumps are always UTF-8 text, so the file is damaged or not a dump.
+    #[error(
+        "the SQL text is not valid UTF-8 (at byte {offset}); the file is damaged or is not a SQL dump"
+    )]
+    InvalidUtf8 {
+        /// Byte offset in the whole input where the invalid sequence starts.
+        offset: u64,
+    },
+    /// A statement grew beyond the configured limit (D1 refuses statements over 100,000 bytes).
+    #[error("a statement starting with {start:?} is longer than {limit} bytes")]
+    StatementTooLong {
+        /// The first characters of the offending statement, to find it in the file.
+        start: String,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// The input ended inside a string, quoted identifier or block comment.
+    #[error("the SQL text ends inside an unterminated {what}")]
+    Unterminated {
+        /// What was left open: "string", "quoted identifier" or "block comment".
+        what: &'static str,
+    },
+}
 
 /// Where the splitter is inside the SQL text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

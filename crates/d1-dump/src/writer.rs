@@ -11,7 +11,8 @@
 //! 3. Indexes, triggers and views (`ORDER BY type COLLATE NOCASE`).
 //! 4. Lines joined with `\n`, no trailing newline.
 //!
-//! Values are written by [`crate::quote_value`]'s rules. Rows are streamed to the writer one by one.
+//! Values are written by the rules in `docs/d1-dump-format.md` ("Values"). Rows are streamed to the writer
+//! one by one.
 
 use std::collections::HashSet;
 use std::io::Write;

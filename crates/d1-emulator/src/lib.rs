@@ -1,13 +1,24 @@
 //! `d1-emulator`: a local Cloudflare D1 REST API served from SQLite files, with fault injection.
 //!
-//! Every `DATA_DIR/NAME.sqlite` is the database `NAME`, whose id is
-//! `UUID v5(`[`DATABASE_ID_NAMESPACE`]`, NAME)`. The API lives under `/client/v4` with Cloudflare's
-//! envelope, bearer auth and error codes; export downloads and import uploads are served by the emulator
-//! itself under `/__emulator/exports/…` and `/__emulator/uploads/…`. `POST /__emulator/faults` (bearer
-//! auth, JSON [`Faults`]) injects faults; `GET /__emulator/stats` reports [`RequestStats`].
+//! Every `DATA_DIR/NAME.sqlite` is the database `NAME`, whose id is [`database_id`]`(NAME)`, stable across
+//! runs. The API lives under `/client/v4` with Cloudflare's envelope, bearer auth and error codes; export
+//! downloads and import uploads are served by the emulator itself under `/__emulator/exports/…` and
+//! `/__emulator/uploads/…`. `POST /__emulator/faults` (bearer auth, JSON [`Faults`]) injects faults;
+//! `GET /__emulator/stats` reports [`RequestStats`]. `CONTRACT.md` ("Binaries") is what it promises.
 //!
 //! SQLite work runs on blocking threads; each database has one connection behind a mutex, so an export or
 //! import blocks the database as D1's do. Work files (exports, uploads) live in `DATA_DIR/.d1-emulator/`.
+//!
+//! # Layout
+//!
+//! * this file: [`Emulator`] (start, address, shutdown), the router and the API's request handlers.
+//! * `registry`: the databases of the data directory, their bookmarks and Time Travel copies.
+//! * `engine`: running SQL as D1 does: one transaction per request, D1's refusals and result shapes.
+//! * `transfer`: exports and imports: D1's polling protocol, the download and upload URLs.
+//! * `envelope`: Cloudflare's JSON response envelope and its error answers.
+//! * `faults`: [`Faults`] and the [`FaultInjector`] that makes the emulator misbehave on purpose.
+//! * `stats`: [`RequestStats`], the API requests seen, for tests that assert a client's request budget.
+//! * `main.rs` (the `d1-emulator` binary): flags, then [`Emulator::start`] until SIGTERM or Ctrl-C.
 
 #![allow(clippy::result_large_err)] // handlers return ready-made error responses; they are not hot paths
 
@@ -35,7 +46,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 pub use faults::{DownloadFault, FaultInjector, Faults, RateLimitFault, ServerErrorFault};
-pub use registry::{BookmarkEntry, DATABASE_ID_NAMESPACE, database_id};
+pub use registry::{BookmarkEntry, database_id};
 pub use stats::RequestStats;
 
 use envelope::{failure, failure_with_result, no_route, ok, ok_list};

@@ -17,9 +17,11 @@ use rusqlite::Connection;
 use uuid::Uuid;
 
 /// Namespace of the emulator's database ids: `id = UUID v5(NAMESPACE, name)`, stable across runs.
-pub const DATABASE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1e_0a7e_5c4b_4f00_9d1e_a7e5_0000_d1d1);
+pub(crate) const DATABASE_ID_NAMESPACE: Uuid =
+    Uuid::from_u128(0x6d1e_0a7e_5c4b_4f00_9d1e_a7e5_0000_d1d1);
 
-/// The stable id of the database called `name`.
+/// The id of the database called `name`: a UUID v5 of the name, the same on every run, so a test or script
+/// can address a database by id without listing them first.
 pub fn database_id(name: &str) -> Uuid {
     Uuid::new_v5(&DATABASE_ID_NAMESPACE, name.as_bytes())
 }

@@ -72,7 +72,8 @@ fn skip_if_not_exists(lexer: &mut Lexer<'_>) {
     }
 }
 
-/// Classifies one statement by its leading keywords.
+/// Classifies one statement by its leading keywords, so the backup's checks, the restore and the emulator
+/// sort statements alike without a full SQL parser.
 pub fn classify(stmt: &str) -> StatementKind {
     classify_inner(stmt).unwrap_or(StatementKind::Other)
 }

@@ -23,7 +23,7 @@ pub enum SqlValue {
     Blob(Vec<u8>),
 }
 
-/// One parsed single-row INSERT statement of a dump.
+/// One parsed single-row INSERT statement of a dump: what restores and row counts need from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InsertStatement {
     /// The table name, unquoted.

@@ -15,7 +15,7 @@ use super::registry::Database;
 /// D1's statement length limit in bytes.
 pub(crate) use d1_dump::limits::MAX_STATEMENT_BYTES;
 
-/// Pragmas D1 (workerd's authorizer) allows.
+/// Pragmas D1 allows; any other is refused (`docs/d1-dump-format.md`, "Refused").
 const ALLOWED_PRAGMAS: &[&str] = &[
     "table_list",
     "table_info",

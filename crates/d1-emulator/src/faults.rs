@@ -84,7 +84,8 @@ pub(crate) enum ApiFault {
     ServerError { status: u16 },
 }
 
-/// The emulator's current faults, shared by all requests.
+/// The emulator's current faults, shared by all requests: tests set them through [`crate::Emulator::faults`],
+/// clients through `POST /__emulator/faults`, and each request consumes what applies to it.
 #[derive(Debug, Default)]
 pub struct FaultInjector {
     faults: Mutex<Faults>,

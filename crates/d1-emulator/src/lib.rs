@@ -52,12 +52,13 @@ pub use stats::RequestStats;
 use envelope::{failure, failure_with_result, no_route, ok, ok_list};
 use registry::{CreateError, Database, Registry, RestoreError, RestorePoint};
 
-/// Default API token (`--token`).
+/// The token clients send when `--token` is not given (`CONTRACT.md`, "Binaries"), so tests and
+/// configurations need no secret of their own.
 pub const DEFAULT_TOKEN: &str = "test-token";
-/// Default account id (`--account-id`).
+/// The account id the API answers for when `--account-id` is not given (`CONTRACT.md`, "Binaries").
 pub const DEFAULT_ACCOUNT_ID: &str = "0123456789abcdef0123456789abcdef";
 
-/// How to run an emulator.
+/// What [`Emulator::start`] needs: where the databases live and what clients must present.
 #[derive(Debug, Clone)]
 pub struct EmulatorOptions {
     /// Directory of `NAME.sqlite` files (created when missing).
@@ -80,7 +81,7 @@ pub(crate) struct AppState {
     transfers: transfer::Transfers,
 }
 
-/// A running emulator.
+/// A running emulator: the handle a test keeps to reach its address, faults and counters, and to stop it.
 #[derive(Debug)]
 pub struct Emulator {
     state: Arc<AppState>,
@@ -133,12 +134,12 @@ impl Emulator {
         })
     }
 
-    /// The bound address.
+    /// The address it listens on (the real port when it was bound to port 0).
     pub fn addr(&self) -> SocketAddr {
         self.state.addr
     }
 
-    /// The API base URL, `http://ADDR/client/v4`.
+    /// The API base URL, `http://ADDR/client/v4`: what a client's `CLOUDFLARE_API_BASE_URL` is set to.
     pub fn base_url(&self) -> String {
         format!("http://{}/client/v4", self.state.addr)
     }
@@ -148,7 +149,7 @@ impl Emulator {
         &self.state.faults
     }
 
-    /// API requests seen so far.
+    /// API requests seen so far, so a test can assert a client's request budget.
     pub fn stats(&self) -> RequestStats {
         self.state.stats.snapshot()
     }

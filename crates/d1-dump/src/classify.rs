@@ -8,21 +8,42 @@ use super::lexer::{Lexer, Token};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatementKind {
     /// `CREATE [TEMP] TABLE [IF NOT EXISTS] name ...`.
-    CreateTable { name: String },
+    CreateTable {
+        /// The table created.
+        name: String,
+    },
     /// `CREATE [UNIQUE] INDEX [IF NOT EXISTS] name ...`.
-    CreateIndex { name: String },
+    CreateIndex {
+        /// The index created.
+        name: String,
+    },
     /// `CREATE [TEMP] TRIGGER [IF NOT EXISTS] name ...`.
-    CreateTrigger { name: String },
+    CreateTrigger {
+        /// The trigger created.
+        name: String,
+    },
     /// `CREATE [TEMP] VIEW [IF NOT EXISTS] name ...`.
-    CreateView { name: String },
+    CreateView {
+        /// The view created.
+        name: String,
+    },
     /// `CREATE VIRTUAL TABLE [IF NOT EXISTS] name USING ...`.
-    CreateVirtualTable { name: String },
+    CreateVirtualTable {
+        /// The virtual table created.
+        name: String,
+    },
     /// `INSERT [OR ...] INTO table ...` or `REPLACE INTO table ...`.
-    Insert { table: String },
+    Insert {
+        /// The table the rows go into.
+        table: String,
+    },
     /// Any `PRAGMA`.
     Pragma,
     /// `DELETE FROM table ...`.
-    DeleteFrom { table: String },
+    DeleteFrom {
+        /// The table rows are deleted from.
+        table: String,
+    },
     /// `BEGIN`, `COMMIT`, `END`, `ROLLBACK`, `SAVEPOINT` or `RELEASE`.
     Transaction,
     /// Anything else (queries, updates, drops, alters, ...).
@@ -51,7 +72,8 @@ fn skip_if_not_exists(lexer: &mut Lexer<'_>) {
     }
 }
 
-/// Classifies one statement by its leading keywords.
+/// Classifies one statement by its leading keywords, so the backup's checks, the restore and the emulator
+/// sort statements alike without a full SQL parser.
 pub fn classify(stmt: &str) -> StatementKind {
     classify_inner(stmt).unwrap_or(StatementKind::Other)
 }

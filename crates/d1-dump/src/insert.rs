@@ -23,7 +23,7 @@ pub enum SqlValue {
     Blob(Vec<u8>),
 }
 
-/// One parsed single-row INSERT statement of a dump.
+/// One parsed single-row INSERT statement of a dump: what restores and row counts need from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InsertStatement {
     /// The table name, unquoted.
@@ -57,20 +57,15 @@ pub fn insert_head(table: &str, columns: Option<&[String]>) -> String {
     }
 }
 
-/// Writes a value as D1's dump does: `NULL`, integers exactly, reals as JavaScript prints them, blobs as
-/// lowercase `X'..'`, text in `'` with `''` and line breaks wrapped in `replace(...,'\n',char(10))`.
+/// Appends a value to `out` as D1's dump writes it (`docs/d1-dump-format.md`, "Values"): `NULL`, integers
+/// exactly, reals as JavaScript prints them, blobs as lowercase `X'..'`, text in `'` with `''` and line
+/// breaks wrapped in `replace(...,'\n',char(10))`. Appending, not returning, keeps the dump's hot path free
+/// of an allocation per value.
 ///
 /// Two deliberate deviations, both where D1's own output would not load back faithfully: infinite reals are
 /// written `9.0e+999`/`-9.0e+999` (as `sqlite3 .dump` does; D1 writes `Infinity`, which does not parse), and
 /// text that already contains a literal `\n` (or `\r`) next to a real line break gets the escape marker that
 /// `sqlite3 .dump` would choose (`\012`, ...) instead of D1's ambiguous `\n`.
-pub fn quote_value(value: &SqlValue) -> String {
-    let mut out = String::new();
-    write_value(value, &mut out);
-    out
-}
-
-/// Appends [`quote_value`]'s text to `out` (no allocation per value on the dump's hot path).
 pub(crate) fn write_value(value: &SqlValue, out: &mut String) {
     use std::fmt::Write as _;
     match value {
@@ -315,6 +310,13 @@ fn parse_number(text: &str, negative: bool) -> Option<SqlValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`write_value`]'s text for one value.
+    fn quote_value(value: &SqlValue) -> String {
+        let mut out = String::new();
+        write_value(value, &mut out);
+        out
+    }
 
     #[test]
     fn quotes_values_like_d1() {

@@ -1,4 +1,5 @@
-//! A small SQLite tokenizer for one statement, enough to classify statements and parse dump INSERTs.
+//! A small SQLite tokenizer for one statement, enough to classify statements, parse dump INSERTs and list a
+//! statement's names ([`words`]).
 
 /// One SQL token; whitespace and comments are skipped.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,5 +172,32 @@ impl<'a> Lexer<'a> {
     /// The next token, treating malformed input and the end alike as `None`.
     pub(crate) fn next_opt(&mut self) -> Option<Token> {
         self.next_token().ok().flatten()
+    }
+}
+
+/// The keywords and names of a statement in order (quoted identifiers unquoted); string literals, numbers
+/// and punctuation are left out. Used to spot forbidden names such as D1's reserved `_cf_` prefix.
+pub fn words(stmt: &str) -> Vec<String> {
+    let mut lexer = Lexer::new(stmt);
+    let mut out = Vec::new();
+    while let Ok(Some(token)) = lexer.next_token() {
+        if let Token::Word(w) | Token::Ident(w) = token {
+            out.push(w);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::words;
+
+    #[test]
+    fn words_skip_strings_and_unquote_names() {
+        // Proves names are found in every quoting style and string contents are ignored.
+        assert_eq!(
+            words("SELECT \"_cf_x\", [a b] FROM main.t WHERE c = '_cf_no' -- _cf_comment"),
+            vec!["SELECT", "_cf_x", "a b", "FROM", "main", "t", "WHERE", "c"]
+        );
     }
 }

@@ -3,7 +3,7 @@
 /// Formats `x` exactly as JavaScript's `String(x)` does: the shortest digits that round-trip, plain
 /// notation for decimal exponents from -7 to 20, otherwise `d.ddde+N` / `d.ddde-N`
 /// (`3.0` -> `3`, `1e21` -> `1e+21`, `1e-7` -> `1e-7`, `0.1` -> `0.1`).
-pub fn format_js_number(x: f64) -> String {
+pub(crate) fn format_js_number(x: f64) -> String {
     if x.is_nan() {
         return "NaN".to_owned();
     }

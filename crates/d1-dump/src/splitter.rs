@@ -2,14 +2,39 @@
 //!
 //! Dumps can be many gigabytes, so the splitter takes the input in chunks of bytes and holds only the
 //! statement it is currently reading. It decides where a statement ends exactly as SQLite's own
-//! `sqlite3_complete()` does (complete.c): a small state machine over tokens (`;`, whitespace and comments,
+//! `sqlite3_complete()` does (`docs/d1-dump-format.md`, "Statement boundaries"): a small state machine over tokens (`;`, whitespace and comments,
 //! the bare words `EXPLAIN`, `CREATE`, `TEMP`/`TEMPORARY`, `TRIGGER`, `END`, and everything else). Quoted
 //! tokens (`'...'` with `''`, `"..."`, `` `...` ``, `[...]`) and comments (`--`, `/* */`) are never keywords
 //! and hide semicolons. Inside `CREATE [TEMP] TRIGGER`, only a `;` followed (after whitespace and comments)
 //! by the bare word `END` and another `;` ends the statement; `BEGIN`, `CASE` and columns named `end`,
 //! `begin` or `case` do not matter, because SQLite accepts those words as identifiers.
 
-use super::SqlError;
+/// Why SQL text could not be split into statements.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SqlError {
+    /// The input is not UTF-8; SQL dumps are always UTF-8 text, so the file is damaged or not a dump.
+    #[error(
+        "the SQL text is not valid UTF-8 (at byte {offset}); the file is damaged or is not a SQL dump"
+    )]
+    InvalidUtf8 {
+        /// Byte offset in the whole input where the invalid sequence starts.
+        offset: u64,
+    },
+    /// A statement grew beyond the configured limit (D1 refuses statements over 100,000 bytes).
+    #[error("a statement starting with {start:?} is longer than {limit} bytes")]
+    StatementTooLong {
+        /// The first characters of the offending statement, to find it in the file.
+        start: String,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// The input ended inside a string, quoted identifier or block comment.
+    #[error("the SQL text ends inside an unterminated {what}")]
+    Unterminated {
+        /// What was left open: "string", "quoted identifier" or "block comment".
+        what: &'static str,
+    },
+}
 
 /// Where the splitter is inside the SQL text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +57,11 @@ enum State {
     BlockCommentStar,
 }
 
-/// Where the current statement is in `sqlite3_complete()`'s state machine (complete.c), which decides
+/// Where the current statement is in `sqlite3_complete()`'s state machine, which decides
 /// which `;` ends a statement. Whitespace and comments never change it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Between statements (complete.c's INVALID and START): no token of a statement read yet.
+    /// Between statements (`sqlite3_complete()`'s INVALID and START states): no token of a statement read yet.
     Start,
     /// An ordinary statement: the next `;` ends it.
     Normal,
@@ -101,7 +126,7 @@ impl Token {
 }
 
 impl Phase {
-    /// complete.c's transition table, for every token but `;`.
+    /// `sqlite3_complete()`'s transition table, for every token but `;`.
     fn after(self, token: Token) -> Phase {
         use Phase::*;
         match (self, token) {
@@ -550,7 +575,7 @@ impl StatementSplitter {
 
     /// Handles a character of ordinary SQL text (not a possible comment start).
     fn normal(&mut self, c: char, on_statement: &mut dyn FnMut(&str)) -> Result<(), SqlError> {
-        // complete.c's `IdChar`: ASCII letters, digits, `_`, `$`, and every non-ASCII character.
+        // `sqlite3_complete()`'s identifier characters: ASCII letters, digits, `_`, `$`, and every non-ASCII character.
         let is_word_char = c.is_ascii_alphanumeric() || c == '_' || c == '$' || !c.is_ascii();
         if is_word_char {
             if !self.in_word {
@@ -594,7 +619,7 @@ impl StatementSplitter {
                     Ok(())
                 }
             },
-            // complete.c's whitespace; any other character (`\v` included) is a token of its own.
+            // `sqlite3_complete()`'s whitespace; any other character (`\v` included) is a token of its own.
             ' ' | '\t' | '\n' | '\r' | '\x0c' => {
                 if self.current.is_empty() {
                     Ok(())
@@ -634,7 +659,8 @@ pub fn split_statements_stepwise(sql: &str) -> Result<Vec<String>, SqlError> {
     Ok(statements)
 }
 
-/// Splits a whole SQL text into statements; a trailing statement without `;` is included as is.
+/// Splits a whole SQL text already in memory (a migration, a `/query` body) into statements; a trailing
+/// statement without `;` is included as is.
 pub fn split_statements(sql: &str) -> Result<Vec<String>, SqlError> {
     let mut statements = Vec::new();
     let mut splitter = StatementSplitter::new();

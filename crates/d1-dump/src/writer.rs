@@ -1,6 +1,7 @@
 //! The one writer of D1's export format, used by the emulator's export and by d1vault's local SQLite source.
 //!
-//! It follows D1's dumper (`miniflare/src/workers/d1/dumpSql.ts`, itself a port of `sqlite3`'s `.dump`):
+//! It writes what D1's own export writes, byte for byte (the format, and the two places where d1vault
+//! deliberately differs, are in `docs/d1-dump-format.md`):
 //!
 //! 1. `PRAGMA defer_foreign_keys=TRUE;` always comes first (an empty database exports only this line).
 //! 2. Tables in creation order (`sqlite_sequence` last). Each table's schema (`CREATE TABLE IF NOT EXISTS`
@@ -11,7 +12,8 @@
 //! 3. Indexes, triggers and views (`ORDER BY type COLLATE NOCASE`).
 //! 4. Lines joined with `\n`, no trailing newline.
 //!
-//! Values are written by [`crate::quote_value`]'s rules. Rows are streamed to the writer one by one.
+//! Values are written by the rules in `docs/d1-dump-format.md` ("Values"). Rows are streamed to the writer
+//! one by one.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -31,7 +33,8 @@ pub struct TableRows {
     pub rows: u64,
 }
 
-/// What a finished dump contains, for the manifest and for verification.
+/// What a finished dump holds: its size (the emulator reports it as the export's size) and the rows of
+/// each table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DumpSummary {
     /// Every exported table (including `sqlite_sequence` when present), in dump order.

@@ -15,7 +15,7 @@ use super::registry::Database;
 /// D1's statement length limit in bytes.
 pub(crate) use d1_dump::limits::MAX_STATEMENT_BYTES;
 
-/// Pragmas D1 (workerd's authorizer) allows.
+/// Pragmas D1 allows; any other is refused (`docs/d1-dump-format.md`, "Refused").
 const ALLOWED_PRAGMAS: &[&str] = &[
     "table_list",
     "table_info",
@@ -41,25 +41,25 @@ const ALLOWED_PRAGMAS: &[&str] = &[
 /// One statement's result, ready for `/query` (objects) or `/raw` (columns and rows).
 #[derive(Debug)]
 pub(crate) struct StatementResult {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Value>>,
-    pub meta: Meta,
+    pub(crate) columns: Vec<String>,
+    pub(crate) rows: Vec<Vec<Value>>,
+    pub(crate) meta: Meta,
 }
 
 /// D1's `meta` object.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Meta {
-    pub duration_ms: f64,
-    pub changes: u64,
-    pub last_row_id: i64,
-    pub changed_db: bool,
-    pub size_after: u64,
-    pub rows_read: u64,
-    pub rows_written: u64,
+    pub(crate) duration_ms: f64,
+    pub(crate) changes: u64,
+    pub(crate) last_row_id: i64,
+    pub(crate) changed_db: bool,
+    pub(crate) size_after: u64,
+    pub(crate) rows_read: u64,
+    pub(crate) rows_written: u64,
 }
 
 impl Meta {
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({
             "served_by": "d1-emulator",
             "served_by_region": "WEUR",
@@ -79,7 +79,7 @@ impl Meta {
 
 impl StatementResult {
     /// The `/query` form: `{ results: [ {col: value} ], success, meta }`.
-    pub fn to_query_json(&self) -> Value {
+    pub(crate) fn to_query_json(&self) -> Value {
         let results: Vec<Value> = self
             .rows
             .iter()
@@ -97,7 +97,7 @@ impl StatementResult {
     }
 
     /// The `/raw` form: `{ results: { columns, rows }, success, meta }`.
-    pub fn to_raw_json(&self) -> Value {
+    pub(crate) fn to_raw_json(&self) -> Value {
         json!({
             "results": { "columns": self.columns, "rows": self.rows },
             "success": true,

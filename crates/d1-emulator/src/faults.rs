@@ -84,7 +84,8 @@ pub(crate) enum ApiFault {
     ServerError { status: u16 },
 }
 
-/// The emulator's current faults, shared by all requests.
+/// The emulator's current faults, shared by all requests: tests set them through [`crate::Emulator::faults`],
+/// clients through `POST /__emulator/faults`, and each request consumes what applies to it.
 #[derive(Debug, Default)]
 pub struct FaultInjector {
     faults: Mutex<Faults>,
@@ -127,23 +128,18 @@ impl FaultInjector {
         }
     }
 
-    /// Removes every pending fault (foreign keys go back to enforced, Time Travel back on).
-    pub fn clear(&self) {
-        *self.lock() = Faults::default();
-    }
-
     /// The faults still pending.
-    pub fn current(&self) -> Faults {
+    pub(crate) fn current(&self) -> Faults {
         self.lock().clone()
     }
 
     /// Whether SQL runs with foreign keys enforced.
-    pub fn enforce_foreign_keys(&self) -> bool {
+    pub(crate) fn enforce_foreign_keys(&self) -> bool {
         self.lock().enforce_foreign_keys.unwrap_or(true)
     }
 
     /// Whether databases have Time Travel (see [`Faults::time_travel`]).
-    pub fn time_travel(&self) -> bool {
+    pub(crate) fn time_travel(&self) -> bool {
         self.lock().time_travel.unwrap_or(true)
     }
 

@@ -1,13 +1,24 @@
 //! `d1-emulator`: a local Cloudflare D1 REST API served from SQLite files, with fault injection.
 //!
-//! Every `DATA_DIR/NAME.sqlite` is the database `NAME`, whose id is
-//! `UUID v5(`[`DATABASE_ID_NAMESPACE`]`, NAME)`. The API lives under `/client/v4` with Cloudflare's
-//! envelope, bearer auth and error codes; export downloads and import uploads are served by the emulator
-//! itself under `/__emulator/exports/…` and `/__emulator/uploads/…`. `POST /__emulator/faults` (bearer
-//! auth, JSON [`Faults`]) injects faults; `GET /__emulator/stats` reports [`RequestStats`].
+//! Every `DATA_DIR/NAME.sqlite` is the database `NAME`, whose id is [`database_id`]`(NAME)`, stable across
+//! runs. The API lives under `/client/v4` with Cloudflare's envelope, bearer auth and error codes; export
+//! downloads and import uploads are served by the emulator itself under `/__emulator/exports/…` and
+//! `/__emulator/uploads/…`. `POST /__emulator/faults` (bearer auth, JSON [`Faults`]) injects faults;
+//! `GET /__emulator/stats` reports [`RequestStats`]. `CONTRACT.md` ("Binaries") is what it promises.
 //!
 //! SQLite work runs on blocking threads; each database has one connection behind a mutex, so an export or
 //! import blocks the database as D1's do. Work files (exports, uploads) live in `DATA_DIR/.d1-emulator/`.
+//!
+//! # Layout
+//!
+//! * this file: [`Emulator`] (start, address, shutdown), the router and the API's request handlers.
+//! * `registry`: the databases of the data directory, their bookmarks and Time Travel copies.
+//! * `engine`: running SQL as D1 does: one transaction per request, D1's refusals and result shapes.
+//! * `transfer`: exports and imports: D1's polling protocol, the download and upload URLs.
+//! * `envelope`: Cloudflare's JSON response envelope and its error answers.
+//! * `faults`: [`Faults`] and the [`FaultInjector`] that makes the emulator misbehave on purpose.
+//! * `stats`: [`RequestStats`], the API requests seen, for tests that assert a client's request budget.
+//! * `main.rs` (the `d1-emulator` binary): flags, then [`Emulator::start`] until SIGTERM or Ctrl-C.
 
 #![allow(clippy::result_large_err)] // handlers return ready-made error responses; they are not hot paths
 
@@ -35,18 +46,19 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 pub use faults::{DownloadFault, FaultInjector, Faults, RateLimitFault, ServerErrorFault};
-pub use registry::{BookmarkEntry, DATABASE_ID_NAMESPACE, database_id};
+pub use registry::{BookmarkEntry, database_id};
 pub use stats::RequestStats;
 
 use envelope::{failure, failure_with_result, no_route, ok, ok_list};
 use registry::{CreateError, Database, Registry, RestoreError, RestorePoint};
 
-/// Default API token (`--token`).
+/// The token clients send when `--token` is not given (`CONTRACT.md`, "Binaries"), so tests and
+/// configurations need no secret of their own.
 pub const DEFAULT_TOKEN: &str = "test-token";
-/// Default account id (`--account-id`).
+/// The account id the API answers for when `--account-id` is not given (`CONTRACT.md`, "Binaries").
 pub const DEFAULT_ACCOUNT_ID: &str = "0123456789abcdef0123456789abcdef";
 
-/// How to run an emulator.
+/// What [`Emulator::start`] needs: where the databases live and what clients must present.
 #[derive(Debug, Clone)]
 pub struct EmulatorOptions {
     /// Directory of `NAME.sqlite` files (created when missing).
@@ -69,7 +81,7 @@ pub(crate) struct AppState {
     transfers: transfer::Transfers,
 }
 
-/// A running emulator.
+/// A running emulator: the handle a test keeps to reach its address, faults and counters, and to stop it.
 #[derive(Debug)]
 pub struct Emulator {
     state: Arc<AppState>,
@@ -122,12 +134,12 @@ impl Emulator {
         })
     }
 
-    /// The bound address.
+    /// The address it listens on (the real port when it was bound to port 0).
     pub fn addr(&self) -> SocketAddr {
         self.state.addr
     }
 
-    /// The API base URL, `http://ADDR/client/v4`.
+    /// The API base URL, `http://ADDR/client/v4`: what a client's `CLOUDFLARE_API_BASE_URL` is set to.
     pub fn base_url(&self) -> String {
         format!("http://{}/client/v4", self.state.addr)
     }
@@ -137,7 +149,7 @@ impl Emulator {
         &self.state.faults
     }
 
-    /// API requests seen so far.
+    /// API requests seen so far, so a test can assert a client's request budget.
     pub fn stats(&self) -> RequestStats {
         self.state.stats.snapshot()
     }

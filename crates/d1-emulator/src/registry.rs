@@ -17,9 +17,11 @@ use rusqlite::Connection;
 use uuid::Uuid;
 
 /// Namespace of the emulator's database ids: `id = UUID v5(NAMESPACE, name)`, stable across runs.
-pub const DATABASE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1e_0a7e_5c4b_4f00_9d1e_a7e5_0000_d1d1);
+pub(crate) const DATABASE_ID_NAMESPACE: Uuid =
+    Uuid::from_u128(0x6d1e_0a7e_5c4b_4f00_9d1e_a7e5_0000_d1d1);
 
-/// The stable id of the database called `name`.
+/// The id of the database called `name`: a UUID v5 of the name, the same on every run, so a test or script
+/// can address a database by id without listing them first.
 pub fn database_id(name: &str) -> Uuid {
     Uuid::new_v5(&DATABASE_ID_NAMESPACE, name.as_bytes())
 }
@@ -42,9 +44,9 @@ pub struct BookmarkEntry {
 }
 
 /// Most Time Travel copies kept per database.
-pub const MAX_SNAPSHOTS: usize = 50;
+pub(crate) const MAX_SNAPSHOTS: usize = 50;
 /// Most bytes of Time Travel copies kept per database.
-pub const MAX_SNAPSHOT_BYTES: u64 = 256 * 1024 * 1024;
+pub(crate) const MAX_SNAPSHOT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// A copy of the database file as it was at `bookmark`.
 #[derive(Debug)]
@@ -76,10 +78,10 @@ pub(crate) enum RestoreError {
 /// A database served by the emulator.
 #[derive(Debug)]
 pub(crate) struct Database {
-    pub name: String,
-    pub uuid: Uuid,
-    pub path: PathBuf,
-    pub created_at: String,
+    pub(crate) name: String,
+    pub(crate) uuid: Uuid,
+    pub(crate) path: PathBuf,
+    pub(crate) created_at: String,
     conn: Mutex<Connection>,
     /// Bookmarks, oldest first; a new one after every change.
     history: Mutex<Vec<BookmarkEntry>>,
@@ -142,12 +144,12 @@ impl Database {
 
     /// Exclusive use of the connection (blocking: call from a blocking task). Holding it blocks the
     /// database, as D1's imports and exports do.
-    pub fn connection(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn connection(&self) -> MutexGuard<'_, Connection> {
         lock(&self.conn)
     }
 
     /// The newest bookmark.
-    pub fn current_bookmark(&self) -> String {
+    pub(crate) fn current_bookmark(&self) -> String {
         lock(&self.history)
             .last()
             .map(|e| e.bookmark.clone())
@@ -155,7 +157,7 @@ impl Database {
     }
 
     /// The newest bookmark at or before `at` (the oldest known when `at` precedes them all).
-    pub fn bookmark_at(&self, at: DateTime<Utc>) -> String {
+    pub(crate) fn bookmark_at(&self, at: DateTime<Utc>) -> String {
         let history = lock(&self.history);
         history
             .iter()
@@ -167,7 +169,7 @@ impl Database {
     }
 
     /// Records a change and returns its new bookmark (strictly greater than every earlier one).
-    pub fn note_change(&self) -> String {
+    pub(crate) fn note_change(&self) -> String {
         let mut history = lock(&self.history);
         let mut at = Utc::now();
         if let Some(last) = history.last()
@@ -184,14 +186,14 @@ impl Database {
     }
 
     /// The whole history, oldest first.
-    pub fn history(&self) -> Vec<BookmarkEntry> {
+    pub(crate) fn history(&self) -> Vec<BookmarkEntry> {
         lock(&self.history).clone()
     }
 
     /// Keeps a copy of the state at the current bookmark, so that Time Travel can return to it. Call it
     /// holding [`Database::connection`] (passed in) before anything that may write. A failed copy only
     /// costs that restore point, so it is logged, not returned.
-    pub fn before_write(&self, conn: &Connection) {
+    pub(crate) fn before_write(&self, conn: &Connection) {
         if !conn.is_autocommit() {
             // Never copy a file mid-transaction; a request always ends its own transaction.
             tracing::warn!(database = %self.name, "Time Travel copy skipped: a transaction is open");
@@ -231,7 +233,7 @@ impl Database {
     /// Puts the database back to its state at `point` (the newest bookmark at or before it) and records
     /// the change; returns `(new bookmark, bookmark before the restore)`. The state before the restore is
     /// kept too, so the returned previous bookmark undoes the restore.
-    pub fn restore(&self, point: &RestorePoint) -> Result<(String, String), RestoreError> {
+    pub(crate) fn restore(&self, point: &RestorePoint) -> Result<(String, String), RestoreError> {
         let mut conn = self.connection();
         let previous = self.current_bookmark();
         let target = {
@@ -331,7 +333,7 @@ pub(crate) enum CreateError {
 }
 
 impl Registry {
-    pub fn new(dir: &Path) -> Registry {
+    pub(crate) fn new(dir: &Path) -> Registry {
         Registry {
             dir: dir.to_owned(),
             databases: Mutex::new(BTreeMap::new()),
@@ -344,7 +346,7 @@ impl Registry {
     }
 
     /// Picks up `NAME.sqlite` files added to (or removed from) the directory.
-    pub fn refresh(&self) {
+    pub(crate) fn refresh(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -378,13 +380,13 @@ impl Registry {
     }
 
     /// Every database, by name.
-    pub fn list(&self) -> Vec<Arc<Database>> {
+    pub(crate) fn list(&self) -> Vec<Arc<Database>> {
         self.refresh();
         lock(&self.databases).values().cloned().collect()
     }
 
     /// The database with this UUID (or, when `allow_name`, this name).
-    pub fn find(&self, id_or_name: &str, allow_name: bool) -> Option<Arc<Database>> {
+    pub(crate) fn find(&self, id_or_name: &str, allow_name: bool) -> Option<Arc<Database>> {
         let lookup = |dbs: &BTreeMap<String, Arc<Database>>| {
             let by_uuid = Uuid::parse_str(id_or_name)
                 .ok()
@@ -407,7 +409,7 @@ impl Registry {
     }
 
     /// Creates an empty database file.
-    pub fn create(&self, name: &str) -> Result<Arc<Database>, CreateError> {
+    pub(crate) fn create(&self, name: &str) -> Result<Arc<Database>, CreateError> {
         self.refresh();
         let mut databases = lock(&self.databases);
         if databases.contains_key(name) {
@@ -430,7 +432,7 @@ impl Registry {
     }
 
     /// Removes a database and its file.
-    pub fn delete(&self, db: &Database) -> std::io::Result<()> {
+    pub(crate) fn delete(&self, db: &Database) -> std::io::Result<()> {
         lock(&self.databases).remove(&db.name);
         db.forget_snapshots();
         for suffix in ["", "-wal", "-shm", "-journal"] {

@@ -39,7 +39,7 @@ pub(crate) enum Outcome {
 /// A running or finished export or import of one database.
 #[derive(Debug)]
 pub(crate) struct Task {
-    pub at_bookmark: String,
+    pub(crate) at_bookmark: String,
     outcome: watch::Receiver<Outcome>,
     /// Polls still to answer `active` regardless of progress (fault injection).
     active_polls_left: u32,
@@ -51,35 +51,35 @@ pub(crate) struct Task {
 /// Per-database transfer state: at most one export and one import at a time.
 #[derive(Debug, Default)]
 pub(crate) struct Transfers {
-    pub exports: Mutex<std::collections::HashMap<uuid::Uuid, Task>>,
-    pub imports: Mutex<std::collections::HashMap<uuid::Uuid, Task>>,
+    pub(crate) exports: Mutex<std::collections::HashMap<uuid::Uuid, Task>>,
+    pub(crate) imports: Mutex<std::collections::HashMap<uuid::Uuid, Task>>,
     /// Export files by download token (a database keeps only its newest export on disk, under only its
     /// newest URL; older URLs then answer 404, as expired signed URLs do).
-    pub downloads: Mutex<std::collections::HashMap<String, ExportFile>>,
+    pub(crate) downloads: Mutex<std::collections::HashMap<String, ExportFile>>,
     /// Upload slots by token.
-    pub uploads: Mutex<std::collections::HashMap<String, UploadSlot>>,
+    pub(crate) uploads: Mutex<std::collections::HashMap<String, UploadSlot>>,
 }
 
 /// A finished export on disk.
 #[derive(Debug, Clone)]
 pub(crate) struct ExportFile {
-    pub path: PathBuf,
-    pub size: u64,
-    pub database: uuid::Uuid,
+    pub(crate) path: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) database: uuid::Uuid,
     /// The database's bookmark when the dump was written, and what was dumped: an export of an unchanged
     /// database with the same options reuses the file, since its content would be identical.
-    pub at_bookmark: String,
-    pub options: DumpOptions,
+    pub(crate) at_bookmark: String,
+    pub(crate) options: DumpOptions,
 }
 
 /// A file announced by `init`, possibly uploaded.
 #[derive(Debug, Clone)]
 pub(crate) struct UploadSlot {
-    pub database: uuid::Uuid,
-    pub etag: String,
-    pub filename: String,
-    pub path: PathBuf,
-    pub uploaded_md5: Option<String>,
+    pub(crate) database: uuid::Uuid,
+    pub(crate) etag: String,
+    pub(crate) filename: String,
+    pub(crate) path: PathBuf,
+    pub(crate) uploaded_md5: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

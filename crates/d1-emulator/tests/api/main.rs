@@ -881,7 +881,8 @@ async fn import_is_atomic_and_names_the_failing_statement() {
         json!({ "success": false, "error": "Not currently importing anything." })
     );
 
-    // init with an etag already uploaded starts the import without a new upload (wrangler's second branch).
+    // init with an etag already uploaded starts the import without a new upload (a polling answer, no
+    // `upload_url`), as D1 answers a client that retries an import.
     use md5::{Digest, Md5};
     let etag = hex::encode(Md5::digest(dump.as_bytes()));
     let again = h

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::support::files::files_under;
 use crate::support::fixture::test_bytes;
-use crate::support::readers::{FailingReader, StallingReader};
+use crate::support::readers::BrokenBody;
 use crate::support::s3::{
     S3Store, TEST_PART_SIZE, TEST_SECRET_ACCESS_KEY, TestS3, external_s3, moto_s3, start_s3,
     unique_prefix, unreachable_endpoint,
@@ -264,7 +264,7 @@ mod cases {
         let store = &*env.store;
         for (name, len) in [("small", 1000), ("large", 11 * 1024 * 1024)] {
             let key = env.key(&format!("fail/{name}/dump.sql"));
-            let mut body = FailingReader::new(test_bytes(len, 4));
+            let mut body = BrokenBody::failing(test_bytes(len, 4));
             let err = store.put_stream(&key, &mut body).await.unwrap_err();
             assert!(err.message.contains("test body failed half-way"), "{err}");
             assert!(err.message.contains(&key), "{err}");
@@ -282,7 +282,7 @@ mod cases {
     pub async fn dropped_put_leaves_nothing(env: &Env) {
         let store = &*env.store;
         let key = env.key("dropped/dump.sql");
-        let mut body = StallingReader::new(test_bytes(11 * 1024 * 1024, 5));
+        let mut body = BrokenBody::stalling(test_bytes(11 * 1024 * 1024, 5));
         let drained = body.drained.clone();
         {
             let put = store.put_stream(&key, &mut body);
@@ -555,7 +555,7 @@ mod filesystem_failures {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let store = FilesystemStorage::new(dir.path());
-        let mut body = StallingReader::new(test_bytes(1000, 23));
+        let mut body = BrokenBody::stalling(test_bytes(1000, 23));
         let drained = body.drained.clone();
         {
             let put = store.create_stream("prod/db/1/dump.sql", &mut body);

@@ -28,12 +28,7 @@ async fn lib_sources(
     limiter: Arc<RateLimiter>,
     max_attempts: u32,
 ) -> (config::Config, BackupSources) {
-    let path = bed.write_config(
-        "lib",
-        &bed.s3_storage(&bed.s3.endpoint, "faults"),
-        "",
-        &d1_databases(&NAMES),
-    );
+    let path = bed.write_s3_config("lib", &bed.s3.endpoint, "faults", &d1_databases(&NAMES));
     let config = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let sources = bed.sources_limited(&config, limiter, max_attempts).await;
     (config, sources)

@@ -46,18 +46,8 @@ async fn sigkill_mid_upload_leaves_nothing_listed_and_the_next_backup_succeeds()
         bed.sqlite_database("blog", "blog.sqlite", "zstd"),
         bed.sqlite_database("big", "big.sqlite", "none")
     );
-    let direct = bed.write_config(
-        "direct",
-        &bed.s3_storage(&bed.s3.endpoint, "faults"),
-        "",
-        &databases,
-    );
-    let slow = bed.write_config(
-        "slow",
-        &bed.s3_storage(&proxy.endpoint, "faults"),
-        "",
-        &databases,
-    );
+    let direct = bed.write_s3_config("direct", &bed.s3.endpoint, "faults", &databases);
+    let slow = bed.write_s3_config("slow", &proxy.endpoint, "faults", &databases);
 
     let first = run(&direct, &["backup", "blog"], &secrets).await;
     assert!(first.status.success(), "{}", stderr(&first));
@@ -131,18 +121,8 @@ async fn sigkill_between_dump_and_manifest_leaves_a_leftover_that_prune_clears()
         "{}[database.retention]\nkeep_last = 1\n",
         bed.sqlite_database("blog", "blog.sqlite", "zstd")
     );
-    let direct = bed.write_config(
-        "direct",
-        &bed.s3_storage(&bed.s3.endpoint, "faults"),
-        "",
-        &databases,
-    );
-    let held = bed.write_config(
-        "held",
-        &bed.s3_storage(&proxy.endpoint, "faults"),
-        "",
-        &databases,
-    );
+    let direct = bed.write_s3_config("direct", &bed.s3.endpoint, "faults", &databases);
+    let held = bed.write_s3_config("held", &proxy.endpoint, "faults", &databases);
 
     let child = command(&held, &["backup"]).spawn().unwrap();
     proxy.wait_held().await;
@@ -252,12 +232,7 @@ async fn sigkill_mid_restore_or_verify_leaves_no_file_behind() {
     create_big_db(&bed.dir.path().join("big.sqlite"), 8);
     let secrets = bed.secrets();
     let databases = bed.sqlite_database("big", "big.sqlite", "none");
-    let direct = bed.write_config(
-        "direct",
-        &bed.s3_storage(&bed.s3.endpoint, "faults"),
-        "",
-        &databases,
-    );
+    let direct = bed.write_s3_config("direct", &bed.s3.endpoint, "faults", &databases);
     let backup = run(&direct, &["backup", "big"], &secrets).await;
     assert!(backup.status.success(), "{}", stderr(&backup));
     let out = bed.dir.path().join("out");
@@ -278,12 +253,7 @@ async fn sigkill_mid_restore_or_verify_leaves_no_file_behind() {
             },
         )
         .await;
-        let slow = bed.write_config(
-            name,
-            &bed.s3_storage(&proxy.endpoint, "faults"),
-            "",
-            &databases,
-        );
+        let slow = bed.write_s3_config(name, &proxy.endpoint, "faults", &databases);
         let child = command(&slow, &args).spawn().unwrap();
         // A few MiB into the object's download.
         proxy.wait_delivered(3 << 20).await;

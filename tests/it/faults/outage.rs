@@ -29,18 +29,8 @@ async fn bed_with_previous_backup(
         bed.sqlite_database("blog", "blog.sqlite", "zstd"),
         bed.sqlite_database("big", "big.sqlite", "none")
     );
-    let direct = bed.write_config(
-        "direct",
-        &bed.s3_storage(&bed.s3.endpoint, "faults"),
-        "",
-        &databases,
-    );
-    let proxied = bed.write_config(
-        "proxied",
-        &bed.s3_storage(&proxy.endpoint, "faults"),
-        "",
-        &databases,
-    );
+    let direct = bed.write_s3_config("direct", &bed.s3.endpoint, "faults", &databases);
+    let proxied = bed.write_s3_config("proxied", &proxy.endpoint, "faults", &databases);
     let first = run(&direct, &["backup", "blog"], &bed.secrets()).await;
     assert!(first.status.success(), "{}", stderr(&first));
     let before = ids(&list_json(&direct, &bed.secrets()).await);

@@ -100,12 +100,7 @@ async fn skewed_clocks_and_unrelated_keys_are_safe_from_prune() {
         "{}[database.retention]\nkeep_daily = 1\n",
         bed.sqlite_database("blog", "blog.sqlite", "zstd")
     );
-    let config = bed.write_config(
-        "prune",
-        &bed.s3_storage(&bed.s3.endpoint, "faults"),
-        "",
-        &databases,
-    );
+    let config = bed.write_s3_config("prune", &bed.s3.endpoint, "faults", &databases);
     let storage = d1vault::storage::open(&bed.s3.storage_config("faults"))
         .await
         .unwrap();
@@ -226,18 +221,8 @@ async fn a_listing_that_fails_part_way_deletes_nothing() {
         "{}[database.retention]\nkeep_last = 1\n",
         bed.sqlite_database("blog", "blog.sqlite", "zstd")
     );
-    let direct = bed.write_config(
-        "direct",
-        &bed.s3_storage(&bed.s3.endpoint, "faults"),
-        "",
-        &databases,
-    );
-    let cut = bed.write_config(
-        "cut",
-        &bed.s3_storage(&proxy.endpoint, "faults"),
-        "",
-        &databases,
-    );
+    let direct = bed.write_s3_config("direct", &bed.s3.endpoint, "faults", &databases);
+    let cut = bed.write_s3_config("cut", &proxy.endpoint, "faults", &databases);
     let storage = d1vault::storage::open(&bed.s3.storage_config("faults"))
         .await
         .unwrap();
@@ -307,12 +292,7 @@ async fn prune_keeps_every_backup_whose_manifest_cannot_be_read_and_exits_1() {
         "{}[database.retention]\nkeep_last = 1\n",
         bed.sqlite_database("blog", "blog.sqlite", "zstd")
     );
-    let config = bed.write_config(
-        "unreadable",
-        &bed.s3_storage(&bed.s3.endpoint, "faults"),
-        "",
-        &databases,
-    );
+    let config = bed.write_s3_config("unreadable", &bed.s3.endpoint, "faults", &databases);
     let storage = d1vault::storage::open(&bed.s3.storage_config("faults"))
         .await
         .unwrap();
@@ -515,12 +495,7 @@ async fn prune_removes_only_the_files_d1vault_writes() {
         "{}[database.retention]\nkeep_last = 1\n",
         bed.sqlite_database("blog", "blog.sqlite", "zstd")
     );
-    let config = bed.write_config(
-        "foreign",
-        &bed.s3_storage(&bed.s3.endpoint, "faults"),
-        "",
-        &databases,
-    );
+    let config = bed.write_s3_config("foreign", &bed.s3.endpoint, "faults", &databases);
     let storage = d1vault::storage::open(&bed.s3.storage_config("faults"))
         .await
         .unwrap();

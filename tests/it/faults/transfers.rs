@@ -23,10 +23,10 @@ use crate::support::run::{after_backup_id, ids, list_json, run, stderr};
 async fn a_short_download_without_length_fails_backup_with_exit_1() {
     let bed = Bed::with_emulator(&["alpha"]).await;
     let secrets = bed.secrets();
-    let path = bed.write_config(
+    let path = bed.write_s3_config(
         "short",
-        &bed.s3_storage(&bed.s3.endpoint, "faults"),
-        "",
+        &bed.s3.endpoint,
+        "faults",
         "[[database]]\nname = \"alpha\"\ncompression = \"zstd\"\n",
     );
     let good = run(&path, &["backup"], &secrets).await;
@@ -73,10 +73,10 @@ async fn s3_through(
 async fn a_store_that_stalls_mid_object_fails_reads_as_retryable() {
     let bed = Bed::start().await;
     create_big_db(&bed.dir.path().join("big.sqlite"), 1);
-    let path = bed.write_config(
+    let path = bed.write_s3_config(
         "direct",
-        &bed.s3_storage(&bed.s3.endpoint, "faults"),
-        "",
+        &bed.s3.endpoint,
+        "faults",
         &bed.sqlite_database("big", "big.sqlite", "none"),
     );
     let config = config::load(&path).unwrap();

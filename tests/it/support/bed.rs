@@ -119,6 +119,18 @@ impl Bed {
         )
     }
 
+    /// [`Self::write_config`] with the S3 server reached at `endpoint` (itself or a proxy in front) as
+    /// storage, keys under `prefix`.
+    pub fn write_s3_config(
+        &self,
+        name: &str,
+        endpoint: &str,
+        prefix: &str,
+        databases: &str,
+    ) -> PathBuf {
+        self.write_config(name, &self.s3_storage(endpoint, prefix), "", databases)
+    }
+
     /// Writes `NAME.toml` for `d1vault run`: `daemon` as the `[daemon]` lines after
     /// `state_dir = "state"`, then as [`Self::write_config`]; returns its path.
     pub fn write_daemon_config(

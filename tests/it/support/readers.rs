@@ -9,77 +9,65 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// A body that yields `data` and then fails with an I/O error instead of reaching EOF: a download that
-/// broke half-way.
-pub struct FailingReader {
+/// A body that yields `data` and then breaks instead of reaching EOF, counting how far the consumer
+/// read, so a test can drop the consuming future at a known point.
+pub struct BrokenBody {
     data: Vec<u8>,
     pos: usize,
-}
-
-impl FailingReader {
-    /// Yields `data`, then the error.
-    pub fn new(data: Vec<u8>) -> Self {
-        FailingReader { data, pos: 0 }
-    }
-}
-
-impl AsyncRead for FailingReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.pos < self.data.len() {
-            let n = buf.remaining().min(self.data.len() - self.pos);
-            let start = self.pos;
-            buf.put_slice(&self.data[start..start + n]);
-            self.pos += n;
-            Poll::Ready(Ok(()))
-        } else {
-            Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "test body failed half-way",
-            )))
-        }
-    }
-}
-
-/// A body that yields `data` and then never produces another byte (a stalled download), counting how far
-/// the consumer read, so a test can drop the consuming future at a known point.
-pub struct StallingReader {
-    data: Vec<u8>,
-    pos: usize,
+    end: End,
     /// Set when every byte of `data` has been handed out.
     pub drained: Arc<AtomicBool>,
 }
 
-impl StallingReader {
-    /// Yields `data`, then stays pending forever.
-    pub fn new(data: Vec<u8>) -> Self {
-        StallingReader {
+/// How a [`BrokenBody`] breaks after its data.
+enum End {
+    /// With an I/O error: a download that broke half-way.
+    Fail,
+    /// By staying pending for ever: a stalled download.
+    Stall,
+}
+
+impl BrokenBody {
+    /// Yields `data`, then fails with an I/O error.
+    pub fn failing(data: Vec<u8>) -> Self {
+        BrokenBody::new(data, End::Fail)
+    }
+
+    /// Yields `data`, then stays pending for ever (never woken: the test drops the future instead).
+    pub fn stalling(data: Vec<u8>) -> Self {
+        BrokenBody::new(data, End::Stall)
+    }
+
+    fn new(data: Vec<u8>, end: End) -> Self {
+        BrokenBody {
             data,
             pos: 0,
+            end,
             drained: Default::default(),
         }
     }
 }
 
-impl AsyncRead for StallingReader {
+impl AsyncRead for BrokenBody {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.pos < self.data.len() {
-            let n = buf.remaining().min(self.data.len() - self.pos);
-            let start = self.pos;
-            buf.put_slice(&self.data[start..start + n]);
-            self.pos += n;
-            Poll::Ready(Ok(()))
-        } else {
-            self.drained.store(true, Ordering::SeqCst);
-            // Never woken: the test drops the future instead.
-            Poll::Pending
+        let this = self.get_mut();
+        if this.pos < this.data.len() {
+            let n = buf.remaining().min(this.data.len() - this.pos);
+            buf.put_slice(&this.data[this.pos..this.pos + n]);
+            this.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        this.drained.store(true, Ordering::SeqCst);
+        match this.end {
+            End::Fail => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "test body failed half-way",
+            ))),
+            End::Stall => Poll::Pending,
         }
     }
 }

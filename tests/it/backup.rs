@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use crate::support;
-use crate::support::env::Env;
+use crate::support::bed::Bed;
 use crate::support::fixture::{assert_same_contents, create_fixture_db};
+use crate::support::s3::{S3Store, moto_s3, unique_prefix, unreachable_endpoint};
 use chrono::Utc;
 use d1vault::pipeline::{BackupError, next_start, run_backup, run_backup_from, run_backup_now};
 use d1vault::repository::{backups, manifest};
@@ -17,7 +17,7 @@ fn database(compression: &str) -> String {
     format!("[[database]]\nname = \"blog\"\ncompression = \"{compression}\"\n")
 }
 
-async fn assert_nothing_listed(env: &Env, sources: &BackupSources) {
+async fn assert_nothing_listed(env: &Bed, sources: &BackupSources) {
     let listed = backups::complete(sources.storage.as_ref(), &sources.prefix, None)
         .await
         .unwrap();
@@ -32,7 +32,7 @@ async fn assert_nothing_listed(env: &Env, sources: &BackupSources) {
 /// For each compression, a D1 backup restores into SQLite with every row and schema object of the source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d1_backup_round_trips_for_every_compression() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     for compression in ["zstd", "gzip", "none"] {
         let config = env.config(&database(compression), None);
         let sources = env.sources(&config).await;
@@ -83,7 +83,7 @@ async fn d1_backup_round_trips_for_every_compression() {
 /// A local SQLite source backs up to the filesystem and restores identically, with no Cloudflare at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_source_to_filesystem_round_trips() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let source = env.dir.path().join("local.sqlite");
     create_fixture_db(&source);
     std::fs::create_dir(env.dir.path().join("backups")).unwrap();
@@ -110,7 +110,7 @@ async fn sqlite_source_to_filesystem_round_trips() {
     assert_same_contents(&source, &restored);
 }
 
-async fn expect_failure(env: &Env, faults: Value) -> BackupError {
+async fn expect_failure(env: &Bed, faults: Value) -> BackupError {
     let config = env.config(&database("zstd"), None);
     let sources = env.sources(&config).await;
     env.set_faults(faults).await;
@@ -124,7 +124,7 @@ async fn expect_failure(env: &Env, faults: Value) -> BackupError {
 /// A download cut off half-way is refused as truncated, and nothing is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_download_is_not_a_backup() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let err = expect_failure(&env, json!({ "download": "truncate" })).await;
     let text = err.to_string();
     assert!(
@@ -140,7 +140,7 @@ async fn truncated_download_is_not_a_backup() {
 /// is no backup. Nothing is stored; the error names the cause and the likely proxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_without_length_is_never_a_backup() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     for fault in ["chunked_short", "close_short", "chunked"] {
         let err = expect_failure(&env, json!({ "download": fault })).await;
         let text = err.to_string();
@@ -165,7 +165,7 @@ async fn a_download_without_length_is_never_a_backup() {
 /// retryable error naming the stall, in bounded time; nothing is stored and no upload is left open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_download_times_out_as_retryable() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let config = env.config(&database("zstd"), None);
     let mut sources = env.sources(&config).await;
     let client = sources.cloudflare.take().unwrap();
@@ -197,7 +197,7 @@ async fn a_stalled_download_times_out_as_retryable() {
 /// An HTML error page served with status 200 is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn html_page_is_not_a_backup() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let err = expect_failure(&env, json!({ "download": "html" })).await;
     assert!(err.to_string().contains("HTML"), "{err}");
 }
@@ -205,7 +205,7 @@ async fn html_page_is_not_a_backup() {
 /// An empty body is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_download_is_not_a_backup() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let err = expect_failure(&env, json!({ "download": "empty" })).await;
     assert!(err.to_string().contains("empty"), "{err}");
 }
@@ -213,7 +213,7 @@ async fn empty_download_is_not_a_backup() {
 /// An expired download URL (404) fails with advice to run again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_download_url_fails_clearly() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let err = expect_failure(&env, json!({ "download": "expired" })).await;
     assert!(err.to_string().contains("expired"), "{err}");
 }
@@ -221,7 +221,7 @@ async fn expired_download_url_fails_clearly() {
 /// An export that D1 reports as failed fails the backup with D1's reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_error_fails_with_the_reason() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let err = expect_failure(&env, json!({ "export_error": "out of cheese" })).await;
     assert!(err.to_string().contains("out of cheese"), "{err}");
 }
@@ -229,7 +229,7 @@ async fn export_error_fails_with_the_reason() {
 /// A burst of 429s with Retry-After is waited out and the backup succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_burst_is_waited_out() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let config = env.config(&database("zstd"), None);
     let sources = env.sources(&config).await;
     env.set_faults(json!({ "rate_limit": { "count": 2, "retry_after_secs": 1 } }))
@@ -248,7 +248,7 @@ async fn rate_limit_burst_is_waited_out() {
 /// 5xx answers are retried with backoff and the backup succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_are_retried() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let config = env.config(&database("gzip"), None);
     let sources = env.sources(&config).await;
     env.set_faults(json!({ "server_error": { "count": 2, "status": 502 } }))
@@ -261,7 +261,7 @@ async fn server_errors_are_retried() {
 /// An export that stays active for a while is polled until it completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_export_is_polled_to_completion() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let config = env.config(&database("zstd"), None);
     let sources = env.sources(&config).await;
     env.set_faults(json!({ "export_active_polls": 5 })).await;
@@ -273,35 +273,30 @@ async fn long_export_is_polled_to_completion() {
 /// A wrong token fails at once: one request, no retry storm, a message about the token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_token_fails_without_retrying() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let mut config = env.config(&database("zstd"), None);
     if let Some(cf) = config.cloudflare.as_mut() {
         cf.api_token = d1vault::secret::Secret::new("wrong-token");
     }
     let sources = env.sources(&config).await;
-    let before = env.stats().await;
+    let before = env.emulator().stats();
     let err = run_backup(&config.databases[0], &sources, Utc::now())
         .await
         .expect_err("must fail");
-    let after = env.stats().await;
+    let after = env.emulator().stats();
     assert!(err.to_string().contains("token"), "{err}");
     assert!(
         !err.to_string().contains("wrong-token"),
         "the token leaked into the message"
     );
-    let requests = |v: &Value| v["total"].as_u64().unwrap_or(0);
-    assert_eq!(
-        requests(&after) - requests(&before),
-        1,
-        "retried a permanent failure"
-    );
+    assert_eq!(after.total - before.total, 1, "retried a permanent failure");
     assert_nothing_listed(&env, &sources).await;
 }
 
 /// An unknown database name fails with a message naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_database_fails_clearly() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let config = env.config("[[database]]\nname = \"nope\"\n", None);
     let sources = env.sources(&config).await;
     let err = run_backup(&config.databases[0], &sources, Utc::now())
@@ -314,22 +309,20 @@ async fn unknown_database_fails_clearly() {
 /// A missing bucket fails before any export blocks the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_bucket_fails_before_exporting() {
-    let env = Env::start().await;
-    let storage = format!(
-        "type = \"s3\"\nbucket = \"no-such-bucket\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nforce_path_style = true\n\
-         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-        env.s3.endpoint, env.s3.access_key_id, env.s3.secret_access_key
-    );
+    let env = Bed::with_emulator(&["blog"]).await;
+    let mut store = env.s3.store();
+    store.bucket = "no-such-bucket".to_string();
+    let storage = store.storage_toml("test");
     let config = env.config(&database("zstd"), Some(storage));
     let sources = env.sources(&config).await;
-    let before = env.stats().await;
+    let before = env.emulator().stats();
     let err = run_backup(&config.databases[0], &sources, Utc::now())
         .await
         .expect_err("must fail");
     assert!(err.to_string().contains("no-such-bucket"), "{err}");
     assert_eq!(
-        before["total"],
-        env.stats().await["total"],
+        before.total,
+        env.emulator().stats().total,
         "the export ran although storage was unusable"
     );
 }
@@ -337,12 +330,15 @@ async fn missing_bucket_fails_before_exporting() {
 /// An unreachable storage endpoint fails with a clear message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_storage_fails_clearly() {
-    let env = Env::start().await;
-    let storage = format!(
-        "type = \"s3\"\nbucket = \"b\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nforce_path_style = true\n\
-         access_key_id = \"a\"\nsecret_access_key = \"b\"\n",
-        support::unreachable_endpoint()
-    );
+    let env = Bed::with_emulator(&["blog"]).await;
+    let storage = S3Store {
+        endpoint: unreachable_endpoint(),
+        bucket: "b".to_string(),
+        access_key_id: "a".to_string(),
+        secret_access_key: "b".to_string(),
+        region: "us-east-1".to_string(),
+    }
+    .storage_toml("test");
     let config = env.config(&database("zstd"), Some(storage));
     let sources = env.sources(&config).await;
     let err = run_backup(&config.databases[0], &sources, Utc::now())
@@ -354,7 +350,7 @@ async fn unreachable_storage_fails_clearly() {
 /// Exported object keys follow the contract layout and the manifest is valid JSON with the contract fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_layout_matches_the_contract() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let config = env.config(&database("zstd"), None);
     let sources = env.sources(&config).await;
     let m = run_backup(&config.databases[0], &sources, Utc::now())
@@ -408,7 +404,7 @@ async fn stored_layout_matches_the_contract() {
 /// refused and the first stays intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_backup_in_the_same_second_is_refused_and_overwrites_nothing() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let config = env.config(&database("zstd"), None);
     let sources = env.sources(&config).await;
     let started_at = Utc::now();
@@ -454,7 +450,7 @@ UPDATE ev SET begin = begin + 1;
 /// (load, integrity, foreign keys, row counts) and restores into SQLite with the same rows and objects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyword_named_columns_in_triggers_views_and_checks_back_up_and_restore() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let source = env.dir.path().join("d1/events.sqlite");
     rusqlite::Connection::open(&source)
         .unwrap()
@@ -488,13 +484,9 @@ async fn keyword_named_columns_in_triggers_views_and_checks_back_up_and_restore(
 /// The racing tests leave s3s out: s3s-fs 0.14 checks `If-None-Match: *` when a request arrives and writes
 /// when its body has been read, so two puts racing for one key both succeed there (seen in 2 of 8 runs);
 /// moto, like AWS S3 and R2, decides atomically.
-async fn storage_toml(env: &Env, kind: &str) -> Option<String> {
+async fn storage_toml(env: &Bed, kind: &str) -> Option<String> {
     match kind {
-        "s3s" => Some(format!(
-            "type = \"s3\"\nbucket = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nforce_path_style = true\n\
-             access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprefix = \"test\"\n",
-            env.s3.bucket, env.s3.endpoint, env.s3.access_key_id, env.s3.secret_access_key
-        )),
+        "s3s" => Some(env.s3_storage(&env.s3.endpoint, "test")),
         "filesystem" => {
             let root = env.dir.path().join("backups");
             std::fs::create_dir_all(&root).unwrap();
@@ -504,17 +496,8 @@ async fn storage_toml(env: &Env, kind: &str) -> Option<String> {
             ))
         }
         "moto" => {
-            let moto = support::moto_s3("two writers, one id (moto)").await?;
-            Some(format!(
-                "type = \"s3\"\nbucket = \"{}\"\nendpoint = \"{}\"\nregion = \"{}\"\nforce_path_style = true\n\
-                 access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprefix = \"{}\"\n",
-                moto.bucket,
-                moto.endpoint,
-                moto.region,
-                moto.access_key_id,
-                moto.secret_access_key,
-                support::unique_prefix("same-second")
-            ))
+            let moto = moto_s3("two writers, one id (moto)").await?;
+            Some(moto.storage_toml(&unique_prefix("same-second")))
         }
         other => panic!("unknown storage {other}"),
     }
@@ -522,7 +505,7 @@ async fn storage_toml(env: &Env, kind: &str) -> Option<String> {
 
 /// The fixture as a SQLite source named `blog`: two exports of one D1 database cannot run at once (D1, and
 /// so the emulator, refuses the second), and the race below is about storage, not about D1.
-fn sqlite_blog(env: &Env) -> String {
+fn sqlite_blog(env: &Bed) -> String {
     format!(
         "[[database]]\nname = \"blog\"\nsqlite_path = \"{}\"\ncompression = \"zstd\"\n",
         env.source_db().display()
@@ -533,7 +516,7 @@ fn sqlite_blog(env: &Env) -> String {
 /// look at the directory): exactly one stores a backup, the other is told the id is taken, and the backup
 /// that is listed restores (nothing of it was overwritten by the loser).
 async fn racing_writers_for_one_id(kind: &str) {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let Some(storage) = storage_toml(&env, kind).await else {
         return;
     };
@@ -576,7 +559,7 @@ async fn racing_writers_for_one_id_on_moto_leave_one_backup() {
 /// Two backups of one database started in the same second (two `backup` runs, a `backup` next to the
 /// daemon) both succeed with distinct ids, the later one taking the next second, and both restore.
 async fn same_second_backups_get_distinct_ids(kind: &str) {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let Some(storage) = storage_toml(&env, kind).await else {
         return;
     };
@@ -642,7 +625,7 @@ fn the_next_id_is_the_next_second_or_now() {
 /// database (a one-shot run, not only the daemon's prune) removes it, and leaves a live writer's alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_backup_clears_a_killed_runs_temporary_file() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let storage = storage_toml(&env, "filesystem").await.unwrap();
     let config = env.config(&database("zstd"), Some(storage));
     let sources = env.sources(&config).await;
@@ -680,7 +663,7 @@ async fn the_next_backup_clears_a_killed_runs_temporary_file() {
 /// with a permanent error that names the directory, and the directory is not created again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_into_a_deleted_storage_directory_fails_and_does_not_recreate_it() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let storage = storage_toml(&env, "filesystem").await.unwrap();
     let config = env.config(&database("zstd"), Some(storage));
     let sources = env.sources(&config).await;
@@ -707,7 +690,7 @@ async fn a_backup_into_a_deleted_storage_directory_fails_and_does_not_recreate_i
 /// is aborted by the next backup (moto, which lists multipart uploads; s3s-fs cannot).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_backup_aborts_a_killed_runs_multipart_upload() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let Some(storage) = storage_toml(&env, "moto").await else {
         return;
     };
@@ -716,17 +699,10 @@ async fn the_next_backup_aborts_a_killed_runs_multipart_upload() {
     let d1vault::config::StorageConfig::S3(s3) = &config.storage else {
         panic!("moto is S3")
     };
-    let client = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .endpoint_url(s3.endpoint.clone().unwrap())
-            .region(aws_sdk_s3::config::Region::new(s3.region.clone()))
-            .force_path_style(true)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .build(),
-    );
+    let client = moto_s3("a killed run's multipart upload (moto)")
+        .await
+        .expect("moto answered a moment ago")
+        .client();
     let key = manifest::object_key(&s3.prefix, "blog", "20261101T030000Z", "dump.sql.zst");
     client
         .create_multipart_upload()

@@ -6,52 +6,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::config_env::{ACCESS_KEY, SECRET_KEY, TOKEN, credentials_dir, test_env};
 use d1vault::config::{
     Compression, ConfigErrors, Source, StorageConfig, find_config_path, load, load_str,
 };
 
-const TOKEN: &str = "cf-token-4f1b9e-SECRET";
-const ACCESS_KEY: &str = "AKIA-ACCESS-SECRET-77";
-const SECRET_KEY: &str = "s3-secret-key-VERY-SECRET-99";
-
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
-
-/// The environment the example configs and the corpus expect, with secrets that tests look for.
-fn test_env(credentials_dir: &Path) -> HashMap<String, String> {
-    let mut env = HashMap::new();
-    for (name, value) in [
-        ("CLOUDFLARE_ACCOUNT_ID", "0123456789abcdef0123456789abcdef"),
-        ("CLOUDFLARE_API_TOKEN", TOKEN),
-        ("R2_ACCESS_KEY_ID", ACCESS_KEY),
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-        ("MINIO_ACCESS_KEY", ACCESS_KEY),
-        ("MINIO_SECRET_KEY", SECRET_KEY),
-        ("GARAGE_KEY_ID", ACCESS_KEY),
-        ("HOME", "/home/tester"),
-    ] {
-        env.insert(name.to_string(), value.to_string());
-    }
-    env.insert(
-        "CREDENTIALS_DIRECTORY".to_string(),
-        credentials_dir.display().to_string(),
-    );
-    env
-}
-
-/// A systemd-style credentials directory holding every secret file the example configs name.
-fn credentials_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["r2-secret", "garage-secret"] {
-        std::fs::write(dir.path().join(name), format!("{SECRET_KEY}\n")).unwrap();
-    }
-    std::fs::write(
-        dir.path().join("cloudflare-api-token"),
-        format!("{TOKEN}\n"),
-    )
-    .unwrap();
-    dir
 }
 
 fn load_with(

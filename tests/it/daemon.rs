@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::env::{ACCOUNT, Env, TOKEN};
+use crate::support::bed::Bed;
 use crate::support::fixture::create_fixture_db;
 use chrono::{DateTime, TimeZone, Utc};
 use d1vault::catalog::{Catalog, RunOutcome, RunRecord, RunState};
@@ -781,21 +781,13 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 const BIN: &str = env!("CARGO_BIN_EXE_d1vault");
 
 /// Writes a config for `env` (emulator source `blog`, S3 storage) and returns its path.
-fn write_env_config(env: &Env, daemon: &str, database: &str) -> PathBuf {
-    let text = format!(
-        "[daemon]\nstate_dir = \"state\"\n{daemon}\n\n[cloudflare]\naccount_id = \"{ACCOUNT}\"\napi_token = \"{TOKEN}\"\n\
-         api_base_url = \"{}\"\n\n[storage]\ntype = \"s3\"\nbucket = \"{}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
-         force_path_style = true\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprefix = \"test\"\n\n\
-         [[database]]\nname = \"blog\"\n{database}\n",
-        env.emulator.base_url(),
-        env.s3.bucket,
-        env.s3.endpoint,
-        env.s3.access_key_id,
-        env.s3.secret_access_key
-    );
-    let path = env.dir.path().join("d1vault.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+fn write_env_config(env: &Bed, daemon: &str, database: &str) -> PathBuf {
+    env.write_daemon_config(
+        "d1vault",
+        daemon,
+        &env.s3_storage(&env.s3.endpoint, "test"),
+        &format!("[[database]]\nname = \"blog\"\n{database}\n"),
+    )
 }
 
 /// Runs a one-shot `d1vault` command and returns (exit code, stdout, stderr).
@@ -953,7 +945,7 @@ async fn the_run_binary_backs_up_on_a_seconds_cron_keeps_two_serves_health_and_m
     // Proves the real daemon process end to end: a 6-field cron against d1-emulator and S3 makes backups,
     // retention keep_last = 2 leaves exactly the two newest, /healthz and /metrics answer on the port the
     // daemon bound (listen = 127.0.0.1:0, read from its log), and SIGTERM ends it with exit 0 in time.
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let config = write_env_config(
         &env,
         "listen = \"127.0.0.1:0\"\nshutdown_grace = \"20s\"",
@@ -1032,7 +1024,7 @@ async fn sigterm_with_an_export_in_flight_waits_for_a_long_grace_and_aborts_afte
     // Proves the shutdown grace with the real process: an export that stays `active` for many polls is
     // still running at SIGTERM; with a long grace it completes and is listed, with a short grace the daemon
     // exits 0 promptly, the run is recorded as aborted, nothing new is listed and no upload stays open.
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     for (grace, polls, completes) in [("60s", 3, true), ("1s", 1000, false)] {
         let before = list_ids(&write_env_config(
             &env,
@@ -1249,7 +1241,7 @@ async fn healthz_is_200_while_the_newest_backup_is_fresh_and_503_once_it_is_stal
 async fn a_second_sigterm_exits_at_once() {
     // Proves the escape hatch: during a long shutdown grace with an export in flight, a second SIGTERM ends
     // the process immediately (non-zero: the backup was cut short).
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let config = write_env_config(
         &env,
         "listen = \"\"\nshutdown_grace = \"5m\"",

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::env::Env;
+use crate::support::bed::Bed;
 use crate::support::fixture::{Contents, contents, create_fixture_db};
 use d1vault::cli::MigrationsCommand;
 use d1vault::commands::{Failure, migrations};
@@ -42,8 +42,8 @@ struct Target {
 /// The environment with four databases, all using `DIR/migrations`: `blog` (D1, the fixture, two
 /// migrations applied by wrangler already), `fresh` (D1, empty), `local` (SQLite, the fixture), `scratch`
 /// (SQLite, empty).
-async fn setup() -> (Env, Config, Vec<Target>) {
-    let env = Env::start().await;
+async fn setup() -> (Bed, Config, Vec<Target>) {
+    let env = Bed::with_emulator(&["blog"]).await;
     let local = env.dir.path().join("local.sqlite");
     create_fixture_db(&local);
     let scratch = env.dir.path().join("scratch.sqlite");
@@ -162,7 +162,7 @@ fn applied(path: &Path) -> Vec<String> {
 }
 
 /// Runs the real binary with the environment's configuration; returns (exit code, stdout, stderr).
-async fn binary(env: &Env, args: &[&str]) -> (i32, String, String) {
+async fn binary(env: &Bed, args: &[&str]) -> (i32, String, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_d1vault"))
         .arg("--config")
         .arg(env.dir.path().join("d1vault.toml"))
@@ -240,10 +240,10 @@ async fn apply_runs_each_pending_file_once_and_list_then_shows_none_pending() {
             target.name
         );
     }
-    let bookmarks = env.emulator.bookmarks("fresh").unwrap();
+    let bookmarks = env.emulator().bookmarks("fresh").unwrap();
     run(&config, apply("fresh")).await.unwrap();
     assert_eq!(
-        env.emulator.bookmarks("fresh").unwrap(),
+        env.emulator().bookmarks("fresh").unwrap(),
         bookmarks,
         "a no-op apply does not write to D1"
     );
@@ -393,7 +393,7 @@ async fn dry_run_changes_nothing() {
     write_migrations(&config, GOOD);
     for target in &targets {
         let before = state(&target.file);
-        let bookmarks = env.emulator.bookmarks(target.name);
+        let bookmarks = env.emulator().bookmarks(target.name);
         let (code, stdout, _) =
             binary(&env, &["migrations", "apply", target.name, "--dry-run"]).await;
         assert_eq!(code, 0);
@@ -401,7 +401,7 @@ async fn dry_run_changes_nothing() {
             assert!(stdout.contains(&format!("would apply  {name}")), "{stdout}");
         }
         assert_eq!(state(&target.file), before, "{}", target.name);
-        assert_eq!(env.emulator.bookmarks(target.name), bookmarks);
+        assert_eq!(env.emulator().bookmarks(target.name), bookmarks);
         assert_eq!(backup_count(&config, target.name).await, 0);
     }
 }
@@ -482,7 +482,7 @@ async fn create_writes_the_next_numbered_file_with_wranglers_header() {
 /// A mistyped `sqlite_path` fails `list` and `apply` with the path named, and creates no file there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_sqlite_source_fails_and_is_not_created() {
-    let env = Env::start().await;
+    let env = Bed::with_emulator(&["blog"]).await;
     let missing = env.dir.path().join("typo.sqlite");
     let config = env.config(
         &format!(

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::env::Env;
+use crate::support::bed::Bed;
 use crate::support::fixture::{assert_same_contents, contents, create_fixture_db};
 use chrono::{DateTime, Duration, Utc};
 use d1vault::cli::RestoreArgs;
@@ -15,8 +15,8 @@ use d1vault::repository::manifest::{self, Manifest, ManifestDatabase, ManifestDu
 use d1vault::sources::BackupSources;
 
 /// The environment plus a SQLite source `local` next to the D1 database `blog`.
-async fn setup(compression: &str) -> (Env, Config, BackupSources, PathBuf) {
-    let env = Env::start().await;
+async fn setup(compression: &str) -> (Bed, Config, BackupSources, PathBuf) {
+    let env = Bed::with_emulator(&["blog"]).await;
     let local = env.dir.path().join("local.sqlite");
     create_fixture_db(&local);
     let config = env.config(
@@ -57,7 +57,7 @@ fn to_sqlite(database: &str, path: &Path) -> RestoreArgs {
 }
 
 /// The SQLite file behind an emulator database.
-fn d1_file(env: &Env, name: &str) -> PathBuf {
+fn d1_file(env: &Bed, name: &str) -> PathBuf {
     env.dir.path().join("d1").join(format!("{name}.sqlite"))
 }
 
@@ -533,7 +533,7 @@ async fn a_failing_import_leaves_the_target_as_it_was() {
 /// Spools `manifest` for a D1 restore and imports it into `target` with `client`, as `restore --to-d1`
 /// does; returns the error and how long the import took.
 async fn import_with(
-    env: &Env,
+    env: &Bed,
     sources: &BackupSources,
     manifest: &Manifest,
     client: d1vault::cloudflare::Client,
@@ -861,7 +861,7 @@ fn verify_args(database: &str) -> d1vault::cli::VerifyArgs {
 }
 
 /// A victim SQLite file outside any restore, with one table `t`.
-fn victim(env: &Env) -> PathBuf {
+fn victim(env: &Bed) -> PathBuf {
     let path = env.dir.path().join("victim.db");
     rusqlite::Connection::open(&path)
         .unwrap()

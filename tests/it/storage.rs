@@ -6,8 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::support;
-use crate::support::{ExternalS3, FailingReader, StallingReader, TestS3, test_bytes};
+use crate::support::files::files_under;
+use crate::support::fixture::test_bytes;
+use crate::support::readers::BrokenBody;
+use crate::support::s3::{
+    S3Store, TEST_PART_SIZE, TEST_SECRET_ACCESS_KEY, TestS3, external_s3, moto_s3, start_s3,
+    unique_prefix, unreachable_endpoint,
+};
 use d1vault::storage::{FilesystemStorage, S3Storage, Storage, StorageErrorKind};
 use tokio::io::AsyncReadExt;
 
@@ -22,9 +27,9 @@ struct Env {
 enum Target {
     Fs(tempfile::TempDir),
     S3s(TestS3),
-    Garage(ExternalS3),
+    Garage(S3Store),
     /// moto's S3 server, which honours `If-None-Match: *` as AWS and R2 do (Garage does not).
-    Moto(ExternalS3),
+    Moto(S3Store),
 }
 
 impl Env {
@@ -38,7 +43,7 @@ impl Env {
     }
 
     async fn s3s() -> Env {
-        let server = support::start_s3().await;
+        let server = start_s3().await;
         let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
         Env {
             store: Arc::new(store),
@@ -48,8 +53,8 @@ impl Env {
     }
 
     async fn garage(test: &str) -> Option<Env> {
-        let garage = support::external_s3(test)?;
-        let prefix = support::unique_prefix(test);
+        let garage = external_s3(test)?;
+        let prefix = unique_prefix(test);
         let store = S3Storage::new(&garage.s3_config(&prefix)).await.unwrap();
         Some(Env {
             store: Arc::new(store),
@@ -59,8 +64,8 @@ impl Env {
     }
 
     async fn moto(test: &str) -> Option<Env> {
-        let moto = support::moto_s3(test).await?;
-        let prefix = support::unique_prefix(test);
+        let moto = moto_s3(test).await?;
+        let prefix = unique_prefix(test);
         let store = S3Storage::new(&moto.s3_config(&prefix)).await.unwrap();
         Some(Env {
             store: Arc::new(store),
@@ -84,7 +89,7 @@ impl Env {
     /// s3s-fs upload records, Garage's ListMultipartUploads.
     async fn open_uploads(&self) -> usize {
         match &self.target {
-            Target::Fs(dir) => support::files_under(dir.path())
+            Target::Fs(dir) => files_under(dir.path())
                 .iter()
                 .filter(|f| f.contains(".d1vault-tmp-"))
                 .count(),
@@ -108,27 +113,9 @@ impl Env {
     }
 }
 
-/// A raw SDK client for Garage, to look at multipart uploads without going through the code under test.
-async fn garage_client(garage: &ExternalS3) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::new()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .endpoint_url(&garage.endpoint)
-        .region(aws_sdk_s3::config::Region::new(garage.region.clone()))
-        .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            &garage.access_key_id,
-            &garage.secret_access_key,
-            None,
-            None,
-            "test",
-        ))
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
-async fn garage_open_uploads(garage: &ExternalS3, prefix: &str) -> usize {
-    let output = garage_client(garage)
-        .await
+async fn garage_open_uploads(garage: &S3Store, prefix: &str) -> usize {
+    let output = garage
+        .client()
         .list_multipart_uploads()
         .bucket(&garage.bucket)
         .prefix(prefix)
@@ -200,7 +187,7 @@ mod cases {
     /// A body of exactly one part is stored whole (the look-ahead decides single put versus multipart).
     pub async fn exact_part_size_round_trip(env: &Env) {
         let store = &*env.store;
-        let data = test_bytes(support::TEST_PART_SIZE, 3);
+        let data = test_bytes(TEST_PART_SIZE, 3);
         let key = env.key("exact/dump.sql");
         assert_eq!(
             store.put_stream(&key, &mut data.as_slice()).await.unwrap(),
@@ -277,7 +264,7 @@ mod cases {
         let store = &*env.store;
         for (name, len) in [("small", 1000), ("large", 11 * 1024 * 1024)] {
             let key = env.key(&format!("fail/{name}/dump.sql"));
-            let mut body = FailingReader::new(test_bytes(len, 4));
+            let mut body = BrokenBody::failing(test_bytes(len, 4));
             let err = store.put_stream(&key, &mut body).await.unwrap_err();
             assert!(err.message.contains("test body failed half-way"), "{err}");
             assert!(err.message.contains(&key), "{err}");
@@ -295,7 +282,7 @@ mod cases {
     pub async fn dropped_put_leaves_nothing(env: &Env) {
         let store = &*env.store;
         let key = env.key("dropped/dump.sql");
-        let mut body = StallingReader::new(test_bytes(11 * 1024 * 1024, 5));
+        let mut body = BrokenBody::stalling(test_bytes(11 * 1024 * 1024, 5));
         let drained = body.drained.clone();
         {
             let put = store.put_stream(&key, &mut body);
@@ -568,7 +555,7 @@ mod filesystem_failures {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let store = FilesystemStorage::new(dir.path());
-        let mut body = StallingReader::new(test_bytes(1000, 23));
+        let mut body = BrokenBody::stalling(test_bytes(1000, 23));
         let drained = body.drained.clone();
         {
             let put = store.create_stream("prod/db/1/dump.sql", &mut body);
@@ -582,7 +569,7 @@ mod filesystem_failures {
                     break;
                 }
             }
-            let temp: Vec<String> = support::files_under(dir.path());
+            let temp: Vec<String> = files_under(dir.path());
             assert_eq!(temp.len(), 1, "{temp:?}");
             assert!(temp[0].contains(".d1vault-tmp-"), "{temp:?}");
             let mode = std::fs::metadata(dir.path().join(&temp[0]))
@@ -629,10 +616,7 @@ mod filesystem_failures {
             store.get_bytes("prod/db/1/manifest.json").await.unwrap(),
             vec![winners[0]; 64 * 1024]
         );
-        assert_eq!(
-            support::files_under(dir.path()),
-            ["prod/db/1/manifest.json"]
-        );
+        assert_eq!(files_under(dir.path()), ["prod/db/1/manifest.json"]);
     }
 
     #[tokio::test]
@@ -640,7 +624,7 @@ mod filesystem_failures {
         // Proves check writes a probe to prove writability and removes it.
         let dir = tempfile::tempdir().unwrap();
         FilesystemStorage::new(dir.path()).check().await.unwrap();
-        assert!(support::files_under(dir.path()).is_empty());
+        assert!(files_under(dir.path()).is_empty());
     }
 
     #[tokio::test]
@@ -679,9 +663,9 @@ mod filesystem_failures {
             "{err}"
         );
         assert!(
-            support::files_under(dir.path()).is_empty(),
+            files_under(dir.path()).is_empty(),
             "left behind: {:?}",
-            support::files_under(dir.path())
+            files_under(dir.path())
         );
         // The space came back: a small write now succeeds.
         store
@@ -782,7 +766,7 @@ mod s3_failures {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn missing_bucket_is_permanent_and_names_the_bucket() {
         // Proves a wrong bucket name fails check and list permanently, saying which bucket and where.
-        let server = support::start_s3().await;
+        let server = start_s3().await;
         let mut config = server.s3_config("prod");
         config.bucket = "no-such-bucket".to_string();
         let store = S3Storage::new(&config).await.unwrap();
@@ -803,9 +787,9 @@ mod s3_failures {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unreachable_endpoint_is_retryable() {
         // Proves a store nobody listens on is a retryable "cannot reach" error, after bounded retries.
-        let server = support::start_s3().await;
+        let server = start_s3().await;
         let mut config = server.s3_config("prod");
-        let endpoint = support::unreachable_endpoint();
+        let endpoint = unreachable_endpoint();
         config.endpoint = Some(endpoint.clone());
         let store = S3Storage::new(&config).await.unwrap();
         let started = std::time::Instant::now();
@@ -827,7 +811,7 @@ mod s3_failures {
     async fn wrong_secret_key_is_permanent_and_never_printed() {
         // Proves a wrong secret is a permanent error that points at the secret key setting without
         // showing it.
-        let server = support::start_s3().await;
+        let server = start_s3().await;
         let mut config = server.s3_config("prod");
         config.secret_access_key = Some(Secret::new("wrong-secret-value-123"));
         let store = S3Storage::new(&config).await.unwrap();
@@ -842,10 +826,7 @@ mod s3_failures {
                 "{err}"
             );
             assert!(!err.message.contains("wrong-secret-value-123"), "{err}");
-            assert!(
-                !err.message.contains(support::TEST_SECRET_ACCESS_KEY),
-                "{err}"
-            );
+            assert!(!err.message.contains(TEST_SECRET_ACCESS_KEY), "{err}");
         }
         assert!(!format!("{store:?}").contains("wrong-secret-value-123"));
     }
@@ -853,7 +834,7 @@ mod s3_failures {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn slow_down_is_retried_until_it_passes() {
         // Proves 503 SlowDown is retried by the client and a put succeeds once the store recovers.
-        let server = support::start_s3().await;
+        let server = start_s3().await;
         let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
         server.inject_errors("PutObject", S3ErrorCode::SlowDown, 2);
         store.put_bytes("prod/x", b"hello".to_vec()).await.unwrap();
@@ -865,7 +846,7 @@ mod s3_failures {
     async fn persistent_slow_down_fails_retryable_after_a_bounded_number_of_attempts() {
         // Proves retries are bounded: a store that keeps answering SlowDown yields a retryable error after
         // a few attempts, not a request storm.
-        let server = support::start_s3().await;
+        let server = start_s3().await;
         let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
         server.inject_errors("PutObject", S3ErrorCode::SlowDown, 1000);
         let err = store
@@ -881,7 +862,7 @@ mod s3_failures {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_retried_part_resends_the_same_bytes() {
         // Proves failed UploadPart requests are retried with the buffered part, so the object is intact.
-        let server = support::start_s3().await;
+        let server = start_s3().await;
         let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
         server.inject_errors("UploadPart", S3ErrorCode::InternalError, 2);
         let data = test_bytes(12 * 1024 * 1024, 11);
@@ -897,7 +878,7 @@ mod s3_failures {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_part_that_keeps_failing_aborts_the_upload() {
         // Proves a part failing every retry fails the put and aborts the multipart upload.
-        let server = support::start_s3().await;
+        let server = start_s3().await;
         let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
         server.inject_errors("UploadPart", S3ErrorCode::InternalError, 1000);
         let data = test_bytes(12 * 1024 * 1024, 12);
@@ -914,7 +895,7 @@ mod s3_failures {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_complete_aborts_the_upload() {
         // Proves a rejected CompleteMultipartUpload fails the put and aborts the upload.
-        let server = support::start_s3().await;
+        let server = start_s3().await;
         let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
         server.inject_errors("CompleteMultipartUpload", S3ErrorCode::AccessDenied, 1);
         let data = test_bytes(11 * 1024 * 1024, 13);
@@ -932,7 +913,7 @@ mod s3_failures {
     async fn a_store_that_dies_mid_upload_gives_a_retryable_error_and_no_object() {
         // Proves an outage in the middle of a multipart upload ends in a bounded, retryable failure and
         // the object never appears.
-        let server = support::start_s3().await;
+        let server = start_s3().await;
         let store = S3Storage::new(&server.s3_config("prod")).await.unwrap();
         let mut body = HookReader {
             data: test_bytes(16 * 1024 * 1024, 14),
@@ -952,7 +933,7 @@ mod s3_failures {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn open_and_describe_name_bucket_prefix_and_endpoint() {
         // Proves storage::open builds an S3 store whose description identifies it without secrets.
-        let server = support::start_s3().await;
+        let server = start_s3().await;
         let store = d1vault::storage::open(&server.storage_config("prod"))
             .await
             .unwrap();
@@ -962,7 +943,7 @@ mod s3_failures {
         );
         store.check().await.unwrap();
         let debug = format!("{store:?}");
-        assert!(!debug.contains(support::TEST_SECRET_ACCESS_KEY), "{debug}");
+        assert!(!debug.contains(TEST_SECRET_ACCESS_KEY), "{debug}");
     }
 }
 
@@ -974,7 +955,7 @@ mod garage_failures {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn missing_bucket_and_wrong_secret_are_permanent() {
         // Proves Garage's answers for a missing bucket and a bad secret map to permanent, actionable errors.
-        let Some(garage) = support::external_s3("garage missing_bucket_and_wrong_secret") else {
+        let Some(garage) = external_s3("garage missing_bucket_and_wrong_secret") else {
             return;
         };
         let mut config = garage.s3_config("prod");
@@ -1005,12 +986,12 @@ mod garage_failures {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn abort_stale_uploads_aborts_only_old_uploads_under_the_prefix() {
         // Proves stale multipart uploads (a crashed backup) are found and aborted by age and prefix.
-        let Some(garage) = support::external_s3("garage abort_stale_uploads") else {
+        let Some(garage) = external_s3("garage abort_stale_uploads") else {
             return;
         };
-        let prefix = support::unique_prefix("stale");
-        let other = support::unique_prefix("stale-other");
-        let client = garage_client(&garage).await;
+        let prefix = unique_prefix("stale");
+        let other = unique_prefix("stale-other");
+        let client = garage.client();
         for key in [
             format!("{prefix}/db/1/dump.sql"),
             format!("{other}/db/1/dump.sql"),

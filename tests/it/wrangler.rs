@@ -7,21 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use d1_emulator::{Emulator, EmulatorOptions};
+use d1_emulator::Emulator;
 
-const TOKEN: &str = "conformance-token";
-const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
-
-/// An emulator over `data_dir`, served on a free loopback port.
-async fn start_emulator(data_dir: &Path) -> Emulator {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let options = EmulatorOptions {
-        data_dir: data_dir.to_path_buf(),
-        token: TOKEN.into(),
-        account_id: ACCOUNT.into(),
-    };
-    Emulator::start(listener, options).await.unwrap()
-}
+use crate::support::bed::{ACCOUNT, Bed, TOKEN};
 
 /// Runs `wrangler ARGS` against the emulator from `cwd` (no wrangler config there).
 fn wrangler(wrangler: &Path, server: &Emulator, cwd: &Path, args: &[&str]) -> Output {
@@ -80,10 +68,11 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
         );
         return;
     };
-    let work = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let server = runtime.block_on(start_emulator(&work.path().join("data")));
-    let cwd = work.path();
+    // Backups go to the filesystem: the bed's S3 server stays unused.
+    let bed = runtime.block_on(Bed::with_emulator(&[]));
+    let server = bed.emulator();
+    let cwd = bed.dir.path();
     let id = d1_emulator::database_id("mig").to_string();
     std::fs::write(
         cwd.join("wrangler.toml"),
@@ -93,17 +82,12 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
         ),
     )
     .unwrap();
-    let config = cwd.join("d1vault.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\nstate_dir = \"state\"\nlisten = \"\"\n\n[cloudflare]\naccount_id = \"{ACCOUNT}\"\n\
-             api_token = \"{TOKEN}\"\napi_base_url = \"{}\"\n\n[storage]\ntype = \"filesystem\"\npath = \"backups\"\n\n\
-             [[database]]\nname = \"mig\"\nmigrations_dir = \"migrations\"\n",
-            server.base_url()
-        ),
-    )
-    .unwrap();
+    let config = bed.write_config(
+        "d1vault",
+        "type = \"filesystem\"\npath = \"backups\"\n",
+        "",
+        "[[database]]\nname = \"mig\"\nmigrations_dir = \"migrations\"\n",
+    );
     let migrations = cwd.join("migrations");
     std::fs::create_dir_all(&migrations).unwrap();
     std::fs::create_dir_all(cwd.join("backups")).unwrap();
@@ -125,13 +109,13 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
         std::fs::write(migrations.join(name), sql).unwrap();
     }
     must(
-        wrangler(&wrangler_bin, &server, cwd, &["d1", "create", "mig"]),
+        wrangler(&wrangler_bin, server, cwd, &["d1", "create", "mig"]),
         "d1 create mig",
     );
     must(
         wrangler(
             &wrangler_bin,
-            &server,
+            server,
             cwd,
             &["d1", "migrations", "apply", "mig", "--remote"],
         ),
@@ -153,7 +137,7 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
     let pending = must(
         wrangler(
             &wrangler_bin,
-            &server,
+            server,
             cwd,
             &["d1", "migrations", "list", "mig", "--remote"],
         ),
@@ -176,7 +160,7 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
     let none = must(
         wrangler(
             &wrangler_bin,
-            &server,
+            server,
             cwd,
             &["d1", "migrations", "list", "mig", "--remote"],
         ),
@@ -186,7 +170,7 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
     let again = must(
         wrangler(
             &wrangler_bin,
-            &server,
+            server,
             cwd,
             &["d1", "migrations", "apply", "mig", "--remote"],
         ),
@@ -198,7 +182,7 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
     let restored = must(
         wrangler(
             &wrangler_bin,
-            &server,
+            server,
             cwd,
             &[
                 "d1",

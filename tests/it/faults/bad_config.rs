@@ -1,45 +1,18 @@
 //! Bad configuration through the binary: every file of tests/fixtures/bad-config/ makes
 //! `d1vault check-config` exit 2 with the file's `# expect:` error on stderr, without a panic or a secret.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-const TOKEN: &str = "cf-token-bad-config-SECRET-81";
-const SECRET_KEY: &str = "s3-secret-bad-config-SECRET-82";
+use crate::support::config_env::{SECRET_KEY, TOKEN, credentials_dir, test_env};
 
 /// Proves each malformed file is refused by the real binary the way a user sees it: exit status 2, the
 /// exact error (position, key, message) on stderr, no panic, no secret from the environment echoed.
 #[test]
 fn every_bad_config_exits_2_with_its_error_through_the_binary() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad-config");
-    let credentials = tempfile::tempdir().unwrap();
-    for name in ["r2-secret", "garage-secret"] {
-        std::fs::write(credentials.path().join(name), format!("{SECRET_KEY}\n")).unwrap();
-    }
-    std::fs::write(
-        credentials.path().join("cloudflare-api-token"),
-        format!("{TOKEN}\n"),
-    )
-    .unwrap();
-    let env: HashMap<&str, String> = [
-        (
-            "CLOUDFLARE_ACCOUNT_ID",
-            "0123456789abcdef0123456789abcdef".to_string(),
-        ),
-        ("CLOUDFLARE_API_TOKEN", TOKEN.to_string()),
-        ("R2_ACCESS_KEY_ID", "AKIA-BAD-CONFIG".to_string()),
-        ("AWS_ACCESS_KEY_ID", "AKIA-BAD-CONFIG".to_string()),
-        ("MINIO_ACCESS_KEY", "AKIA-BAD-CONFIG".to_string()),
-        ("MINIO_SECRET_KEY", SECRET_KEY.to_string()),
-        ("GARAGE_KEY_ID", "AKIA-BAD-CONFIG".to_string()),
-        (
-            "CREDENTIALS_DIRECTORY",
-            credentials.path().display().to_string(),
-        ),
-    ]
-    .into_iter()
-    .collect();
+    let credentials = credentials_dir();
+    let env = test_env(credentials.path());
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use d1vault::cloudflare::{Client, PollSettings, RateLimiter};
+use d1vault::cloudflare::RateLimiter;
 use d1vault::config;
 use d1vault::pipeline::run_backup;
-use d1vault::retry::RetryPolicy;
 use d1vault::sources::BackupSources;
 use serde_json::json;
 
-use super::common::{Bed, ids, list_json, run, stderr};
+use crate::support::bed::Bed;
+use crate::support::run::{ids, list_json, run, stderr};
 
 const NAMES: [&str; 4] = ["alpha", "bravo", "charlie", "delta"];
 
@@ -28,31 +28,9 @@ async fn lib_sources(
     limiter: Arc<RateLimiter>,
     max_attempts: u32,
 ) -> (config::Config, BackupSources) {
-    let path = bed.write_config(
-        "lib",
-        &bed.s3_storage(&bed.s3.endpoint),
-        "",
-        &d1_databases(&NAMES),
-    );
+    let path = bed.write_s3_config("lib", &bed.s3.endpoint, "faults", &d1_databases(&NAMES));
     let config = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let storage = d1vault::storage::open(&config.storage).await.unwrap();
-    let client = Client::new(config.cloudflare.as_ref().unwrap(), limiter)
-        .unwrap()
-        .with_retry_policy(RetryPolicy {
-            max_attempts,
-            base: Duration::from_millis(50),
-            cap: Duration::from_millis(200),
-            max_retry_after: Duration::from_secs(5),
-        })
-        .with_poll_settings(PollSettings {
-            first_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(50),
-        });
-    let sources = BackupSources {
-        storage,
-        prefix: config.storage.prefix().to_string(),
-        cloudflare: Some(client),
-    };
+    let sources = bed.sources_limited(&config, limiter, max_attempts).await;
     (config, sources)
 }
 
@@ -160,7 +138,7 @@ async fn export_stuck_active_fails_at_the_export_timeout() {
     let secrets = bed.secrets();
     let path = bed.write_config(
         "stuck",
-        &bed.s3_storage(&bed.s3.endpoint),
+        &bed.s3_storage(&bed.s3.endpoint, "faults"),
         "export_timeout = \"2s\"\n",
         &d1_databases(&["alpha"]),
     );

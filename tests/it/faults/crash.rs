@@ -2,11 +2,18 @@
 //! partial is listed or counted by retention, the next backup succeeds, and prune clears the leftovers.
 //! `restore` and `verify` SIGKILLed mid-download leave no file behind.
 
-use chrono::{Duration as TimeDelta, Utc};
+use chrono::Duration as TimeDelta;
 use d1vault::repository::retention::RetentionPolicy;
 use d1vault::repository::{backups, manifest, prune};
 
-use super::common::{self, Bed, Proxy, ProxyOptions, ids, list_json, run, stderr, stdout};
+use crate::support::bed::Bed;
+use crate::support::files::entries;
+use crate::support::fixture::create_big_db;
+use crate::support::proxy::{Proxy, ProxyOptions};
+use crate::support::run::{
+    after_backup_id, assert_no_secrets, assert_prune_ok, command, ids, list_json, run, stderr,
+    stdout,
+};
 
 /// Kills the child and returns its output, checked for secrets.
 async fn kill(mut child: tokio::process::Child, secrets: &[String]) {
@@ -16,7 +23,7 @@ async fn kill(mut child: tokio::process::Child, secrets: &[String]) {
         !output.status.success(),
         "the killed backup reported success"
     );
-    common::assert_no_secrets(&output, secrets);
+    assert_no_secrets(&output, secrets);
 }
 
 /// Proves a backup killed while its dump is half uploaded leaves nothing listed or counted, and that the
@@ -24,7 +31,7 @@ async fn kill(mut child: tokio::process::Child, secrets: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_upload_leaves_nothing_listed_and_the_next_backup_succeeds() {
     let bed = Bed::start().await;
-    common::create_big_db(&bed.dir.path().join("big.sqlite"), 8);
+    create_big_db(&bed.dir.path().join("big.sqlite"), 8);
     let secrets = bed.secrets();
     let proxy = Proxy::start(
         &bed.s3.endpoint,
@@ -39,15 +46,15 @@ async fn sigkill_mid_upload_leaves_nothing_listed_and_the_next_backup_succeeds()
         bed.sqlite_database("blog", "blog.sqlite", "zstd"),
         bed.sqlite_database("big", "big.sqlite", "none")
     );
-    let direct = bed.write_config("direct", &bed.s3_storage(&bed.s3.endpoint), "", &databases);
-    let slow = bed.write_config("slow", &bed.s3_storage(&proxy.endpoint), "", &databases);
+    let direct = bed.write_s3_config("direct", &bed.s3.endpoint, "faults", &databases);
+    let slow = bed.write_s3_config("slow", &proxy.endpoint, "faults", &databases);
 
     let first = run(&direct, &["backup", "blog"], &secrets).await;
     assert!(first.status.success(), "{}", stderr(&first));
     let before = ids(&list_json(&direct, &secrets).await);
     assert_eq!(before.len(), 1);
 
-    let child = common::command(&slow, &["backup", "big"]).spawn().unwrap();
+    let child = command(&slow, &["backup", "big"]).spawn().unwrap();
     // Past the first 5 MiB part: the multipart upload is under way.
     proxy.wait_forwarded(6 << 20).await;
     kill(child, &secrets).await;
@@ -114,10 +121,10 @@ async fn sigkill_between_dump_and_manifest_leaves_a_leftover_that_prune_clears()
         "{}[database.retention]\nkeep_last = 1\n",
         bed.sqlite_database("blog", "blog.sqlite", "zstd")
     );
-    let direct = bed.write_config("direct", &bed.s3_storage(&bed.s3.endpoint), "", &databases);
-    let held = bed.write_config("held", &bed.s3_storage(&proxy.endpoint), "", &databases);
+    let direct = bed.write_s3_config("direct", &bed.s3.endpoint, "faults", &databases);
+    let held = bed.write_s3_config("held", &proxy.endpoint, "faults", &databases);
 
-    let child = common::command(&held, &["backup"]).spawn().unwrap();
+    let child = command(&held, &["backup"]).spawn().unwrap();
     proxy.wait_held().await;
     kill(child, &secrets).await;
 
@@ -146,9 +153,7 @@ async fn sigkill_between_dump_and_manifest_leaves_a_leftover_that_prune_clears()
     );
 
     // The next backup must get its own id (ids have one-second resolution).
-    while manifest::backup_id(Utc::now()) == leftover.backup_id {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    after_backup_id(&leftover.backup_id).await;
     let next = run(&direct, &["backup"], &secrets).await;
     assert!(next.status.success(), "{}", stderr(&next));
     let listed = ids(&list_json(&direct, &secrets).await);
@@ -208,7 +213,7 @@ async fn sigkill_between_dump_and_manifest_leaves_a_leftover_that_prune_clears()
     std::fs::create_dir_all(old_path.parent().unwrap()).unwrap();
     std::fs::copy(bed.s3.object_path(dump_key), &old_path).unwrap();
     let pruned = run(&direct, &["prune"], &secrets).await;
-    common::assert_prune_ok(&pruned);
+    assert_prune_ok(&pruned);
     assert!(
         stdout(&pruned).contains("20200101T000000Z"),
         "{}",
@@ -218,28 +223,16 @@ async fn sigkill_between_dump_and_manifest_leaves_a_leftover_that_prune_clears()
     assert_eq!(ids(&list_json(&direct, &secrets).await), listed);
 }
 
-/// The entries of `dir` (none when it does not exist), sorted.
-fn entries(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 /// Proves a `restore --to-sqlite` and a `verify` SIGKILLed while the backup is downloading leave no file
 /// behind, neither next to the target nor in `state_dir` (the download goes to an unnamed spool file, and
 /// nothing is written before it is proven), and that the restore then succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_restore_or_verify_leaves_no_file_behind() {
     let bed = Bed::start().await;
-    common::create_big_db(&bed.dir.path().join("big.sqlite"), 8);
+    create_big_db(&bed.dir.path().join("big.sqlite"), 8);
     let secrets = bed.secrets();
     let databases = bed.sqlite_database("big", "big.sqlite", "none");
-    let direct = bed.write_config("direct", &bed.s3_storage(&bed.s3.endpoint), "", &databases);
+    let direct = bed.write_s3_config("direct", &bed.s3.endpoint, "faults", &databases);
     let backup = run(&direct, &["backup", "big"], &secrets).await;
     assert!(backup.status.success(), "{}", stderr(&backup));
     let out = bed.dir.path().join("out");
@@ -260,8 +253,8 @@ async fn sigkill_mid_restore_or_verify_leaves_no_file_behind() {
             },
         )
         .await;
-        let slow = bed.write_config(name, &bed.s3_storage(&proxy.endpoint), "", &databases);
-        let child = common::command(&slow, &args).spawn().unwrap();
+        let slow = bed.write_s3_config(name, &proxy.endpoint, "faults", &databases);
+        let child = command(&slow, &args).spawn().unwrap();
         // A few MiB into the object's download.
         proxy.wait_delivered(3 << 20).await;
         kill(child, &secrets).await;

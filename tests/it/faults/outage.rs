@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use s3s::S3ErrorCode;
 
-use super::common::{self, Bed, Proxy, ProxyOptions, ids, list_json, run, stderr};
+use crate::support::bed::Bed;
+use crate::support::fixture::create_big_db;
+use crate::support::proxy::{Proxy, ProxyOptions};
+use crate::support::run::{after_backup_id, command, finish, ids, list_json, run, stderr};
 
 /// A bed with one complete backup of `blog` made directly, and configs for direct and proxied access.
 async fn bed_with_previous_backup(
@@ -19,20 +22,20 @@ async fn bed_with_previous_backup(
     Vec<String>,
 ) {
     let bed = Bed::start().await;
-    common::create_big_db(&bed.dir.path().join("big.sqlite"), 8);
+    create_big_db(&bed.dir.path().join("big.sqlite"), 8);
     let proxy = Proxy::start(&bed.s3.endpoint, proxy_options).await;
     let databases = format!(
         "{}{}",
         bed.sqlite_database("blog", "blog.sqlite", "zstd"),
         bed.sqlite_database("big", "big.sqlite", "none")
     );
-    let direct = bed.write_config("direct", &bed.s3_storage(&bed.s3.endpoint), "", &databases);
-    let proxied = bed.write_config("proxied", &bed.s3_storage(&proxy.endpoint), "", &databases);
+    let direct = bed.write_s3_config("direct", &bed.s3.endpoint, "faults", &databases);
+    let proxied = bed.write_s3_config("proxied", &proxy.endpoint, "faults", &databases);
     let first = run(&direct, &["backup", "blog"], &bed.secrets()).await;
     assert!(first.status.success(), "{}", stderr(&first));
     let before = ids(&list_json(&direct, &bed.secrets()).await);
     assert_eq!(before.len(), 1);
-    common::after_backup_id(&before[0]).await;
+    after_backup_id(&before[0]).await;
     (bed, proxy, direct, proxied, before)
 }
 
@@ -60,13 +63,11 @@ async fn store_gone_mid_upload_fails_cleanly() {
         ..Default::default()
     })
     .await;
-    let child = common::command(&proxied, &["backup", "big"])
-        .spawn()
-        .unwrap();
+    let child = command(&proxied, &["backup", "big"]).spawn().unwrap();
     proxy.wait_forwarded(2 << 20).await;
     proxy.stop();
     let started = Instant::now();
-    let output = common::finish(child, &bed.secrets()).await;
+    let output = finish(child, &bed.secrets()).await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("storage"),
@@ -94,12 +95,10 @@ async fn connections_reset_mid_upload_end_in_success_or_clean_failure() {
         ..Default::default()
     })
     .await;
-    let child = common::command(&proxied, &["backup", "big"])
-        .spawn()
-        .unwrap();
+    let child = command(&proxied, &["backup", "big"]).spawn().unwrap();
     proxy.wait_forwarded(2 << 20).await;
     proxy.cut_connections();
-    let output = common::finish(child, &bed.secrets()).await;
+    let output = finish(child, &bed.secrets()).await;
     let listed = ids(&list_json(&direct, &bed.secrets()).await);
     if output.status.success() {
         assert_eq!(listed.len(), 2);
@@ -136,7 +135,7 @@ async fn store_gone_mid_restore_is_an_outage_and_writes_nothing() {
     let restored_dir = bed.dir.path().join("restored");
     std::fs::create_dir(&restored_dir).unwrap();
     let target = restored_dir.join("big.sqlite");
-    let child = common::command(
+    let child = command(
         &proxied,
         &["restore", "big", "--to-sqlite", target.to_str().unwrap()],
     )
@@ -144,7 +143,7 @@ async fn store_gone_mid_restore_is_an_outage_and_writes_nothing() {
     .unwrap();
     proxy.wait_delivered(2 << 20).await;
     proxy.stop();
-    let output = common::finish(child, &bed.secrets()).await;
+    let output = finish(child, &bed.secrets()).await;
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{err}");
     assert!(

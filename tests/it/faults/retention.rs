@@ -10,8 +10,10 @@ use d1vault::repository::retention::RetentionPolicy;
 use d1vault::storage::Storage;
 use serde_json::Value;
 
-use super::common::{Bed, Proxy, ProxyOptions, ids, list_json, run, stderr, stdout};
-use crate::support;
+use crate::support::bed::Bed;
+use crate::support::files::files_under;
+use crate::support::proxy::{Proxy, ProxyOptions};
+use crate::support::run::{assert_prune_ok, ids, list_json, run, stderr, stdout};
 
 /// Keys under the prefix that are not backups: prune must leave every one of them alone.
 const UNRELATED: [&str; 6] = [
@@ -98,7 +100,7 @@ async fn skewed_clocks_and_unrelated_keys_are_safe_from_prune() {
         "{}[database.retention]\nkeep_daily = 1\n",
         bed.sqlite_database("blog", "blog.sqlite", "zstd")
     );
-    let config = bed.write_config("prune", &bed.s3_storage(&bed.s3.endpoint), "", &databases);
+    let config = bed.write_s3_config("prune", &bed.s3.endpoint, "faults", &databases);
     let storage = d1vault::storage::open(&bed.s3.storage_config("faults"))
         .await
         .unwrap();
@@ -112,8 +114,8 @@ async fn skewed_clocks_and_unrelated_keys_are_safe_from_prune() {
     ];
     let ids = populate(&bed, &config, storage.as_ref(), &times).await;
     let output = run(&config, &["prune"], &bed.secrets()).await;
-    super::common::assert_prune_ok(&output);
-    let listed = super::common::ids(&list_json(&config, &bed.secrets()).await);
+    assert_prune_ok(&output);
+    let listed = crate::support::run::ids(&list_json(&config, &bed.secrets()).await);
     assert!(
         listed.contains(&ids[0]),
         "the future-dated backup was deleted:\n{}",
@@ -219,8 +221,8 @@ async fn a_listing_that_fails_part_way_deletes_nothing() {
         "{}[database.retention]\nkeep_last = 1\n",
         bed.sqlite_database("blog", "blog.sqlite", "zstd")
     );
-    let direct = bed.write_config("direct", &bed.s3_storage(&bed.s3.endpoint), "", &databases);
-    let cut = bed.write_config("cut", &bed.s3_storage(&proxy.endpoint), "", &databases);
+    let direct = bed.write_s3_config("direct", &bed.s3.endpoint, "faults", &databases);
+    let cut = bed.write_s3_config("cut", &proxy.endpoint, "faults", &databases);
     let storage = d1vault::storage::open(&bed.s3.storage_config("faults"))
         .await
         .unwrap();
@@ -233,7 +235,7 @@ async fn a_listing_that_fails_part_way_deletes_nothing() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, b"x").unwrap();
     }
-    let before = support::files_under(bed.s3.dir.path());
+    let before = files_under(bed.s3.dir.path());
     let output = run(&cut, &["prune"], &bed.secrets()).await;
     assert_eq!(
         output.status.code(),
@@ -248,7 +250,7 @@ async fn a_listing_that_fails_part_way_deletes_nothing() {
         stderr(&output)
     );
     assert_eq!(
-        support::files_under(bed.s3.dir.path()),
+        files_under(bed.s3.dir.path()),
         before,
         "prune deleted objects after a failed listing"
     );
@@ -290,12 +292,7 @@ async fn prune_keeps_every_backup_whose_manifest_cannot_be_read_and_exits_1() {
         "{}[database.retention]\nkeep_last = 1\n",
         bed.sqlite_database("blog", "blog.sqlite", "zstd")
     );
-    let config = bed.write_config(
-        "unreadable",
-        &bed.s3_storage(&bed.s3.endpoint),
-        "",
-        &databases,
-    );
+    let config = bed.write_s3_config("unreadable", &bed.s3.endpoint, "faults", &databases);
     let storage = d1vault::storage::open(&bed.s3.storage_config("faults"))
         .await
         .unwrap();
@@ -498,7 +495,7 @@ async fn prune_removes_only_the_files_d1vault_writes() {
         "{}[database.retention]\nkeep_last = 1\n",
         bed.sqlite_database("blog", "blog.sqlite", "zstd")
     );
-    let config = bed.write_config("foreign", &bed.s3_storage(&bed.s3.endpoint), "", &databases);
+    let config = bed.write_s3_config("foreign", &bed.s3.endpoint, "faults", &databases);
     let storage = d1vault::storage::open(&bed.s3.storage_config("faults"))
         .await
         .unwrap();
@@ -535,7 +532,7 @@ async fn prune_removes_only_the_files_d1vault_writes() {
     assert_eq!(pruned_objects.len(), 2, "{pruned_objects:?}");
 
     let output = run(&config, &["prune"], &bed.secrets()).await;
-    super::common::assert_prune_ok(&output);
+    assert_prune_ok(&output);
     let out = stdout(&output);
     for key in foreign.iter() {
         assert_eq!(

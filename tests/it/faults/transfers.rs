@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 use d1vault::config::{self, StorageConfig};
 use d1vault::pipeline::run_backup;
 use d1vault::restore::{Progress, RestoreError, sqlite};
-use d1vault::sources::BackupSources;
 use d1vault::storage::{FilesystemStorage, S3Storage, Storage, StorageErrorKind};
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
-use super::common::{self, Bed, Proxy, ProxyOptions, ids, list_json, run, stderr};
+use crate::support::bed::Bed;
+use crate::support::fixture::create_big_db;
+use crate::support::proxy::{Proxy, ProxyOptions};
+use crate::support::run::{after_backup_id, ids, list_json, run, stderr};
 
 /// Proves through the binary that a download that stops after a complete statement without announcing
 /// its length (chunked, then a clean end) fails `backup` with exit 1, names the cause, lists nothing new,
@@ -21,17 +23,17 @@ use super::common::{self, Bed, Proxy, ProxyOptions, ids, list_json, run, stderr}
 async fn a_short_download_without_length_fails_backup_with_exit_1() {
     let bed = Bed::with_emulator(&["alpha"]).await;
     let secrets = bed.secrets();
-    let path = bed.write_config(
+    let path = bed.write_s3_config(
         "short",
-        &bed.s3_storage(&bed.s3.endpoint),
-        "",
+        &bed.s3.endpoint,
+        "faults",
         "[[database]]\nname = \"alpha\"\ncompression = \"zstd\"\n",
     );
     let good = run(&path, &["backup"], &secrets).await;
     assert!(good.status.success(), "{}", stderr(&good));
     let before = ids(&list_json(&path, &secrets).await);
     assert_eq!(before.len(), 1);
-    common::after_backup_id(&before[0]).await;
+    after_backup_id(&before[0]).await;
 
     for fault in ["chunked_short", "close_short"] {
         bed.set_faults(json!({ "download": fault })).await;
@@ -70,20 +72,15 @@ async fn s3_through(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_stalls_mid_object_fails_reads_as_retryable() {
     let bed = Bed::start().await;
-    common::create_big_db(&bed.dir.path().join("big.sqlite"), 1);
-    let path = bed.write_config(
+    create_big_db(&bed.dir.path().join("big.sqlite"), 1);
+    let path = bed.write_s3_config(
         "direct",
-        &bed.s3_storage(&bed.s3.endpoint),
-        "",
+        &bed.s3.endpoint,
+        "faults",
         &bed.sqlite_database("big", "big.sqlite", "none"),
     );
     let config = config::load(&path).unwrap();
-    let direct = d1vault::storage::open(&config.storage).await.unwrap();
-    let sources = BackupSources {
-        storage: direct,
-        prefix: config.storage.prefix().to_string(),
-        cloudflare: None,
-    };
+    let sources = bed.sources(&config).await;
     let manifest = run_backup(&config.databases[0], &sources, chrono::Utc::now())
         .await
         .unwrap();

@@ -1,4 +1,5 @@
-//! The shared test fixture (tests/fixtures/fixture.sql) and row-by-row comparison of SQLite databases.
+//! Test data: the shared fixture (tests/fixtures/fixture.sql), a big poorly compressible database,
+//! deterministic bytes, and row-by-row comparison of SQLite databases.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -93,4 +94,38 @@ pub fn assert_same_contents(expected: &Path, actual: &Path) {
         schema_objects(actual),
         "indexes, triggers or views differ"
     );
+}
+
+/// Deterministic, poorly compressible test bytes (a simple LCG), so round trips compare real content.
+pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u8
+        })
+        .collect()
+}
+
+/// A SQLite file of about `mib` MiB of poorly compressible blobs, so an upload takes many packets.
+pub fn create_big_db(path: &Path, mib: usize) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch("CREATE TABLE big(id INTEGER PRIMARY KEY, data BLOB NOT NULL);")
+        .unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare("INSERT INTO big(id, data) VALUES (?1, ?2)")
+            .unwrap();
+        for i in 0..(mib * 16) {
+            insert
+                .execute(rusqlite::params![i as i64, test_bytes(64 * 1024, i as u64)])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
 }

@@ -102,3 +102,45 @@ impl<'t> Section<'t> {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static SCHEMA: Schema = Schema {
+        name: "t",
+        keys: &[&["a"], &["b"]],
+        tables: &[],
+    };
+
+    fn with_section(f: impl FnOnce(Section<'_>)) {
+        let document = toml_edit::Document::parse("a = 1\nc = 2").unwrap();
+        f(Section {
+            name: "t",
+            offset: 0,
+            table: document.as_table(),
+            schema: &SCHEMA,
+        });
+    }
+
+    #[test]
+    fn declared_keys_are_read() {
+        // Proves keys of every group are accepted and read, and a declared but absent key is just absent.
+        with_section(|section| {
+            assert!(section.get("a").is_some());
+            assert!(!section.contains("b"));
+            assert!(SCHEMA.accepts("b") && !SCHEMA.accepts("c"));
+        });
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "not declared in its schema")]
+    fn reading_an_undeclared_key_is_caught_in_debug_builds() {
+        // Proves a key the schema does not declare cannot be read unnoticed: the unknown-key check would
+        // refuse it in every file, so reading it is a programming error.
+        with_section(|section| {
+            let _ = section.get("c");
+        });
+    }
+}

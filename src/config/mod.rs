@@ -4,9 +4,13 @@
 //! The file format is binding (see CONTRACT.md "Configuration"): unknown keys are errors, `${VAR}` is expanded
 //! in every string, and secrets may come from `*_file` keys.
 
+mod error;
 mod load;
+mod reader;
+mod schema;
 
-pub use load::{ConfigError, ConfigErrors, find_config_path, load, load_str};
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{find_config_path, load, load_str};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! `${VAR}` expansion in configuration strings. Kept apart from the TOML walk so that the rules (what is a
+//! `${VAR}` expansion in configuration strings. Kept apart from the other readers so that the rules (what is a
 //! variable, how `$` is escaped) live in one small place with their own tests.
 
 /// Expands every `${NAME}` in `raw` from `env`; `$$` is a literal `$`, and a `$` followed by anything else

@@ -4,7 +4,7 @@
 /// Parses a byte size: a non-negative integer followed by an optional unit, `B`, `KiB`, `MiB`, `GiB`
 /// (powers of 1024) or `KB`, `MB`, `GB` (powers of 1000); units are case-insensitive and may be
 /// preceded by a space.
-pub(super) fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())

@@ -1,0 +1,74 @@
+//! `[cloudflare]`: how to reach the D1 REST API (docs/configuration.md "`[cloudflare]`").
+
+use std::time::Duration;
+
+use super::http_url;
+use crate::config::reader::{Reader, Schema, Section};
+use crate::config::{CloudflareConfig, DEFAULT_API_BASE_URL};
+
+/// The keys `[cloudflare]` accepts.
+pub(super) static SCHEMA: Schema = Schema {
+    name: "cloudflare",
+    keys: &[&[
+        "account_id",
+        "api_token",
+        "api_token_file",
+        "api_base_url",
+        "requests_per_5min",
+        "export_timeout",
+    ]],
+    tables: &[],
+};
+
+const DEFAULT_REQUESTS_PER_5MIN: u32 = 1000;
+/// Cloudflare's documented global limit: 1,200 requests per 5 minutes per user.
+const MAX_REQUESTS_PER_5MIN: i64 = 1200;
+const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// `[cloudflare]` with its defaults applied; `None` when a required key is missing or invalid.
+pub(super) fn read(reader: &mut Reader<'_>, section: Section<'_>) -> Option<CloudflareConfig> {
+    reader.check_keys(section);
+    let account_id = reader.required_string(
+        section,
+        "account_id",
+        "set account_id = \"${CLOUDFLARE_ACCOUNT_ID}\" (the 32-character id in the dashboard URL)",
+    );
+    let api_token = match reader.secret(section, "api_token") {
+        Ok(Some(token)) => Some(token),
+        Ok(None) => {
+            reader.error(
+                section.offset,
+                &section.key_path("api_token"),
+                "missing; set api_token = \"${CLOUDFLARE_API_TOKEN}\" or api_token_file = \"PATH\" \
+                 (a token with D1 edit permission)",
+            );
+            None
+        }
+        Err(()) => None,
+    };
+    let mut api_base_url = DEFAULT_API_BASE_URL.to_string();
+    if let Some(at) = reader.nonempty_string(section, "api_base_url") {
+        match http_url(&at.value) {
+            Ok(url) => api_base_url = url,
+            Err(message) => reader.error(at.offset, &at.key, message),
+        }
+    }
+    let requests_per_5min = reader
+        .integer_in(section, "requests_per_5min", 1, MAX_REQUESTS_PER_5MIN)
+        .map_or(DEFAULT_REQUESTS_PER_5MIN, |at| at.value as u32);
+    let mut export_timeout = DEFAULT_EXPORT_TIMEOUT;
+    if let Some(at) = reader.duration(section, "export_timeout") {
+        if at.value.is_zero() {
+            reader.error(at.offset, &at.key, "must be longer than zero");
+        } else {
+            export_timeout = at.value;
+        }
+    }
+    Some(CloudflareConfig {
+        account_id: account_id?.value.trim().to_string(),
+        api_token: api_token?,
+        api_base_url,
+        requests_per_5min,
+        export_timeout,
+    })
+}

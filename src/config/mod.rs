@@ -28,10 +28,13 @@ pub const DEFAULT_API_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 pub struct Config {
     /// The file this configuration came from (relative paths inside it are already resolved against it).
     pub path: PathBuf,
+    /// `[daemon]`: catalog location, HTTP listener, time zone, concurrency, shutdown.
     pub daemon: DaemonConfig,
     /// Absent when no database uses the D1 source (for example the SQLite-only quickstart).
     pub cloudflare: Option<CloudflareConfig>,
+    /// `[storage]`: where backups are kept.
     pub storage: StorageConfig,
+    /// Every `[[database]]`, with `[defaults]` applied, in file order.
     pub databases: Vec<DatabaseConfig>,
 }
 
@@ -60,7 +63,9 @@ pub struct DaemonConfig {
 /// `[cloudflare]`: how to reach the D1 REST API.
 #[derive(Debug, Clone)]
 pub struct CloudflareConfig {
+    /// The Cloudflare account that owns the databases.
     pub account_id: String,
+    /// The API token (D1 read and, for restores, edit); never logged.
     pub api_token: Secret,
     /// Base URL including `/client/v4`, without a trailing slash.
     pub api_base_url: String,
@@ -73,7 +78,9 @@ pub struct CloudflareConfig {
 /// `[storage]`: where backups go.
 #[derive(Debug, Clone)]
 pub enum StorageConfig {
+    /// An S3-compatible bucket (R2, AWS S3, MinIO, Garage).
     S3(S3Config),
+    /// A local directory (or a mounted one).
     Filesystem(FilesystemConfig),
 }
 
@@ -90,15 +97,19 @@ impl StorageConfig {
 /// `type = "s3"`.
 #[derive(Debug, Clone)]
 pub struct S3Config {
+    /// The bucket; it must exist (d1vault never creates it).
     pub bucket: String,
     /// Key prefix without leading or trailing slashes; may be empty.
     pub prefix: String,
     /// Custom endpoint (R2, MinIO, Garage); AWS when `None`.
     pub endpoint: Option<String>,
+    /// The signing region (`auto` for R2).
     pub region: String,
+    /// Address the bucket in the path rather than the host name (MinIO, Garage).
     pub force_path_style: bool,
     /// Static credentials; `None` means the AWS default chain.
     pub access_key_id: Option<Secret>,
+    /// The secret half of the static credentials; never logged.
     pub secret_access_key: Option<Secret>,
     /// Multipart part size in bytes (at least 5 MiB).
     pub part_size: usize,
@@ -109,6 +120,7 @@ pub struct S3Config {
 /// `type = "filesystem"`.
 #[derive(Debug, Clone)]
 pub struct FilesystemConfig {
+    /// The storage root; it must exist (d1vault never creates it).
     pub path: PathBuf,
     /// Key prefix without leading or trailing slashes; may be empty.
     pub prefix: String,
@@ -118,16 +130,31 @@ pub struct FilesystemConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// A Cloudflare D1 database, exported through the REST API. `id` skips the name lookup.
-    D1 { id: Option<String> },
+    D1 {
+        /// The database id, when configured.
+        id: Option<String>,
+    },
     /// A local SQLite file (for example wrangler's local state), dumped in D1's export format.
-    Sqlite { path: PathBuf },
+    Sqlite {
+        /// The SQLite file, resolved against the config file's directory.
+        path: PathBuf,
+    },
 }
 
 /// Compression applied to the SQL dump before it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
-    Zstd { level: i32 },
-    Gzip { level: i32 },
+    /// zstd, the default: fast and small.
+    Zstd {
+        /// The zstd level (1 to 22).
+        level: i32,
+    },
+    /// gzip, for tools that only read gzip.
+    Gzip {
+        /// The gzip level (1 to 9).
+        level: i32,
+    },
+    /// Stored as plain SQL.
     None,
 }
 
@@ -156,11 +183,17 @@ impl Compression {
 pub struct DatabaseConfig {
     /// The D1 database name; also the directory name in storage.
     pub name: String,
+    /// Where the data comes from: D1 or a local SQLite file.
     pub source: Source,
+    /// When backups are due (cron, in `daemon.timezone`).
     pub schedule: Schedule,
+    /// The daily window a backup may start in (a D1 export blocks the database).
     pub window: Option<Window>,
+    /// A random delay of up to this much before each start, to spread load.
     pub jitter: Duration,
+    /// How the dump is compressed before it is stored.
     pub compression: Compression,
+    /// Which complete backups `prune` and the daemon keep.
     pub retention: RetentionPolicy,
     /// Export the schema only.
     pub no_data: bool,
@@ -168,5 +201,6 @@ pub struct DatabaseConfig {
     pub tables: Vec<String>,
     /// Resolved against the config file's directory.
     pub migrations_dir: PathBuf,
+    /// The table that records applied migrations (wrangler's `d1_migrations` by default).
     pub migrations_table: String,
 }

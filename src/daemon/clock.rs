@@ -17,7 +17,9 @@ pub enum Clock {
     System,
     /// `base` plus the tokio time elapsed since `anchor`: follows paused time in tests.
     Tokio {
+        /// What the clock read at `anchor`.
         base: DateTime<Utc>,
+        /// The tokio instant the clock was created at.
         anchor: Instant,
     },
 }

@@ -62,9 +62,12 @@ pub enum Signal {
 pub struct DaemonOptions {
     /// Where to reload the configuration from on SIGHUP.
     pub config_path: PathBuf,
+    /// The configuration to start with (already loaded and validated from `config_path`).
     pub config: Config,
     /// The bound listener for `/healthz` and `/metrics` (`None`: disabled).
     pub listener: Option<TcpListener>,
+    /// The daemon's notion of now: [`Clock::System`] in production, paused tokio time in tests. Schedules,
+    /// catalog rows and the manifests' times all read it.
     pub clock: Clock,
 }
 

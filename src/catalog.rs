@@ -1,6 +1,19 @@
-//! The daemon's run history: every scheduled or manual run attempt and every skipped due time, in
-//! `state_dir/catalog.sqlite`. `status` reads it, catch-up asks it which due time was last handled, and
-//! `/metrics` reports from it.
+//! The daemon's run history in `state_dir/catalog.sqlite`, and the `state_dir` lock that keeps it to one
+//! daemon.
+//!
+//! Only the daemon (`d1vault run`) writes it, one row per scheduled due time it dealt with: a run attempt
+//! (started, then finished as success, failed or aborted, or found still running at the next start and
+//! marked interrupted), with its backup id and sizes, or a skipped due time with the reason (outside its
+//! window, superseded by the next due time, no free slot before the window closed). One-shot commands
+//! (`backup`, `migrations apply`, the safety backup of `restore`) do not record their runs here; storage
+//! and its manifests stay the record of which backups exist.
+//!
+//! Two readers: `status` (last success, last failure with its reason, last skip), and the daemon's
+//! catch-up at start-up ([`Catalog::last_scheduled`]: which due time was last dealt with). `/metrics` and
+//! `/healthz` do not read it: they keep their own state in memory since the daemon started, seeded from
+//! the manifests in storage.
+//!
+//! The lock lives in `lock` (re-exported here): [`lock_state_dir`] and [`StateDirLock`].
 //!
 //! # Threading
 //!
@@ -29,6 +42,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
+
+mod lock;
+
+pub use lock::{LOCK_FILE, LockError, StateDirLock, lock_state_dir};
 
 /// The catalog's file name inside `state_dir`.
 pub const CATALOG_FILE: &str = "catalog.sqlite";
@@ -63,7 +80,7 @@ pub enum RunOutcome {
     Success,
     /// The backup failed; `error` says why.
     Failed,
-    /// Stopped on purpose (shutdown grace period over, window closed): no manifest was written.
+    /// Stopped on purpose (the shutdown grace period ended while it ran): no manifest was written.
     Aborted,
 }
 
@@ -110,7 +127,7 @@ impl RunState {
 pub struct RunRecord {
     pub id: RunId,
     pub database: String,
-    /// The schedule's due time; `None` for manual runs (`d1vault backup`, `migrations apply`).
+    /// The schedule's due time; `None` for a run without one (the daemon's runs always have one).
     pub scheduled_for: Option<DateTime<Utc>>,
     /// When the run started; for a skip, when the decision to skip was made.
     pub started_at: DateTime<Utc>,
@@ -190,7 +207,8 @@ impl Catalog {
         })
     }
 
-    /// Records that a run of `database` started; `scheduled_for` is its due time (`None` for manual runs).
+    /// Records that a run of `database` started; `scheduled_for` is its due time (`None`: a run without
+    /// one, which catch-up ignores).
     pub async fn start_run(
         &self,
         database: &str,
@@ -261,7 +279,8 @@ impl Catalog {
         .await
     }
 
-    /// Records that the run due at `scheduled_for` was not run, and why (window, superseded, shutdown).
+    /// Records that the run due at `scheduled_for` was not run, and why (outside its window, superseded, no
+    /// free slot before the window closed).
     pub async fn record_skipped(
         &self,
         database: &str,
@@ -350,7 +369,8 @@ impl Catalog {
         .await
     }
 
-    /// How many rows of `database` have each outcome, for the `d1vault_backups_total` counter.
+    /// How many rows of `database` have each outcome, over the whole history (`d1vault_backups_total` is
+    /// not this: it counts runs since the daemon started).
     pub async fn outcome_counts(
         &self,
         database: &str,
@@ -546,115 +566,10 @@ fn record_from_raw(raw: RawRow) -> Result<RunRecord, CatalogError> {
     })
 }
 
-/// The daemon's lock file inside `state_dir`: it holds the locking daemon's pid.
-pub const LOCK_FILE: &str = "daemon.lock";
-
-/// Proof that this process is the one daemon on its `state_dir`: an exclusive lock on
-/// `state_dir/daemon.lock`, released when dropped or when the process dies (however it dies). Two daemons on
-/// one `state_dir` would share a catalog and a store and mark each other's running backups interrupted.
-#[derive(Debug)]
-pub struct StateDirLock {
-    /// Holds the lock; never read.
-    _file: std::fs::File,
-    path: PathBuf,
-}
-
-impl StateDirLock {
-    /// Where the lock lives.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// Why the `state_dir` lock could not be taken.
-#[derive(Debug, thiserror::Error)]
-pub enum LockError {
-    /// Another process holds it: a second daemon on the same `state_dir`.
-    #[error(
-        "another d1vault daemon{} is running on state_dir {state_dir}: it holds the lock {path}; stop it, or \
-         give this daemon a daemon.state_dir of its own",
-        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-    )]
-    Held {
-        /// The contested `daemon.state_dir`.
-        state_dir: PathBuf,
-        /// Its lock file.
-        path: PathBuf,
-        /// The holder's pid as it wrote it, when readable.
-        pid: Option<u32>,
-    },
-    /// The lock file could not be created or locked.
-    #[error(
-        "cannot take the daemon lock {path}: {source}; check daemon.state_dir and its permissions"
-    )]
-    Io {
-        /// The lock file.
-        path: PathBuf,
-        /// What the operating system said.
-        source: std::io::Error,
-    },
-}
-
-/// Takes `state_dir/daemon.lock` (creating `state_dir` if needed) without waiting, and writes this
-/// process's pid into it so that a second daemon can say who holds it.
-pub fn lock_state_dir(state_dir: &Path) -> Result<StateDirLock, LockError> {
-    use std::io::{Read, Seek, Write};
-    let path = state_dir.join(LOCK_FILE);
-    let io_err = |source| LockError::Io {
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(state_dir).map_err(io_err)?;
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io_err)?;
-    // `File::try_lock` (flock on Linux) is std since 1.89. The declared rust-version (1.85) is already
-    // below what the crate needs (let chains: 1.88); raising it is left to whoever owns the MSRV.
-    #[allow(clippy::incompatible_msrv)]
-    let locked = file.try_lock();
-    match locked {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            return Err(LockError::Held {
-                state_dir: state_dir.to_path_buf(),
-                path,
-                pid: text.trim().parse().ok(),
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
-    }
-    file.set_len(0).map_err(io_err)?;
-    file.rewind().map_err(io_err)?;
-    writeln!(file, "{}", std::process::id()).map_err(io_err)?;
-    Ok(StateDirLock { _file: file, path })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_state_dir_lock_is_exclusive_names_its_holder_and_is_released_on_drop() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join("state");
-        let lock = lock_state_dir(&state).unwrap();
-        assert_eq!(lock.path(), state.join(LOCK_FILE));
-        match lock_state_dir(&state) {
-            Err(LockError::Held { pid, path, .. }) => {
-                assert_eq!(pid, Some(std::process::id()));
-                assert_eq!(path, state.join(LOCK_FILE));
-            }
-            other => panic!("a second lock was not refused: {other:?}"),
-        }
-        drop(lock);
-        lock_state_dir(&state).expect("free again once the holder is gone");
-    }
     use crate::test_time::utc;
 
     #[tokio::test]

@@ -6,7 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use super::MAX_SLEEP;
+/// How long an idle wait may last before the wall clock is checked again (keeps long sleeps honest across
+/// suspend and clock changes, at one wake-up a minute).
+pub const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// A source of the current UTC time that the daemon can also sleep against.
 #[derive(Debug, Clone)]
@@ -15,7 +17,9 @@ pub enum Clock {
     System,
     /// `base` plus the tokio time elapsed since `anchor`: follows paused time in tests.
     Tokio {
+        /// What the clock read at `anchor`.
         base: DateTime<Utc>,
+        /// The tokio instant the clock was created at.
         anchor: Instant,
     },
 }

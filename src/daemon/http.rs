@@ -7,32 +7,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
-
-/// One database in the `/healthz` body.
-#[derive(Debug, Serialize)]
-pub struct DatabaseHealth {
-    pub name: String,
-    /// `fresh`, `stale`, or `pending` (no backup yet, daemon younger than the freshness limit).
-    pub state: &'static str,
-    pub newest_backup: Option<String>,
-    pub age_seconds: Option<i64>,
-    pub limit_seconds: i64,
-}
-
-/// The `/healthz` body.
-#[derive(Debug, Serialize)]
-pub struct Health {
-    pub healthy: bool,
-    pub databases: Vec<DatabaseHealth>,
-}
+use super::shared::Shared;
 
 /// Serves until `stop` is cancelled.
-pub async fn serve(
+pub(super) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     stop: CancellationToken,

@@ -7,8 +7,11 @@ use std::sync::Mutex;
 /// How a run ended, as the `result` label of `d1vault_backups_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RunResult {
+    /// The backup is complete.
     Success,
+    /// The backup failed or was aborted at shutdown.
     Failure,
+    /// The due time was not run.
     Skipped,
 }
 

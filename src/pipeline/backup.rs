@@ -65,11 +65,22 @@ pub async fn run_backup(
     sources: &BackupSources,
     started_at: DateTime<Utc>,
 ) -> Result<Manifest, BackupError> {
+    run_backup_with_clock(database, sources, started_at, &Utc::now).await
+}
+
+/// [`run_backup`] on the caller's clock: `now` gives the manifest's `finished_at`, so that the daemon's
+/// manifests and catalog rows read the same (injected) clock.
+pub async fn run_backup_with_clock(
+    database: &DatabaseConfig,
+    sources: &BackupSources,
+    started_at: DateTime<Utc>,
+    now: &(dyn Fn() -> DateTime<Utc> + Sync),
+) -> Result<Manifest, BackupError> {
     let backup_id = manifest::backup_id(started_at);
     let span = info_span!("backup", database = %database.name, backup_id = %backup_id);
     async move {
         info!("backup started");
-        let result = backup_inner(database, sources, started_at, &backup_id).await;
+        let result = backup_inner(database, sources, started_at, &backup_id, now).await;
         match &result {
             Ok(m) => info!(
                 raw_bytes = m.dump.raw_size,
@@ -149,6 +160,7 @@ async fn backup_inner(
     sources: &BackupSources,
     started_at: DateTime<Utc>,
     backup_id: &str,
+    now: &(dyn Fn() -> DateTime<Utc> + Sync),
 ) -> Result<Manifest, BackupError> {
     let storage = &sources.storage;
     // Fail on a missing bucket or bad credentials before an export blocks the database.
@@ -262,7 +274,7 @@ async fn backup_inner(
         backup_id: backup_id.to_string(),
         // Whole seconds, as stored (the contract's time format); the id is the same second.
         started_at: started_at.trunc_subsecs(0),
-        finished_at: Utc::now().trunc_subsecs(0),
+        finished_at: now().trunc_subsecs(0),
         bookmark,
         export: export.clone(),
         dump: ManifestDump {

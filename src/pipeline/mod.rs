@@ -22,5 +22,5 @@ mod backup;
 
 pub use backup::{
     BackupError, MAX_ID_ATTEMPTS, STALE_UPLOAD_AGE, StoredDump, next_start, run_backup,
-    run_backup_from, run_backup_now, store_dump,
+    run_backup_from, run_backup_now, run_backup_with_clock, store_dump,
 };

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::support::bed::Bed;
 use crate::support::fixture::create_fixture_db;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use d1vault::catalog::{Catalog, RunOutcome, RunRecord, RunState};
 use d1vault::config::{self, Config};
 use d1vault::daemon::{self, Clock, DaemonOptions, Signal};
@@ -190,6 +190,43 @@ async fn runs_happen_at_their_cron_times_in_the_configured_zone_across_a_dst_cha
         stored,
         expected.map(id).to_vec(),
         "each run left one complete backup"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_manifests_finished_at_follows_the_daemons_clock() {
+    // Proves the manifest's `finished_at` is read from the daemon's injected clock, not the wall clock: with
+    // paused time set in 2031 a run due at 03:00 finishes at 03:00 (a backup takes no virtual time), and the
+    // manifest and the catalog row agree on it.
+    let setup = Setup::new(&["blog"]);
+    setup.write_config(
+        "timezone = \"UTC\"",
+        &[("blog", "schedule = \"0 3 * * *\"")],
+    );
+    let due = utc(2031, 6, 1, 3, 0, 0);
+    let d = setup.start(utc(2031, 6, 1, 2, 59, 0));
+    d.until(utc(2031, 6, 1, 3, 30, 0)).await;
+    d.stop().await;
+
+    let config = setup.load();
+    let storage = d1vault::storage::open(&config.storage).await.unwrap();
+    let manifests = backups::complete(storage.as_ref(), config.storage.prefix(), Some("blog"))
+        .await
+        .unwrap();
+    assert_eq!(manifests.len(), 1, "{manifests:#?}");
+    let manifest = &manifests[0];
+    assert_eq!(manifest.started_at, due);
+    assert!(
+        manifest.finished_at >= due && manifest.finished_at - due < chrono::Duration::minutes(1),
+        "finished_at {} is on the daemon's clock (due {due}), not the wall clock",
+        manifest.finished_at
+    );
+    let runs = setup.runs("blog").await;
+    let finished = runs[0].finished_at.expect("the run finished");
+    assert_eq!(
+        finished.trunc_subsecs(0),
+        manifest.finished_at,
+        "the catalog row and the manifest read the same clock"
     );
 }
 

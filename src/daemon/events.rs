@@ -1,0 +1,190 @@
+//! The daemon's named events: one type per thing that happened to a scheduled run, built once when it
+//! happens. The catalog row, the `/metrics` update and the log line are each derived from the event, so the
+//! three cannot disagree about what happened.
+
+use chrono::{DateTime, Utc};
+use tracing::{debug, info, warn};
+
+use super::metrics::{Metrics, RunResult};
+use crate::catalog::{Catalog, CatalogError, RunId, RunOutcome, RunState};
+
+/// Sizes of a complete backup: the SQL as exported and the bytes as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BackupSizes {
+    /// The dump's SQL, before compression.
+    pub(crate) raw: u64,
+    /// The dump object as stored.
+    pub(crate) stored: u64,
+}
+
+/// A scheduled run ended: the backup succeeded, failed, or was aborted at shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunFinished {
+    /// The configured database name.
+    pub(crate) database: String,
+    /// The due time this run served.
+    pub(crate) due: DateTime<Utc>,
+    /// The run's catalog row; `None` when the catalog could not record its start.
+    pub(crate) run: Option<RunId>,
+    /// The backup id in use at the end (it moves on when another writer held the first second's id).
+    pub(crate) backup_id: String,
+    /// When the run started, on the daemon's clock.
+    pub(crate) started_at: DateTime<Utc>,
+    /// When the run ended, on the daemon's clock.
+    pub(crate) finished_at: DateTime<Utc>,
+    /// How it ended.
+    pub(crate) outcome: RunOutcome,
+    /// The backup's sizes, for a success.
+    pub(crate) sizes: Option<BackupSizes>,
+    /// Why it failed or was aborted.
+    pub(crate) error: Option<String>,
+}
+
+impl RunFinished {
+    /// How long the run took, in seconds (`d1vault_backup_duration_seconds`).
+    pub(crate) fn duration_seconds(&self) -> f64 {
+        (self.finished_at - self.started_at).num_milliseconds() as f64 / 1000.0
+    }
+
+    /// The run's `result` label in `d1vault_backups_total`: an abort counts as a failure.
+    pub(crate) fn result(&self) -> RunResult {
+        match self.outcome {
+            RunOutcome::Success => RunResult::Success,
+            RunOutcome::Failed | RunOutcome::Aborted => RunResult::Failure,
+        }
+    }
+
+    /// The log line. The backup itself already logged its success or failure inside its own span; an
+    /// abort is only known here, so it is the one told at WARN.
+    pub(crate) fn log(&self) {
+        match self.outcome {
+            RunOutcome::Aborted => {
+                warn!(database = %self.database, backup_id = %self.backup_id, "backup aborted at shutdown")
+            }
+            RunOutcome::Success | RunOutcome::Failed => debug!(
+                database = %self.database,
+                backup_id = %self.backup_id,
+                outcome = RunState::Finished(self.outcome).as_str(),
+                duration_seconds = self.duration_seconds(),
+                "run finished"
+            ),
+        }
+    }
+
+    /// Finishes the run's catalog row (nothing to do when its start was not recorded).
+    pub(crate) async fn record(&self, catalog: &Catalog) -> Result<(), CatalogError> {
+        let Some(run) = self.run else {
+            return Ok(());
+        };
+        catalog
+            .finish_run(
+                run,
+                self.outcome,
+                self.error.clone(),
+                self.sizes.map(|s| s.raw),
+                self.sizes.map(|s| s.stored),
+                self.finished_at,
+            )
+            .await
+    }
+
+    /// Counts the run in `/metrics`.
+    pub(crate) fn update(&self, metrics: &Metrics) {
+        metrics.record(
+            &self.database,
+            self.result(),
+            self.duration_seconds(),
+            self.sizes.map(|s| (s.raw, s.stored)),
+            self.finished_at.timestamp() as f64,
+        );
+    }
+}
+
+/// A due time was not run (outside its window, or no free slot before the window closed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunSkipped {
+    /// The configured database name.
+    pub(crate) database: String,
+    /// The due time that was skipped.
+    pub(crate) due: DateTime<Utc>,
+    /// When the skip was decided, on the daemon's clock.
+    pub(crate) at: DateTime<Utc>,
+    /// Why, as `status` shows it.
+    pub(crate) reason: String,
+}
+
+impl RunSkipped {
+    /// The log line.
+    pub(crate) fn log(&self) {
+        info!(database = %self.database, due = %self.due, reason = self.reason.as_str(), "run skipped");
+    }
+
+    /// Records the skip as a catalog row (catch-up counts it as dealt with).
+    pub(crate) async fn record(&self, catalog: &Catalog) -> Result<(), CatalogError> {
+        catalog
+            .record_skipped(&self.database, self.due, self.at, &self.reason)
+            .await
+            .map(|_| ())
+    }
+
+    /// Counts the skip in `/metrics`.
+    pub(crate) fn update(&self, metrics: &Metrics) {
+        metrics.record(
+            &self.database,
+            RunResult::Skipped,
+            0.0,
+            None,
+            self.at.timestamp() as f64,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_time::utc;
+
+    fn finished(outcome: RunOutcome) -> RunFinished {
+        RunFinished {
+            database: "blog".into(),
+            due: utc("2025-01-05T03:00:00Z"),
+            run: None,
+            backup_id: "20250105T030000Z".into(),
+            started_at: utc("2025-01-05T03:00:00Z"),
+            finished_at: utc("2025-01-05T03:00:02.500Z"),
+            outcome,
+            sizes: (outcome == RunOutcome::Success).then_some(BackupSizes {
+                raw: 100,
+                stored: 40,
+            }),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn metrics_are_derived_from_the_event() {
+        // Proves a success sets the duration, sizes and last-success time, and an abort counts as a failure.
+        let metrics = Metrics::default();
+        finished(RunOutcome::Success).update(&metrics);
+        finished(RunOutcome::Aborted).update(&metrics);
+        RunSkipped {
+            database: "blog".into(),
+            due: utc("2025-01-06T03:00:00Z"),
+            at: utc("2025-01-06T03:00:00Z"),
+            reason: "window closed".into(),
+        }
+        .update(&metrics);
+        let text = metrics.render();
+        for line in [
+            "d1vault_last_success_timestamp_seconds{database=\"blog\"} 1736046002",
+            "d1vault_backups_total{database=\"blog\",result=\"success\"} 1",
+            "d1vault_backups_total{database=\"blog\",result=\"failure\"} 1",
+            "d1vault_backups_total{database=\"blog\",result=\"skipped\"} 1",
+            "d1vault_backup_duration_seconds{database=\"blog\"} 2.5",
+            "d1vault_backup_bytes{database=\"blog\",kind=\"raw\"} 100",
+            "d1vault_backup_bytes{database=\"blog\",kind=\"stored\"} 40",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+}

@@ -34,6 +34,7 @@ pub mod schedule;
 pub mod secret;
 pub mod sources;
 pub mod storage;
+pub mod verify;
 #[cfg(test)]
 mod test_time;
 

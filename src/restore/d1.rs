@@ -94,7 +94,7 @@ pub async fn spool_import_body(
     storage: &dyn Storage,
     manifest: &Manifest,
     spool_dir: &Path,
-    progress: &mut Progress,
+    progress: &mut Progress<'_>,
 ) -> Result<ImportBody, RestoreError> {
     let dir = spool_dir.to_path_buf();
     let _ = tokio::task::spawn_blocking(move || scratch::sweep(&dir, IMPORT_PREFIX)).await;

@@ -139,7 +139,10 @@ pub async fn apply(
                     spool_dir: restore::spool_dir(config),
                 },
                 _ => {
-                    let bookmark = client.bookmark(id).await.map_err(MigrationError::Bookmark)?;
+                    let bookmark = client
+                        .bookmark(id)
+                        .await
+                        .map_err(MigrationError::Bookmark)?;
                     on_event(ApplyEvent::BookmarkRead {
                         bookmark: &bookmark,
                     });
@@ -151,8 +154,15 @@ pub async fn apply(
                 name: db.name.clone(),
                 version: None,
             };
-            apply_d1(client, &target, &db.migrations_table, &contents, undo, &mut on_event)
-                .await?
+            apply_d1(
+                client,
+                &target,
+                &db.migrations_table,
+                &contents,
+                undo,
+                &mut on_event,
+            )
+            .await?
         }
     }
     Ok(ApplyOutcome::Applied(
@@ -280,5 +290,8 @@ async fn apply_d1(
             },
         },
     };
-    Err(MigrationError::D1RunFailed { failure, undo })
+    Err(MigrationError::D1RunFailed {
+        failure,
+        undo: Box::new(undo),
+    })
 }

@@ -108,8 +108,8 @@ pub enum MigrationError {
     D1RunFailed {
         /// What failed.
         failure: RunFailure,
-        /// How the database was put back.
-        undo: UndoOutcome,
+        /// How the database was put back (boxed: it can hold a whole restore error).
+        undo: Box<UndoOutcome>,
     },
 }
 

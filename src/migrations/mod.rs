@@ -160,7 +160,10 @@ pub struct MigrationStatus {
 }
 
 /// Reads `db`'s migration files and its migrations table (changing nothing).
-pub async fn status(config: &Config, db: &DatabaseConfig) -> Result<MigrationStatus, MigrationError> {
+pub async fn status(
+    config: &Config,
+    db: &DatabaseConfig,
+) -> Result<MigrationStatus, MigrationError> {
     let files = read_files(db)?;
     let target = MigrationTarget::open(config, db).await?;
     let applied = target.applied(&db.migrations_table).await?;

@@ -36,7 +36,9 @@ use crate::repository::manifest::Manifest;
 use crate::storage::Storage;
 use d1_dump::{StatementKind, StatementSplitter, classify};
 
-pub use plan::{Destructive, RestorePlan, RestoreRequest, RestoreTarget, Restored, RestoredInto, plan};
+pub use plan::{
+    Destructive, RestorePlan, RestoreRequest, RestoreTarget, Restored, RestoredInto, plan,
+};
 pub use progress::{Progress, ProgressEvent, ProgressSink};
 
 /// Where a statement goes in the restore order.

@@ -104,13 +104,12 @@ pub async fn plan<'a>(
             PlannedTarget::Sqlite(SqliteInstall::check(path, request.replace)?)
         }
         RestoreTarget::D1(target) => {
-            let client =
-                sources
-                    .cloudflare
-                    .as_ref()
-                    .ok_or_else(|| RestoreError::NoCloudflare {
-                        config: config.path.clone(),
-                    })?;
+            let client = sources
+                .cloudflare
+                .as_ref()
+                .ok_or_else(|| RestoreError::NoCloudflare {
+                    config: config.path.clone(),
+                })?;
             PlannedTarget::D1(D1Replace::check(client, target, request.replace).await?)
         }
     };

@@ -51,13 +51,14 @@ impl<'a> D1Replace<'a> {
         target: &str,
         replace: bool,
     ) -> Result<D1Replace<'a>, RestoreError> {
-        let info = client
-            .get_database(target)
-            .await
-            .map_err(|source| RestoreError::TargetNotFound {
-                target: target.to_string(),
-                source,
-            })?;
+        let info =
+            client
+                .get_database(target)
+                .await
+                .map_err(|source| RestoreError::TargetNotFound {
+                    target: target.to_string(),
+                    source,
+                })?;
         let objects = d1::user_objects(client, &info.uuid).await?;
         // Views and triggers count: a database holding only those is not empty, and a restore drops them.
         if !objects.is_empty() && !replace {
@@ -99,10 +100,11 @@ impl<'a> D1Replace<'a> {
         safety_backup: bool,
         progress: &mut Progress<'_>,
     ) -> Result<D1Restored, RestoreError> {
-        let safety_config = (self.replaces_contents() && safety_backup).then(|| {
-            safety_backup_config(config, source_db, &self.target.name, &self.target.uuid)
-        });
-        let safety = safety_config.as_ref().map(|database| SafetyBackup { database, sources });
+        let safety_config = (self.replaces_contents() && safety_backup)
+            .then(|| safety_backup_config(config, source_db, &self.target.name, &self.target.uuid));
+        let safety = safety_config
+            .as_ref()
+            .map(|database| SafetyBackup { database, sources });
         let (outcome, safety_backup) = spool_then_import(
             self.client,
             &self.target,

@@ -68,20 +68,9 @@ impl ProgressSink for TerminalProgress {
                     return;
                 }
                 self.last_draw = Some(Instant::now());
-                let percent = if total == 0 {
-                    100.0
-                } else {
-                    done as f64 * 100.0 / total as f64
-                };
+                let line = progress_line(self.verb, backup_id, stage, done, total);
                 let mut err = std::io::stderr().lock();
-                let _ = write!(
-                    err,
-                    "\r{} {backup_id}{}{stage}: {} of {} ({percent:.0}%)   ",
-                    self.verb,
-                    if stage.is_empty() { "" } else { ", " },
-                    human_bytes(done),
-                    human_bytes(total)
-                );
+                let _ = write!(err, "{line}");
                 let _ = err.flush();
             }
             ProgressEvent::Finished => {
@@ -97,6 +86,21 @@ impl ProgressSink for TerminalProgress {
     }
 }
 
+/// The progress line, drawn over the previous one: "\rVERB BACKUP_ID, STAGE: DONE of TOTAL (P%)   ".
+fn progress_line(verb: &str, backup_id: &str, stage: &str, done: u64, total: u64) -> String {
+    let percent = if total == 0 {
+        100.0
+    } else {
+        done as f64 * 100.0 / total as f64
+    };
+    format!(
+        "\r{verb} {backup_id}{}{stage}: {} of {} ({percent:.0}%)   ",
+        if stage.is_empty() { "" } else { ", " },
+        human_bytes(done),
+        human_bytes(total)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +111,17 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1234), "1.2 KiB");
         assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB");
+    }
+
+    #[test]
+    fn the_progress_line_names_the_backup_and_the_stage() {
+        assert_eq!(
+            progress_line("restoring", "20260101T000000Z", "downloading", 1234, 4096),
+            "\rrestoring 20260101T000000Z, downloading: 1.2 KiB of 4.0 KiB (30%)   "
+        );
+        assert_eq!(
+            progress_line("verifying", "x", "loading", 0, 0),
+            "\rverifying x, loading: 0 B of 0 B (100%)   "
+        );
     }
 }

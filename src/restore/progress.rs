@@ -104,3 +104,46 @@ impl<'a> Progress<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records what it is told, as text.
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+
+    impl ProgressSink for Recorder {
+        fn report(&mut self, event: ProgressEvent<'_>) {
+            self.0.push(format!("{event:?}"));
+        }
+    }
+
+    #[test]
+    fn each_stage_counts_from_zero_and_the_sink_sees_every_step() {
+        let mut recorder = Recorder::default();
+        let mut progress = Progress::new(&mut recorder);
+        progress.stage("b1", "downloading", 10);
+        progress.advance(4);
+        progress.advance(6);
+        progress.stage("b1", "loading", 30);
+        progress.advance(5);
+        progress.finish();
+        drop(progress);
+        let done: Vec<&str> = recorder.0.iter().map(String::as_str).collect();
+        assert_eq!(
+            done,
+            [
+                r#"Advanced { backup_id: "b1", stage: "downloading", done: 4, total: 10 }"#,
+                r#"Advanced { backup_id: "b1", stage: "downloading", done: 10, total: 10 }"#,
+                r#"Advanced { backup_id: "b1", stage: "loading", done: 5, total: 30 }"#,
+                "Finished",
+            ]
+        );
+        // Hidden progress counts for nobody.
+        let mut hidden = Progress::hidden();
+        hidden.stage("b1", "loading", 1);
+        hidden.advance(1);
+        hidden.finish();
+    }
+}

@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+/// `--log-format`'s values: defined by the logging it configures, parsed here.
+pub use crate::logging::LogFormat;
 
 /// d1vault: scheduled, verified backups of Cloudflare D1 databases.
 #[derive(Debug, Parser)]
@@ -27,13 +30,6 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 /// The subcommands.

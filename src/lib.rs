@@ -15,7 +15,14 @@
 //! * [`manifest`]: the `manifest.json` that marks a backup complete, and the storage layout.
 //! * [`schedule`], [`retention`]: pure policy functions that take `now` as an argument.
 //! * [`catalog`]: the daemon's run history in `state_dir/catalog.sqlite`.
-//! * [`commands`]: one module per subcommand; `main.rs` only parses arguments and dispatches.
+//! * [`restore`]: reading a backup back (proven before it runs) into SQLite or D1: plan, install, replace.
+//! * [`verify`]: proving that backups restore, in scratch SQLite databases.
+//! * [`migrations`]: wrangler-compatible migrations, applied all or nothing.
+//! * [`logging`]: tracing to stderr, text or JSON.
+//! * [`cli`], [`commands`]: the CLI layer. `cli` is the command line; `commands` has one module per
+//!   subcommand, each parsing its arguments, calling one library operation and presenting the result
+//!   (`commands::present` draws sizes and progress). No library module imports either; `main.rs` only
+//!   parses arguments and dispatches.
 
 pub mod catalog;
 pub mod cli;
@@ -36,6 +43,7 @@ pub mod sources;
 pub mod storage;
 #[cfg(test)]
 mod test_time;
+pub mod verify;
 
 /// The tool's name and version as written into manifests (`"d1vault 0.1.0"`).
 pub const TOOL: &str = concat!("d1vault ", env!("CARGO_PKG_VERSION"));

@@ -8,7 +8,14 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+/// How log lines are written (`--log-format`, CONTRACT.md "Command line"): a human-readable line, or one
+/// JSON object per event (with the current span's fields) for a log collector.
+// The variants carry no doc comments: clap would show them in `--help`, which must stay as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Installs the global subscriber. `verbosity`: -1 quiet, 0 info, 1 debug, 2+ trace.
 pub fn init(format: LogFormat, verbosity: i8) {

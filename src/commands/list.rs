@@ -1,5 +1,6 @@
 //! `d1vault list [DB] [--json]`: complete backups in storage, newest first, read from manifests only.
 
+use super::present::human_bytes;
 use super::{Failure, open_sources};
 use crate::cli::ListArgs;
 use crate::config::Config;
@@ -43,20 +44,4 @@ pub async fn run(config: &Config, args: &ListArgs) -> Result<(), Failure> {
         );
     }
     Ok(())
-}
-
-/// `1234` -> `1.2 KiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }

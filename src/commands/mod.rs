@@ -44,6 +44,7 @@ pub mod backup;
 pub mod healthcheck;
 pub mod list;
 pub mod migrations;
+pub mod present;
 pub mod prune;
 pub mod restore;
 pub mod run;

@@ -94,7 +94,7 @@ pub async fn spool_import_body(
     storage: &dyn Storage,
     manifest: &Manifest,
     spool_dir: &Path,
-    progress: &mut Progress,
+    progress: &mut Progress<'_>,
 ) -> Result<ImportBody, RestoreError> {
     let dir = spool_dir.to_path_buf();
     let _ = tokio::task::spawn_blocking(move || scratch::sweep(&dir, IMPORT_PREFIX)).await;
@@ -130,8 +130,9 @@ pub async fn spool_import_body(
 
 /// Replaces everything in the D1 database `database_id` with the spooled `body` (from
 /// [`spool_import_body`]) in one atomic import: what the database holds now is read, dropped and loaded over
-/// in the same request, so a failed import leaves it as it was. The import file is removed either way. Used
-/// by `restore --to-d1` and by `migrations apply` to undo a failed run on a database without Time Travel.
+/// in the same request, so a failed import leaves it as it was. The import file is removed either way. The
+/// last step of [`super::replace::spool_then_import`], which `restore --to-d1` and the undo of a failed
+/// `migrations apply` on a database without Time Travel both call.
 pub async fn import_replacing(
     client: &Client,
     database_id: &str,

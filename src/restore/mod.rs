@@ -16,15 +16,19 @@
 //! `VACUUM INTO`, ...) is refused before it runs ([`refusal`]); [`sqlite`] also locks its connection down.
 
 pub mod d1;
+pub mod install;
+mod plan;
 mod progress;
+pub mod replace;
 pub mod scratch;
 pub mod sqlite;
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 
+use crate::config::Config;
 use crate::pipeline::compress::decompress;
 use crate::pipeline::hashing::HashingReader;
 use crate::repository::backups::StoredBackup;
@@ -32,7 +36,10 @@ use crate::repository::manifest::Manifest;
 use crate::storage::Storage;
 use d1_dump::{StatementKind, StatementSplitter, classify};
 
-pub use progress::Progress;
+pub use plan::{
+    Destructive, RestorePlan, RestoreRequest, RestoreTarget, Restored, RestoredInto, plan,
+};
+pub use progress::{Progress, ProgressEvent, ProgressSink};
 
 /// Where a statement goes in the restore order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +98,83 @@ pub enum RestoreError {
     Target(String),
     #[error("{0}")]
     Refused(String),
+    /// A `--to-d1` restore needs the Cloudflare client, and the configuration has none.
+    #[error("--to-d1 needs a [cloudflare] section in {}", config.display())]
+    NoCloudflare {
+        /// The configuration file read.
+        config: PathBuf,
+    },
+    /// The D1 database to restore into does not exist (or cannot be looked up).
+    #[error(
+        "the target D1 database {target:?} was not found ({source}); d1vault never creates one implicitly: \
+         create it first (wrangler d1 create {target})"
+    )]
+    TargetNotFound {
+        /// The name or id given.
+        target: String,
+        /// What the API said.
+        source: crate::cloudflare::ApiError,
+    },
+    /// The D1 target holds objects and `--replace` was not given: nothing was changed.
+    #[error(
+        "the target D1 database {target} is not empty ({}); pass --replace to replace its contents (a safety \
+         backup is taken first)",
+        objects.join(", ")
+    )]
+    NotEmpty {
+        /// The target's name.
+        target: String,
+        /// What it holds, as "KIND NAME".
+        objects: Vec<String>,
+    },
+    /// The safety backup of a D1 target failed, so the restore stopped before changing it.
+    #[error(
+        "the safety backup of {target} failed, so nothing was changed: {source} (use --no-safety-backup to \
+         restore without one)"
+    )]
+    SafetyBackupFailed {
+        /// The target's name.
+        target: String,
+        /// Why the backup failed.
+        source: crate::pipeline::BackupError,
+    },
+    /// D1's import of the checked backup failed (D1 applies an import atomically: see the cause for
+    /// whether it may still finish).
+    #[error("restoring into {target}: {source}")]
+    ImportFailed {
+        /// The target's name.
+        target: String,
+        /// Why the import failed.
+        source: Box<RestoreError>,
+    },
+    /// The temporary file a `--to-sqlite` restore loads into could not be created.
+    #[error("creating a temporary file in {}: {source}; nothing was changed", dir.display())]
+    TemporaryFile {
+        /// The target's directory.
+        dir: PathBuf,
+        /// What the filesystem said.
+        source: io::Error,
+    },
+    /// The restored SQLite database fails `integrity_check`, so it was not moved into place.
+    #[error("the restored database fails integrity_check: {}; nothing was changed", problems.join("; "))]
+    IntegrityFailed {
+        /// What `integrity_check` said.
+        problems: Vec<String>,
+    },
+    /// Something appeared at the `--to-sqlite` path while the restore ran: it was left alone.
+    #[error("{} appeared while the restore ran; nothing was replaced: run the restore again", path.display())]
+    TargetAppeared {
+        /// The target path.
+        path: PathBuf,
+    },
+    /// The restored SQLite database could not be moved into place.
+    #[error("moving the restored database into place at {}: {source}", path.display())]
+    Install {
+        /// The target path.
+        path: PathBuf,
+        /// What the filesystem said.
+        source: io::Error,
+    },
     /// The backup's hash checks out but it holds SQL that no D1 dump holds: it was edited after it was
     /// taken, together with its manifest, or was not written by d1vault. Nothing of it ran.
     #[error(
@@ -125,7 +209,7 @@ pub struct ProvenDump {
 pub async fn read_statements(
     dump: ProvenDump,
     manifest: &Manifest,
-    progress: &mut Progress,
+    progress: &mut Progress<'_>,
     mut on_batch: impl AsyncFnMut(StatementBatch) -> Result<(), RestoreError>,
 ) -> Result<(), RestoreError> {
     debug_assert_eq!(dump.backup_id, manifest.backup_id);
@@ -133,7 +217,7 @@ pub async fn read_statements(
         backup_id: manifest.backup_id.clone(),
         detail,
     };
-    progress.stage("loading", manifest.dump.raw_size);
+    progress.stage(&manifest.backup_id, "loading", manifest.dump.raw_size);
     let spooled = dump.file;
     let mut raw = {
         let decoded = decompress(
@@ -203,7 +287,7 @@ pub async fn download_and_prove(
     storage: &dyn Storage,
     manifest: &Manifest,
     spool_dir: &Path,
-    progress: &mut Progress,
+    progress: &mut Progress<'_>,
 ) -> Result<ProvenDump, RestoreError> {
     let damaged = |detail: String| RestoreError::Damaged {
         backup_id: manifest.backup_id.clone(),
@@ -225,7 +309,7 @@ pub async fn download_and_prove(
         .map_err(|e| RestoreError::Target(format!("creating the spool file: {e}")))?
         .map_err(spool_error)?;
     let mut file = tokio::fs::File::from_std(file);
-    progress.stage("downloading", manifest.dump.size);
+    progress.stage(&manifest.backup_id, "downloading", manifest.dump.size);
     let object = storage.get_stream(&manifest.dump.key).await?;
     let mut stored = HashingReader::new(object);
     let mut buf = vec![0u8; 256 * 1024];
@@ -261,6 +345,12 @@ pub async fn download_and_prove(
         file,
         backup_id: manifest.backup_id.clone(),
     })
+}
+
+/// Where restore, verify and a migration run's undo spool downloads and keep their scratch files:
+/// `state_dir/spool` (a `--to-sqlite` restore excepted, which works next to its target).
+pub fn spool_dir(config: &Config) -> PathBuf {
+    config.daemon.state_dir.join("spool")
 }
 
 /// A failed read of the stored object is an outage, not damage: the backup may be fine.

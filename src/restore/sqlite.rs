@@ -117,7 +117,7 @@ pub async fn load_into_new_file(
     storage: &dyn Storage,
     manifest: &Manifest,
     path: &Path,
-    progress: &mut Progress,
+    progress: &mut Progress<'_>,
 ) -> Result<LoadReport, RestoreError> {
     let dump = download_and_prove(storage, manifest, parent_dir(path), progress).await?;
     std::fs::OpenOptions::new()
@@ -135,7 +135,7 @@ pub async fn load_proven(
     dump: ProvenDump,
     manifest: &Manifest,
     path: &Path,
-    progress: &mut Progress,
+    progress: &mut Progress<'_>,
 ) -> Result<LoadReport, RestoreError> {
     let (tx, rx) = mpsc::channel::<Message>(4);
     let db_path = path.to_path_buf();

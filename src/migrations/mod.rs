@@ -7,18 +7,33 @@
 //! bookmark recorded before the run (D1), imports the backup taken before the run over it (old `alpha` D1
 //! databases, which have no Time Travel), or rolls back one transaction covering every file (SQLite
 //! sources), so that the schema, the rows and `d1_migrations` are as before.
+//!
+//! Here: the files, what is pending and the SQL text wrangler uses, plus the operations the `migrations`
+//! subcommands call: [`create`], [`status`] and [`apply()`] (in [`mod@apply`]); [`target`] reads what a
+//! database has applied, [`error`] says why a command failed.
+
+pub mod apply;
+pub mod error;
+mod probe;
+pub mod target;
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::config::{Config, DatabaseConfig};
 use d1_dump::quote_identifier;
+
+pub use apply::{ApplyEvent, ApplyOutcome, ApplyRequest, apply};
+pub use error::MigrationError;
+pub use target::MigrationTarget;
 
 /// One migration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationFile {
     /// The name wrangler records: the file name relative to `migrations_dir`.
     pub name: String,
+    /// Where the file is.
     pub path: PathBuf,
     /// The leading number of the name, if it has one.
     pub number: Option<u64>,
@@ -101,6 +116,59 @@ pub fn apply_sql(contents: &str, table: &str, name: &str) -> String {
         quote_identifier(table),
         name.replace('\'', "''")
     )
+}
+
+/// The migration files of `db`, in wrangler's order.
+pub fn read_files(db: &DatabaseConfig) -> Result<Vec<MigrationFile>, MigrationError> {
+    list_files(&db.migrations_dir).map_err(|source| MigrationError::ReadDir {
+        dir: db.migrations_dir.clone(),
+        source,
+    })
+}
+
+/// Writes the next `NNNN_DESCRIPTION.sql` into `db`'s migrations_dir (created when missing), with
+/// wrangler's header dated `now`; returns its path.
+pub fn create(
+    db: &DatabaseConfig,
+    description: &str,
+    now: DateTime<Utc>,
+) -> Result<PathBuf, MigrationError> {
+    let files = read_files(db)?;
+    let file_name = next_file_name(&files, description);
+    let number = files.iter().filter_map(|f| f.number).max().unwrap_or(0) + 1;
+    std::fs::create_dir_all(&db.migrations_dir).map_err(|source| MigrationError::CreateDir {
+        dir: db.migrations_dir.clone(),
+        source,
+    })?;
+    let path = db.migrations_dir.join(&file_name);
+    std::fs::write(&path, file_header(number, now)).map_err(|source| {
+        MigrationError::WriteFile {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(path)
+}
+
+/// What a database has applied and what is pending, as wrangler decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// The applied names, in applied order.
+    pub applied: Vec<String>,
+    /// The files not applied yet, in order.
+    pub pending: Vec<MigrationFile>,
+}
+
+/// Reads `db`'s migration files and its migrations table (changing nothing).
+pub async fn status(
+    config: &Config,
+    db: &DatabaseConfig,
+) -> Result<MigrationStatus, MigrationError> {
+    let files = read_files(db)?;
+    let target = MigrationTarget::open(config, db).await?;
+    let applied = target.applied(&db.migrations_table).await?;
+    let pending = pending(&files, &applied).into_iter().cloned().collect();
+    Ok(MigrationStatus { applied, pending })
 }
 
 #[cfg(test)]

@@ -1,0 +1,174 @@
+//! A restore from request to result, the one operation `d1vault restore` calls, in two halves so that the
+//! caller can ask for confirmation in between: [`plan`] picks the backup and checks the target, changing
+//! nothing; [`RestorePlan::run`] restores.
+
+use std::path::PathBuf;
+
+use super::install::SqliteInstall;
+use super::replace::D1Replace;
+use super::{Progress, RestoreError, select_backup};
+use crate::config::Config;
+use crate::repository::manifest::Manifest;
+use crate::sources::BackupSources;
+
+/// Where a restore goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// A new SQLite file (or, with `replace`, an existing regular file) at this path.
+    Sqlite(PathBuf),
+    /// This D1 database (name or id), which must exist.
+    D1(String),
+}
+
+/// What to restore, and where.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// The configured database whose backups to restore from.
+    pub database: String,
+    /// The backup id; `None`: the newest complete backup.
+    pub backup: Option<String>,
+    /// Where the backup goes.
+    pub target: RestoreTarget,
+    /// Whether a target that is not empty (D1) or an existing regular file (SQLite) may be replaced.
+    pub replace: bool,
+    /// Whether to take a safety backup of a D1 target before replacing it.
+    pub safety_backup: bool,
+}
+
+/// A restore whose backup was chosen and whose target was checked; nothing has changed yet.
+#[derive(Debug)]
+pub struct RestorePlan<'a> {
+    config: &'a Config,
+    sources: &'a BackupSources,
+    request: RestoreRequest,
+    manifest: Manifest,
+    target: PlannedTarget<'a>,
+}
+
+#[derive(Debug)]
+enum PlannedTarget<'a> {
+    Sqlite(SqliteInstall),
+    D1(D1Replace<'a>),
+}
+
+/// What a planned restore destroys, for the caller to confirm before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destructive {
+    /// The SQLite file at this path is replaced.
+    ReplaceFile(PathBuf),
+    /// Every table, view, trigger and index of the D1 database with this name is replaced.
+    ReplaceD1(String),
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The database the backup is of.
+    pub database: String,
+    /// The backup restored.
+    pub backup_id: String,
+    /// Where it went, with what the target reports.
+    pub into: RestoredInto,
+}
+
+/// Where a backup was restored, with what the target reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoredInto {
+    /// A SQLite file, checked with `integrity_check`.
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// What it holds.
+        restored: super::install::SqliteRestored,
+    },
+    /// A D1 database.
+    D1(super::replace::D1Restored),
+}
+
+/// Picks the backup `request` names (or the newest) and checks its target: a SQLite path must be free or,
+/// with `replace`, a regular file; a D1 target must exist and, unless `replace`, be empty. Changes nothing.
+pub async fn plan<'a>(
+    config: &'a Config,
+    sources: &'a BackupSources,
+    request: RestoreRequest,
+) -> Result<RestorePlan<'a>, RestoreError> {
+    let manifest = select_backup(
+        sources.storage.as_ref(),
+        &sources.prefix,
+        &request.database,
+        request.backup.as_deref(),
+    )
+    .await?;
+    let target = match &request.target {
+        RestoreTarget::Sqlite(path) => {
+            PlannedTarget::Sqlite(SqliteInstall::check(path, request.replace)?)
+        }
+        RestoreTarget::D1(target) => {
+            let client = sources
+                .cloudflare
+                .as_ref()
+                .ok_or_else(|| RestoreError::NoCloudflare {
+                    config: config.path.clone(),
+                })?;
+            PlannedTarget::D1(D1Replace::check(client, target, request.replace).await?)
+        }
+    };
+    Ok(RestorePlan {
+        config,
+        sources,
+        request,
+        manifest,
+        target,
+    })
+}
+
+impl RestorePlan<'_> {
+    /// The backup that will be restored.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// What the restore replaces, if anything: the caller confirms it before [`RestorePlan::run`].
+    pub fn destructive(&self) -> Option<Destructive> {
+        match &self.target {
+            PlannedTarget::Sqlite(install) if install.replaces_file() => {
+                Some(Destructive::ReplaceFile(install.path().to_path_buf()))
+            }
+            PlannedTarget::D1(replace) if replace.replaces_contents() => {
+                Some(Destructive::ReplaceD1(replace.target_name().to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Restores: the backup is downloaded and proven against its manifest before any of it runs or
+    /// anything on the target changes (see [`super::install`] and [`super::replace`]).
+    pub async fn run(self, progress: &mut Progress<'_>) -> Result<Restored, RestoreError> {
+        let into = match self.target {
+            PlannedTarget::Sqlite(install) => {
+                let path = install.path().to_path_buf();
+                let restored = install
+                    .run(self.sources.storage.as_ref(), &self.manifest, progress)
+                    .await?;
+                RestoredInto::Sqlite { path, restored }
+            }
+            PlannedTarget::D1(replace) => RestoredInto::D1(
+                replace
+                    .run(
+                        self.config,
+                        self.sources,
+                        &self.manifest,
+                        &self.request.database,
+                        self.request.safety_backup,
+                        progress,
+                    )
+                    .await?,
+            ),
+        };
+        Ok(Restored {
+            database: self.manifest.database.name,
+            backup_id: self.manifest.backup_id,
+            into,
+        })
+    }
+}

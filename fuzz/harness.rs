@@ -38,7 +38,7 @@ fn split(parts: &[&[u8]]) -> Result<(Vec<String>, Option<String>), String> {
 /// The splitter never panics, gives the same statements however the input is chunked, cuts them where
 /// SQLite's own parser does, and every statement it yields can be classified and (if an INSERT) parsed
 /// without panicking.
-pub fn sql_splitter(data: &[u8]) {
+pub(crate) fn sql_splitter(data: &[u8]) {
     let (_, parts) = chunks(data);
     let whole: Vec<u8> = parts.concat();
     let at_once = split(&[&whole]);
@@ -108,7 +108,7 @@ fn inspect(parts: &[&[u8]], announced: Option<u64>) -> Result<String, String> {
 
 /// The dump inspector never panics and reaches the same verdict (accept with the same report, or refuse)
 /// however the download is chunked, with and without an announced length.
-pub fn dump_inspector(data: &[u8]) {
+pub(crate) fn dump_inspector(data: &[u8]) {
     let (seed, parts) = chunks(data);
     let whole: Vec<u8> = parts.concat();
     let announced = if seed & 0x80 != 0 {
@@ -134,7 +134,7 @@ pub fn dump_inspector(data: &[u8]) {
 }
 
 /// Parsing never panics, and a manifest that parses survives its own serialization unchanged.
-pub fn manifest(data: &[u8]) {
+pub(crate) fn manifest(data: &[u8]) {
     if let Ok(parsed) = Manifest::from_json(data) {
         let again = Manifest::from_json(&parsed.to_json()).expect("a written manifest parses");
         assert_eq!(
@@ -145,7 +145,7 @@ pub fn manifest(data: &[u8]) {
 }
 
 /// The configuration loader never panics, and every error it reports names the file.
-pub fn config(data: &[u8]) {
+pub(crate) fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -28,6 +28,7 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -60,12 +61,14 @@ pub enum Command {
     Completions(CompletionsArgs),
 }
 
+/// `backup`: which databases to back up now.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Databases to back up (default: every configured database).
     pub databases: Vec<String>,
 }
 
+/// `list`: which backups to show, and how.
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only this database.
@@ -75,6 +78,7 @@ pub struct ListArgs {
     pub json: bool,
 }
 
+/// `restore`: which backup goes where, and what may be replaced.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["to_d1", "to_sqlite"])))]
 pub struct RestoreArgs {
@@ -101,6 +105,7 @@ pub struct RestoreArgs {
     pub no_safety_backup: bool,
 }
 
+/// `verify`: which backups to prove.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Databases to verify (default: every configured database).
@@ -113,6 +118,7 @@ pub struct VerifyArgs {
     pub all: bool,
 }
 
+/// `prune`: which databases, and whether to change anything.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Databases to prune (default: every configured database).
@@ -122,6 +128,7 @@ pub struct PruneArgs {
     pub dry_run: bool,
 }
 
+/// `status`: the output format.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print JSON.
@@ -129,14 +136,24 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// `migrations`: the wrangler-compatible migration subcommands.
 #[derive(Debug, Subcommand)]
 pub enum MigrationsCommand {
     /// Write the next `NNNN_NAME.sql` in the database's migrations_dir.
-    Create { database: String, name: String },
+    Create {
+        /// The configured database whose migrations_dir gets the file.
+        database: String,
+        /// What the migration does, as the file name's suffix.
+        name: String,
+    },
     /// Applied and pending migrations, as wrangler decides them.
-    List { database: String },
+    List {
+        /// The configured database.
+        database: String,
+    },
     /// Back up, then apply every pending migration; on any failure put the database back as it was.
     Apply {
+        /// The configured database.
         database: String,
         /// Skip the backup before applying (refused on a D1 database without Time Travel, where that
         /// backup is what undoes a failed run).
@@ -148,6 +165,7 @@ pub enum MigrationsCommand {
     },
 }
 
+/// `completions`: for which shell.
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to generate completions for.

@@ -4,20 +4,25 @@
 //!
 //! # Layout
 //!
+//! D1's dump format is the `d1_dump` crate (`crates/d1-dump`): the statement splitter, the INSERT parser,
+//! the one dump writer, D1's limits and the one `DumpOptions`. The D1 emulator the tests run against is the
+//! `d1_emulator` crate (`crates/d1-emulator`), a dev-dependency only. This crate is the product:
+//!
 //! * [`config`]: the TOML configuration, loaded and validated with every error reported at once.
-//! * [`sql`]: SQL text handling shared by everything: the statement splitter and the dump's INSERT parser.
-//! * [`dump`]: the one writer of D1's export format, used by the emulator and by local SQLite sources.
-//! * [`cloudflare`]: the D1 REST API client (retries, rate limiting, the export polling protocol).
-//! * [`emulator`]: `d1-emulator`, a local D1 REST API served from SQLite files, with fault injection.
+//! * [`secret`]: a string that never prints (tokens, keys, signed URLs).
+//! * [`schedule`]: when backups are due: cron, start window, jitter; pure functions of `now`.
+//! * [`retry`]: the retry policy shared by the Cloudflare client and storage.
 //! * [`idle`]: idle timeouts for download and storage streams: no read waits forever.
+//! * [`cloudflare`]: the D1 REST API client (retries, rate limiting, the export polling protocol).
 //! * [`storage`]: the narrow [`storage::Storage`] trait with filesystem and S3 implementations.
+//! * [`sources`]: the storage plus the Cloudflare client, opened once from the configuration.
+//! * [`repository`]: the backups in storage: layout and manifest, listing, retention, prune.
 //! * [`pipeline`]: the streaming backup path: source -> validate + hash -> compress -> hash -> storage.
-//! * [`manifest`]: the `manifest.json` that marks a backup complete, and the storage layout.
-//! * [`schedule`], [`retention`]: pure policy functions that take `now` as an argument.
-//! * [`catalog`]: the daemon's run history in `state_dir/catalog.sqlite`.
 //! * [`restore`]: reading a backup back (proven before it runs) into SQLite or D1: plan, install, replace.
 //! * [`verify`]: proving that backups restore, in scratch SQLite databases.
 //! * [`migrations`]: wrangler-compatible migrations, applied all or nothing.
+//! * [`catalog`]: the daemon's run history in `state_dir/catalog.sqlite`, and the `state_dir` lock.
+//! * [`daemon`]: the scheduler: one task per database, `/healthz` and `/metrics`, reload and shutdown.
 //! * [`logging`]: tracing to stderr, text or JSON.
 //! * [`cli`], [`commands`]: the CLI layer. `cli` is the command line; `commands` has one module per
 //!   subcommand, each parsing its arguments, calling one library operation and presenting the result

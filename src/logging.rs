@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 /// How log lines are written (`--log-format`, CONTRACT.md "Command line"): a human-readable line, or one
 /// JSON object per event (with the current span's fields) for a log collector.
 // The variants carry no doc comments: clap would show them in `--help`, which must stay as it is.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,

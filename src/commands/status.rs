@@ -16,14 +16,21 @@ const RECENT_ROWS: usize = 500;
 /// One database's status.
 #[derive(Debug, Serialize)]
 pub struct DatabaseStatus {
+    /// The configured database name.
     pub database: String,
+    /// When the newest successful run finished (RFC 3339).
     pub last_success: Option<String>,
+    /// The backup that run made.
     pub last_success_backup_id: Option<String>,
+    /// When the newest failed run finished (RFC 3339).
     pub last_failure: Option<String>,
+    /// Why it failed, as logged.
     pub last_failure_reason: Option<String>,
     /// The latest due time that was skipped (outside its window, or no free slot before the window closed).
     pub last_skipped: Option<String>,
+    /// Why that due time was skipped.
     pub last_skipped_reason: Option<String>,
+    /// The next due time on the schedule (RFC 3339).
     pub next_run: Option<String>,
 }
 

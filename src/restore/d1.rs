@@ -25,7 +25,9 @@ use d1_dump::{StatementKind, quote_identifier};
 /// The user objects of a D1 database, newest first, for clearing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaObject {
+    /// `table`, `view`, `trigger` or `index`, as `sqlite_schema.type` says.
     pub kind: String,
+    /// The object's name.
     pub name: String,
 }
 

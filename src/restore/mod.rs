@@ -87,15 +87,24 @@ pub fn refusal(stmt: &str, kind: &StatementKind) -> Option<String> {
 /// Why a restore or verify failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// Reading the backup from storage failed.
     #[error("{0}")]
     Storage(#[from] crate::storage::StorageError),
+    /// A D1 API call failed (import, query, Time Travel).
     #[error("{0}")]
     Api(#[from] crate::cloudflare::ApiError),
     /// The stored object does not match its manifest: nothing on the target was changed.
     #[error("backup {backup_id} is damaged: {detail}; nothing on the target was changed")]
-    Damaged { backup_id: String, detail: String },
+    Damaged {
+        /// The backup.
+        backup_id: String,
+        /// What does not match.
+        detail: String,
+    },
+    /// The target cannot be used as asked (not empty, not a regular file, not found ...).
     #[error("{0}")]
     Target(String),
+    /// The dump holds something a restore refuses to run (see [`refusal`]).
     #[error("{0}")]
     Refused(String),
     /// A `--to-d1` restore needs the Cloudflare client, and the configuration has none.
@@ -183,8 +192,11 @@ pub enum RestoreError {
          not written by d1vault: restore an older backup and find out who can write to the bucket"
     )]
     Hostile {
+        /// The backup.
         backup_id: String,
+        /// What kind of statement it is.
         what: String,
+        /// The statement's start.
         statement: String,
     },
 }

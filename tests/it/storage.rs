@@ -149,7 +149,7 @@ mod cases {
     use super::*;
 
     /// A small streamed object and a put_bytes object read back byte for byte, with sizes in the listing.
-    pub async fn small_round_trip(env: &Env) {
+    pub(crate) async fn small_round_trip(env: &Env) {
         let store = &*env.store;
         let data = test_bytes(100_000, 1);
         let key = env.key("blog/20261129T030012Z/dump.sql.zst");
@@ -169,7 +169,7 @@ mod cases {
     }
 
     /// A 12 MiB body (three 5 MiB parts on S3, multipart) arrives intact, and nothing stays open.
-    pub async fn multipart_round_trip(env: &Env) {
+    pub(crate) async fn multipart_round_trip(env: &Env) {
         if !env.completes_multipart_uploads() {
             return;
         }
@@ -185,7 +185,7 @@ mod cases {
     }
 
     /// A body of exactly one part is stored whole (the look-ahead decides single put versus multipart).
-    pub async fn exact_part_size_round_trip(env: &Env) {
+    pub(crate) async fn exact_part_size_round_trip(env: &Env) {
         let store = &*env.store;
         let data = test_bytes(TEST_PART_SIZE, 3);
         let key = env.key("exact/dump.sql");
@@ -201,7 +201,7 @@ mod cases {
 
     /// Listing is recursive, matches on the key's string prefix (`db` also matches `db2`), and returns keys
     /// with `/` separators; an unknown prefix lists nothing.
-    pub async fn list_by_prefix(env: &Env) {
+    pub(crate) async fn list_by_prefix(env: &Env) {
         let store = &*env.store;
         for rel in [
             "db/a/dump.sql",
@@ -239,7 +239,7 @@ mod cases {
 
     /// Delete removes one object, leaves its neighbours, and deleting a missing key succeeds; reading a
     /// deleted key is NotFound.
-    pub async fn delete_and_not_found(env: &Env) {
+    pub(crate) async fn delete_and_not_found(env: &Env) {
         let store = &*env.store;
         let (a, b) = (env.key("db/1/dump.sql"), env.key("db/1/manifest.json"));
         store.put_bytes(&a, b"a".to_vec()).await.unwrap();
@@ -260,7 +260,7 @@ mod cases {
 
     /// A body that fails half-way (small, and after several parts) leaves no object and no open upload,
     /// and the error says what failed.
-    pub async fn failing_body_leaves_nothing(env: &Env) {
+    pub(crate) async fn failing_body_leaves_nothing(env: &Env) {
         let store = &*env.store;
         for (name, len) in [("small", 1000), ("large", 11 * 1024 * 1024)] {
             let key = env.key(&format!("fail/{name}/dump.sql"));
@@ -279,7 +279,7 @@ mod cases {
 
     /// Dropping a put future mid-upload (two parts sent, the body stalled) leaves no object and, once the
     /// spawned abort ran, no open upload.
-    pub async fn dropped_put_leaves_nothing(env: &Env) {
+    pub(crate) async fn dropped_put_leaves_nothing(env: &Env) {
         let store = &*env.store;
         let key = env.key("dropped/dump.sql");
         let mut body = BrokenBody::stalling(test_bytes(11 * 1024 * 1024, 5));
@@ -316,7 +316,7 @@ mod cases {
     /// An exclusive create never replaces: a second create of the same key (single put and multipart)
     /// fails with AlreadyExists and leaves the first object as it was, with no upload left open and no
     /// probe object left behind; a plain put still replaces.
-    pub async fn create_never_replaces(env: &Env) {
+    pub(crate) async fn create_never_replaces(env: &Env) {
         let store = &*env.store;
         let small = env.key("db/20261129T030012Z/manifest.json");
         store.create_bytes(&small, b"first".to_vec()).await.unwrap();
@@ -370,7 +370,7 @@ mod cases {
     }
 
     /// A listing longer than one page comes back whole.
-    pub async fn listing_paginates(env: &Env) {
+    pub(crate) async fn listing_paginates(env: &Env) {
         // The filesystem has no pages: the same case with more than S3's 1,000 keys per page.
         let count = match env.target {
             Target::Fs(_) => 1100,

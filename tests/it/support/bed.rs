@@ -19,25 +19,25 @@ use super::fixture::create_fixture_db;
 use super::s3::{TestS3, start_s3};
 
 /// The Cloudflare API token the emulator accepts; it must never appear in any output.
-pub const TOKEN: &str = "cf-test-token-SECRET-4e1d";
+pub(crate) const TOKEN: &str = "cf-test-token-SECRET-4e1d";
 /// The Cloudflare account the emulator serves.
-pub const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
+pub(crate) const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 /// Part of every export download URL the emulator hands out (a signed URL: a secret).
-pub const SIGNED_URL_MARK: &str = "/__emulator/exports/";
+pub(crate) const SIGNED_URL_MARK: &str = "/__emulator/exports/";
 
 /// Scratch directory, S3 server and (optionally) a d1-emulator, plus the config files written for them.
-pub struct Bed {
+pub(crate) struct Bed {
     /// The in-process S3 server.
-    pub s3: TestS3,
+    pub(crate) s3: TestS3,
     /// The scratch directory: config files, `state/`, SQLite sources, the emulator's `d1/`.
-    pub dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
     emulator: Option<Emulator>,
     http: reqwest::Client,
 }
 
 impl Bed {
     /// An S3 server and a scratch directory holding the fixture as the SQLite file `blog.sqlite`.
-    pub async fn start() -> Bed {
+    pub(crate) async fn start() -> Bed {
         let bed = Bed::without_sources().await;
         create_fixture_db(&bed.dir.path().join("blog.sqlite"));
         bed
@@ -45,7 +45,7 @@ impl Bed {
 
     /// An S3 server, a scratch directory and a d1-emulator serving a copy of the fixture under each of
     /// `names` (its files are `d1/NAME.sqlite`, see [`Self::d1_file`]).
-    pub async fn with_emulator(names: &[&str]) -> Bed {
+    pub(crate) async fn with_emulator(names: &[&str]) -> Bed {
         let mut bed = Bed::without_sources().await;
         let data = bed.dir.path().join("d1");
         std::fs::create_dir_all(&data).unwrap();
@@ -73,30 +73,30 @@ impl Bed {
     }
 
     /// The emulator (panics for a bed started without one).
-    pub fn emulator(&self) -> &Emulator {
+    pub(crate) fn emulator(&self) -> &Emulator {
         self.emulator.as_ref().expect("this bed has no emulator")
     }
 
     /// The SQLite file behind the emulator's database `name`.
-    pub fn d1_file(&self, name: &str) -> PathBuf {
+    pub(crate) fn d1_file(&self, name: &str) -> PathBuf {
         self.dir.path().join("d1").join(format!("{name}.sqlite"))
     }
 
     /// The SQLite file behind the emulator's `blog`, the fixture a D1 backup is compared with.
-    pub fn source_db(&self) -> PathBuf {
+    pub(crate) fn source_db(&self) -> PathBuf {
         self.d1_file("blog")
     }
 
     /// `[storage]` for the test S3 server reached at `endpoint` (the server itself or a proxy), with keys
     /// under `prefix`.
-    pub fn s3_storage(&self, endpoint: &str, prefix: &str) -> String {
+    pub(crate) fn s3_storage(&self, endpoint: &str, prefix: &str) -> String {
         let mut store = self.s3.store();
         store.endpoint = endpoint.to_string();
         store.storage_toml(prefix)
     }
 
     /// A `[[database]]` reading the SQLite file `file` (relative to the scratch directory).
-    pub fn sqlite_database(&self, name: &str, file: &str, compression: &str) -> String {
+    pub(crate) fn sqlite_database(&self, name: &str, file: &str, compression: &str) -> String {
         format!(
             "[[database]]\nname = \"{name}\"\nsqlite_path = \"{}\"\ncompression = \"{compression}\"\n",
             self.dir.path().join(file).display()
@@ -106,7 +106,7 @@ impl Bed {
     /// Writes `NAME.toml` for one-shot commands (no HTTP listener) with the given `[storage]` body,
     /// optional extra `[cloudflare]` lines (the section is written when the bed has an emulator) and
     /// `[[database]]` tables; returns its path.
-    pub fn write_config(
+    pub(crate) fn write_config(
         &self,
         name: &str,
         storage: &str,
@@ -121,7 +121,7 @@ impl Bed {
 
     /// [`Self::write_config`] with the S3 server reached at `endpoint` (itself or a proxy in front) as
     /// storage, keys under `prefix`.
-    pub fn write_s3_config(
+    pub(crate) fn write_s3_config(
         &self,
         name: &str,
         endpoint: &str,
@@ -133,7 +133,7 @@ impl Bed {
 
     /// Writes `NAME.toml` for `d1vault run`: `daemon` as the `[daemon]` lines after
     /// `state_dir = "state"`, then as [`Self::write_config`]; returns its path.
-    pub fn write_daemon_config(
+    pub(crate) fn write_daemon_config(
         &self,
         name: &str,
         daemon: &str,
@@ -173,14 +173,14 @@ impl Bed {
 
     /// Writes `d1vault.toml` with `databases` and `storage` (the S3 server under prefix `test` when
     /// `None`) and loads it through the real loader.
-    pub fn config(&self, databases: &str, storage: Option<String>) -> Config {
+    pub(crate) fn config(&self, databases: &str, storage: Option<String>) -> Config {
         let storage = storage.unwrap_or_else(|| self.s3_storage(&self.s3.endpoint, "test"));
         let path = self.write_config("d1vault", &storage, "", databases);
         config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
     }
 
     /// The sources `config` opens, with short retry and poll waits so fault tests run in a second or two.
-    pub async fn sources(&self, config: &Config) -> BackupSources {
+    pub(crate) async fn sources(&self, config: &Config) -> BackupSources {
         let mut sources = d1vault::sources::open(config).await.unwrap();
         sources.cloudflare = sources.cloudflare.map(|client| quick(client, 4));
         sources
@@ -188,7 +188,7 @@ impl Bed {
 
     /// [`Self::sources`] with a D1 client that takes `limiter` (shared, as the daemon shares one) and
     /// makes at most `max_attempts` attempts per request.
-    pub async fn sources_limited(
+    pub(crate) async fn sources_limited(
         &self,
         config: &Config,
         limiter: Arc<RateLimiter>,
@@ -204,7 +204,7 @@ impl Bed {
     }
 
     /// Sets the emulator's faults (the JSON its `POST /__emulator/faults` takes).
-    pub async fn set_faults(&self, faults: Value) {
+    pub(crate) async fn set_faults(&self, faults: Value) {
         let url = format!("http://{}/__emulator/faults", self.emulator().addr());
         let response = self
             .http
@@ -223,7 +223,7 @@ impl Bed {
 
     /// Restores `manifest` into the new SQLite file `name` in the scratch directory, asserts the checks
     /// against the manifest found no problem, and returns its path.
-    pub async fn restore(
+    pub(crate) async fn restore(
         &self,
         sources: &BackupSources,
         manifest: &Manifest,
@@ -247,7 +247,7 @@ impl Bed {
     }
 
     /// The secrets of this bed, none of which may appear in any output.
-    pub fn secrets(&self) -> Vec<String> {
+    pub(crate) fn secrets(&self) -> Vec<String> {
         vec![
             TOKEN.to_string(),
             self.s3.secret_access_key.clone(),

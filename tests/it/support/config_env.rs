@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// The Cloudflare API token of [`test_env`]; no output may show it.
-pub const TOKEN: &str = "cf-token-4f1b9e-SECRET";
+pub(crate) const TOKEN: &str = "cf-token-4f1b9e-SECRET";
 /// The S3 access key id of [`test_env`]; no error may show it.
-pub const ACCESS_KEY: &str = "AKIA-ACCESS-SECRET-77";
+pub(crate) const ACCESS_KEY: &str = "AKIA-ACCESS-SECRET-77";
 /// The S3 secret key of [`test_env`] and of [`credentials_dir`]; no output may show it.
-pub const SECRET_KEY: &str = "s3-secret-key-VERY-SECRET-99";
+pub(crate) const SECRET_KEY: &str = "s3-secret-key-VERY-SECRET-99";
 
 /// The environment the example configs and the corpus expect, with secrets that tests look for.
-pub fn test_env(credentials_dir: &Path) -> HashMap<String, String> {
+pub(crate) fn test_env(credentials_dir: &Path) -> HashMap<String, String> {
     let mut env = HashMap::new();
     for (name, value) in [
         ("CLOUDFLARE_ACCOUNT_ID", "0123456789abcdef0123456789abcdef"),
@@ -34,7 +34,7 @@ pub fn test_env(credentials_dir: &Path) -> HashMap<String, String> {
 }
 
 /// A systemd-style credentials directory holding every secret file the example configs name.
-pub fn credentials_dir() -> tempfile::TempDir {
+pub(crate) fn credentials_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for name in ["r2-secret", "garage-secret"] {
         std::fs::write(dir.path().join(name), format!("{SECRET_KEY}\n")).unwrap();

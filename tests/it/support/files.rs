@@ -4,7 +4,7 @@ use std::path::Path;
 
 /// Every file under `dir`, recursively, as paths relative to it (hidden files included), for asserting
 /// that nothing was left behind.
-pub fn files_under(dir: &Path) -> Vec<String> {
+pub(crate) fn files_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -30,7 +30,7 @@ pub fn files_under(dir: &Path) -> Vec<String> {
 }
 
 /// The entries of `dir` (none when it does not exist), sorted.
-pub fn entries(dir: &Path) -> Vec<String> {
+pub(crate) fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -9,7 +9,7 @@ use rusqlite::types::Value;
 
 /// The fixture SQL: foreign keys to later tables, AUTOINCREMENT, an index, a trigger, a view, BLOBs,
 /// REALs, NULLs, quotes, newlines, carriage returns, unicode, an empty table, wrangler's d1_migrations.
-pub fn fixture_sql() -> String {
+pub(crate) fn fixture_sql() -> String {
     std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/fixture.sql"
@@ -18,22 +18,22 @@ pub fn fixture_sql() -> String {
 }
 
 /// Creates `path` as a SQLite database holding the fixture.
-pub fn create_fixture_db(path: &Path) {
+pub(crate) fn create_fixture_db(path: &Path) {
     let conn = Connection::open(path).expect("create fixture db");
     conn.execute_batch(&fixture_sql()).expect("load fixture");
 }
 
 /// Every user table's rows (ordered by rowid, or by all columns for WITHOUT ROWID tables), typed.
-pub type Contents = BTreeMap<String, Vec<Vec<Value>>>;
+pub(crate) type Contents = BTreeMap<String, Vec<Vec<Value>>>;
 
 /// Reads every user table of the database at `path`.
-pub fn contents(path: &Path) -> Contents {
+pub(crate) fn contents(path: &Path) -> Contents {
     let conn = Connection::open(path).expect("open db");
     contents_of(&conn)
 }
 
 /// Reads every user table of `conn`.
-pub fn contents_of(conn: &Connection) -> Contents {
+pub(crate) fn contents_of(conn: &Connection) -> Contents {
     let mut tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'")
         .unwrap()
@@ -65,7 +65,7 @@ pub fn contents_of(conn: &Connection) -> Contents {
 }
 
 /// Names of indexes, triggers and views (the schema objects that must survive a round trip).
-pub fn schema_objects(path: &Path) -> Vec<(String, String)> {
+pub(crate) fn schema_objects(path: &Path) -> Vec<(String, String)> {
     let conn = Connection::open(path).expect("open db");
     let mut objects: Vec<(String, String)> = conn
         .prepare("SELECT type, name FROM sqlite_master WHERE type IN ('index','trigger','view') AND sql IS NOT NULL")
@@ -79,7 +79,7 @@ pub fn schema_objects(path: &Path) -> Vec<(String, String)> {
 }
 
 /// Asserts that two databases hold the same tables with the same rows, value for value.
-pub fn assert_same_contents(expected: &Path, actual: &Path) {
+pub(crate) fn assert_same_contents(expected: &Path, actual: &Path) {
     let (a, b) = (contents(expected), contents(actual));
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
@@ -97,7 +97,7 @@ pub fn assert_same_contents(expected: &Path, actual: &Path) {
 }
 
 /// Deterministic, poorly compressible test bytes (a simple LCG), so round trips compare real content.
-pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
@@ -112,7 +112,7 @@ pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A SQLite file of about `mib` MiB of poorly compressible blobs, so an upload takes many packets.
-pub fn create_big_db(path: &Path, mib: usize) {
+pub(crate) fn create_big_db(path: &Path, mib: usize) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch("CREATE TABLE big(id INTEGER PRIMARY KEY, data BLOB NOT NULL);")
         .unwrap();

@@ -5,11 +5,11 @@
 //! test leaves on disk ([`files`]), and the environment the example configs and the bad-config corpus read
 //! ([`config_env`]).
 
-pub mod bed;
-pub mod config_env;
-pub mod files;
-pub mod fixture;
-pub mod proxy;
-pub mod readers;
-pub mod run;
-pub mod s3;
+pub(crate) mod bed;
+pub(crate) mod config_env;
+pub(crate) mod files;
+pub(crate) mod fixture;
+pub(crate) mod proxy;
+pub(crate) mod readers;
+pub(crate) mod run;
+pub(crate) mod s3;

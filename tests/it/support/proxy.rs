@@ -10,26 +10,26 @@ use tokio::sync::watch;
 
 /// What the proxy does with the client-to-server byte stream.
 #[derive(Clone, Default)]
-pub struct ProxyOptions {
+pub(crate) struct ProxyOptions {
     /// Forward at most this many bytes per second upstream (per connection).
-    pub upstream_bytes_per_sec: Option<u64>,
+    pub(crate) upstream_bytes_per_sec: Option<u64>,
     /// Forward at most this many bytes per second downstream, server to client (per connection).
-    pub downstream_bytes_per_sec: Option<u64>,
+    pub(crate) downstream_bytes_per_sec: Option<u64>,
     /// When a connection's upstream bytes contain this pattern, stop forwarding that connection (it
     /// hangs) and report it through [`Proxy::wait_held`].
-    pub hold_on: Option<Vec<u8>>,
+    pub(crate) hold_on: Option<Vec<u8>>,
     /// When a connection's upstream bytes contain this pattern, close it at once (both directions).
-    pub cut_on: Option<Vec<u8>>,
+    pub(crate) cut_on: Option<Vec<u8>>,
     /// After this many bytes server to client on a connection, forward nothing more on it and keep it open
     /// (a server that sends part of an answer and goes silent).
-    pub stall_downstream_after: Option<u64>,
+    pub(crate) stall_downstream_after: Option<u64>,
 }
 
 /// A real TCP proxy on 127.0.0.1:0 in front of `upstream`: it forwards bytes both ways, and on request
 /// throttles, holds or cuts connections, or stops altogether (an outage).
-pub struct Proxy {
+pub(crate) struct Proxy {
     /// `http://127.0.0.1:PORT`: the address clients use instead of the upstream's.
-    pub endpoint: String,
+    pub(crate) endpoint: String,
     /// Total bytes forwarded client to server.
     forwarded: watch::Receiver<u64>,
     /// Total bytes forwarded server to client.
@@ -49,7 +49,7 @@ fn contains(window: &[u8], pattern: &[u8]) -> bool {
 
 impl Proxy {
     /// Starts forwarding from a fresh loopback port to `upstream` (`http://HOST:PORT` or `HOST:PORT`).
-    pub async fn start(upstream: &str, options: ProxyOptions) -> Proxy {
+    pub(crate) async fn start(upstream: &str, options: ProxyOptions) -> Proxy {
         let upstream = upstream.trim_start_matches("http://").to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -94,17 +94,17 @@ impl Proxy {
     }
 
     /// Waits until at least `bytes` went upstream (bounded: panics after 60 s).
-    pub async fn wait_forwarded(&self, bytes: u64) {
+    pub(crate) async fn wait_forwarded(&self, bytes: u64) {
         wait_for_bytes(&self.forwarded, bytes, "forwarded").await;
     }
 
     /// Waits until at least `bytes` came back downstream (bounded: panics after 60 s).
-    pub async fn wait_delivered(&self, bytes: u64) {
+    pub(crate) async fn wait_delivered(&self, bytes: u64) {
         wait_for_bytes(&self.delivered, bytes, "delivered").await;
     }
 
     /// Waits until a connection was held on the `hold_on` pattern (bounded: panics after 60 s).
-    pub async fn wait_held(&self) {
+    pub(crate) async fn wait_held(&self) {
         let mut rx = self.held.clone();
         tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|h| *h))
             .await
@@ -113,12 +113,12 @@ impl Proxy {
     }
 
     /// Cuts every open connection; new connections are still accepted (a network blip).
-    pub fn cut_connections(&self) {
+    pub(crate) fn cut_connections(&self) {
         self.generation.send_modify(|g| *g += 1);
     }
 
     /// Cuts every connection and stops listening: later connections are refused (the store is gone).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.task.abort();
         self.cut_connections();
     }

@@ -11,12 +11,12 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 /// A body that yields `data` and then breaks instead of reaching EOF, counting how far the consumer
 /// read, so a test can drop the consuming future at a known point.
-pub struct BrokenBody {
+pub(crate) struct BrokenBody {
     data: Vec<u8>,
     pos: usize,
     end: End,
     /// Set when every byte of `data` has been handed out.
-    pub drained: Arc<AtomicBool>,
+    pub(crate) drained: Arc<AtomicBool>,
 }
 
 /// How a [`BrokenBody`] breaks after its data.
@@ -29,12 +29,12 @@ enum End {
 
 impl BrokenBody {
     /// Yields `data`, then fails with an I/O error.
-    pub fn failing(data: Vec<u8>) -> Self {
+    pub(crate) fn failing(data: Vec<u8>) -> Self {
         BrokenBody::new(data, End::Fail)
     }
 
     /// Yields `data`, then stays pending for ever (never woken: the test drops the future instead).
-    pub fn stalling(data: Vec<u8>) -> Self {
+    pub(crate) fn stalling(data: Vec<u8>) -> Self {
         BrokenBody::new(data, End::Stall)
     }
 

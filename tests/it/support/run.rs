@@ -21,7 +21,7 @@ fn log_args() -> [&'static str; 3] {
 }
 
 /// The `d1vault` binary with `--config`, maximal verbosity and `args`, ready to spawn.
-pub fn command(config: &Path, args: &[&str]) -> tokio::process::Command {
+pub(crate) fn command(config: &Path, args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_d1vault"));
     cmd.arg("--config").arg(config).args(log_args()).args(args);
     cmd.current_dir(config.parent().unwrap());
@@ -33,13 +33,13 @@ pub fn command(config: &Path, args: &[&str]) -> tokio::process::Command {
 }
 
 /// Runs the binary to completion (bounded: 120 s) and checks that its output holds none of `secrets`.
-pub async fn run(config: &Path, args: &[&str], secrets: &[String]) -> Output {
+pub(crate) async fn run(config: &Path, args: &[&str], secrets: &[String]) -> Output {
     finish(command(config, args).spawn().unwrap(), secrets).await
 }
 
 /// Waits for a spawned d1vault to end (bounded: 120 s) and checks that its output holds none of
 /// `secrets`.
-pub async fn finish(child: tokio::process::Child, secrets: &[String]) -> Output {
+pub(crate) async fn finish(child: tokio::process::Child, secrets: &[String]) -> Output {
     let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("d1vault ran longer than 120 s"))
@@ -49,7 +49,7 @@ pub async fn finish(child: tokio::process::Child, secrets: &[String]) -> Output 
 }
 
 /// Fails when stdout or stderr contains any of `secrets`, or a panic.
-pub fn assert_no_secrets(output: &Output, secrets: &[String]) {
+pub(crate) fn assert_no_secrets(output: &Output, secrets: &[String]) {
     for (name, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
         let text = String::from_utf8_lossy(bytes);
         for secret in secrets {
@@ -63,17 +63,17 @@ pub fn assert_no_secrets(output: &Output, secrets: &[String]) {
 }
 
 /// A run's stdout as text.
-pub fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// A run's stderr as text.
-pub fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// `d1vault list --json` as parsed manifests (asserting success).
-pub async fn list_json(config: &Path, secrets: &[String]) -> Vec<Value> {
+pub(crate) async fn list_json(config: &Path, secrets: &[String]) -> Vec<Value> {
     let output = run(config, &["list", "--json"], secrets).await;
     assert!(output.status.success(), "list failed: {}", stderr(&output));
     serde_json::from_slice::<Value>(&output.stdout)
@@ -84,7 +84,7 @@ pub async fn list_json(config: &Path, secrets: &[String]) -> Vec<Value> {
 }
 
 /// Backup ids of a `list --json` result.
-pub fn ids(listed: &[Value]) -> Vec<String> {
+pub(crate) fn ids(listed: &[Value]) -> Vec<String> {
     listed
         .iter()
         .map(|m| m["backup_id"].as_str().unwrap().to_string())
@@ -94,7 +94,7 @@ pub fn ids(listed: &[Value]) -> Vec<String> {
 /// Asserts a `prune` run succeeded. s3s-fs does not implement ListMultipartUploads, so prune's stale-upload
 /// sweep reports an error there; that one error (and only that one) is accepted (Garage covers the sweep
 /// in the `storage` suite).
-pub fn assert_prune_ok(output: &Output) {
+pub(crate) fn assert_prune_ok(output: &Output) {
     if output.status.success() {
         return;
     }
@@ -112,7 +112,7 @@ pub fn assert_prune_ok(output: &Output) {
 
 /// Waits (at most a second) until a backup started now gets a different id than `id`: ids have
 /// one-second resolution, and two backups of one database in the same second share a directory.
-pub async fn after_backup_id(id: &str) {
+pub(crate) async fn after_backup_id(id: &str) {
     while d1vault::repository::manifest::backup_id(chrono::Utc::now()) == id {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -15,28 +15,28 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Access key id the in-process server accepts.
-pub const TEST_ACCESS_KEY_ID: &str = "D1VAULTTESTKEY";
+pub(crate) const TEST_ACCESS_KEY_ID: &str = "D1VAULTTESTKEY";
 /// Secret key the in-process server accepts.
-pub const TEST_SECRET_ACCESS_KEY: &str = "d1vault-test-secret-do-not-use";
+pub(crate) const TEST_SECRET_ACCESS_KEY: &str = "d1vault-test-secret-do-not-use";
 /// Part size every test configuration uses: S3's minimum, so multipart is reachable with small bodies.
-pub const TEST_PART_SIZE: usize = 5 * 1024 * 1024;
+pub(crate) const TEST_PART_SIZE: usize = 5 * 1024 * 1024;
 
 /// An in-process S3 server (s3s-fs) with one bucket, serving on a loopback port until dropped.
 ///
 /// s3s-fs 0.14 supports PutObject, GetObject, DeleteObject, HeadBucket, ListObjectsV2 (with pagination)
 /// and multipart create/upload/complete/abort, but not ListMultipartUploads: use
 /// [`TestS3::open_multipart_uploads`] to see unfinished uploads, and Garage for `abort_stale_uploads`.
-pub struct TestS3 {
+pub(crate) struct TestS3 {
     /// `http://127.0.0.1:PORT`.
-    pub endpoint: String,
+    pub(crate) endpoint: String,
     /// The bucket created at start (`d1-backups`).
-    pub bucket: String,
+    pub(crate) bucket: String,
     /// [`TEST_ACCESS_KEY_ID`].
-    pub access_key_id: String,
+    pub(crate) access_key_id: String,
     /// [`TEST_SECRET_ACCESS_KEY`].
-    pub secret_access_key: String,
+    pub(crate) secret_access_key: String,
     /// s3s-fs's root directory: one sub-directory per bucket, objects as plain files.
-    pub dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
     faults: Arc<Faults>,
     /// The accept loop; it owns every connection task, so aborting it cuts them all.
     server: JoinHandle<()>,
@@ -80,7 +80,7 @@ impl s3s::access::S3Access for FaultHook {
 }
 
 /// Starts an in-process S3 server with bucket `d1-backups` and the fixed test credentials.
-pub async fn start_s3() -> TestS3 {
+pub(crate) async fn start_s3() -> TestS3 {
     let dir = tempfile::tempdir().expect("temporary directory for s3s-fs");
     let bucket = "d1-backups".to_string();
     // An s3s-fs bucket is a directory under its root.
@@ -130,7 +130,7 @@ pub async fn start_s3() -> TestS3 {
 
 impl TestS3 {
     /// This server as a store reached by address and keys (region `us-east-1`).
-    pub fn store(&self) -> S3Store {
+    pub(crate) fn store(&self) -> S3Store {
         S3Store {
             endpoint: self.endpoint.clone(),
             bucket: self.bucket.clone(),
@@ -141,18 +141,18 @@ impl TestS3 {
     }
 
     /// A configuration for this server: path style, 5 MiB parts, 2 parts in flight.
-    pub fn s3_config(&self, prefix: &str) -> S3Config {
+    pub(crate) fn s3_config(&self, prefix: &str) -> S3Config {
         self.store().s3_config(prefix)
     }
 
     /// [`Self::s3_config`] wrapped as the `[storage]` section.
-    pub fn storage_config(&self, prefix: &str) -> StorageConfig {
+    pub(crate) fn storage_config(&self, prefix: &str) -> StorageConfig {
         StorageConfig::S3(self.s3_config(prefix))
     }
 
     /// Multipart uploads started and neither completed nor aborted (s3s-fs keeps one
     /// `.upload-<id>.json` per open upload in its root).
-    pub fn open_multipart_uploads(&self) -> usize {
+    pub(crate) fn open_multipart_uploads(&self) -> usize {
         std::fs::read_dir(self.dir.path())
             .expect("read the s3s-fs root")
             .filter_map(Result::ok)
@@ -166,7 +166,7 @@ impl TestS3 {
 
     /// Waits (bounded, polling) until no multipart upload is open, e.g. after a dropped put whose abort
     /// runs in a spawned task; returns how many are still open when the wait gives up.
-    pub async fn wait_for_no_open_uploads(&self) -> usize {
+    pub(crate) async fn wait_for_no_open_uploads(&self) -> usize {
         for _ in 0..200 {
             if self.open_multipart_uploads() == 0 {
                 return 0;
@@ -177,7 +177,7 @@ impl TestS3 {
     }
 
     /// Where s3s-fs keeps object `key` on disk.
-    pub fn object_path(&self, key: &str) -> PathBuf {
+    pub(crate) fn object_path(&self, key: &str) -> PathBuf {
         self.dir.path().join(&self.bucket).join(key)
     }
 }
@@ -186,7 +186,7 @@ impl TestS3 {
     /// Makes the next `count` requests for `operation` (an S3 operation name such as `PutObject`,
     /// `UploadPart`, `CompleteMultipartUpload`, `ListObjectsV2`, or `*` for any) fail with `code`, e.g.
     /// `S3ErrorCode::SlowDown` (503) or `S3ErrorCode::InternalError` (500). The request body is not read.
-    pub fn inject_errors(&self, operation: &str, code: s3s::S3ErrorCode, count: usize) {
+    pub(crate) fn inject_errors(&self, operation: &str, code: s3s::S3ErrorCode, count: usize) {
         self.faults
             .pending
             .lock()
@@ -195,7 +195,7 @@ impl TestS3 {
     }
 
     /// How many requests for `operation` (or `*`: all) reached the server, injected failures included.
-    pub fn requests(&self, operation: &str) -> usize {
+    pub(crate) fn requests(&self, operation: &str) -> usize {
         let seen = self.faults.seen.lock().unwrap();
         if operation == "*" {
             seen.values().sum()
@@ -206,7 +206,7 @@ impl TestS3 {
 
     /// Stops the server at once: the listener closes (later connections are refused) and open
     /// connections are cut mid-request, like a crashed or unplugged store.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.server.abort();
     }
 }
@@ -221,21 +221,21 @@ impl Drop for TestS3 {
 /// external one, Garage in `.ci/run` (described by `D1VAULT_TEST_S3_ENDPOINT`, `_BUCKET`,
 /// `_ACCESS_KEY_ID`, `_SECRET_ACCESS_KEY` and `_REGION`; `scripts/garage-env start DIR` writes them) or moto.
 #[derive(Debug, Clone)]
-pub struct S3Store {
+pub(crate) struct S3Store {
     /// `http://HOST:PORT`.
-    pub endpoint: String,
+    pub(crate) endpoint: String,
     /// The bucket every test of this store writes to.
-    pub bucket: String,
+    pub(crate) bucket: String,
     /// Access key id the store accepts.
-    pub access_key_id: String,
+    pub(crate) access_key_id: String,
     /// Secret key the store accepts.
-    pub secret_access_key: String,
+    pub(crate) secret_access_key: String,
     /// The region the store signs for.
-    pub region: String,
+    pub(crate) region: String,
 }
 
 /// The external store from the environment, or `None` (after printing why) so the caller can skip.
-pub fn external_s3(test: &str) -> Option<S3Store> {
+pub(crate) fn external_s3(test: &str) -> Option<S3Store> {
     let var = |name: &str| std::env::var(format!("D1VAULT_TEST_S3_{name}")).ok();
     match (
         var("ENDPOINT"),
@@ -263,7 +263,7 @@ pub fn external_s3(test: &str) -> Option<S3Store> {
 
 impl S3Store {
     /// A configuration for this store: path style, 5 MiB parts, 2 parts in flight.
-    pub fn s3_config(&self, prefix: &str) -> S3Config {
+    pub(crate) fn s3_config(&self, prefix: &str) -> S3Config {
         S3Config {
             bucket: self.bucket.clone(),
             prefix: prefix.to_string(),
@@ -280,7 +280,7 @@ impl S3Store {
     /// The `[storage]` lines of a configuration file for this store with keys under `prefix`: path
     /// style, 5 MiB parts (S3's minimum, so multipart is reachable with small dumps) and one part in
     /// flight (so a proxy in front sees the parts in order).
-    pub fn storage_toml(&self, prefix: &str) -> String {
+    pub(crate) fn storage_toml(&self, prefix: &str) -> String {
         format!(
             "type = \"s3\"\nbucket = \"{}\"\nendpoint = \"{}\"\nregion = \"{}\"\n\
              force_path_style = true\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\nprefix = \"{prefix}\"\n\
@@ -291,7 +291,7 @@ impl S3Store {
 
     /// A raw SDK client for this store, to look behind the back of the code under test (multipart
     /// uploads, buckets).
-    pub fn client(&self) -> aws_sdk_s3::Client {
+    pub(crate) fn client(&self) -> aws_sdk_s3::Client {
         let config = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
@@ -313,7 +313,7 @@ impl S3Store {
 /// `D1VAULT_TEST_MOTO_ENDPOINT`, with bucket `d1-backups` created if missing; `None` (after printing why)
 /// when the variable is not set. Unlike Garage, moto answers a second `If-None-Match: *` write with 412,
 /// as AWS S3 and R2 do, so exclusive creates are exercised the way production stores see them.
-pub async fn moto_s3(test: &str) -> Option<S3Store> {
+pub(crate) async fn moto_s3(test: &str) -> Option<S3Store> {
     let Ok(endpoint) = std::env::var("D1VAULT_TEST_MOTO_ENDPOINT") else {
         eprintln!(
             "skipping {test}: D1VAULT_TEST_MOTO_ENDPOINT not set (start `moto_server -H 127.0.0.1 -p PORT`)"
@@ -348,12 +348,12 @@ pub async fn moto_s3(test: &str) -> Option<S3Store> {
 }
 
 /// A prefix no other test run uses, for tests that share a long-lived bucket.
-pub fn unique_prefix(name: &str) -> String {
+pub(crate) fn unique_prefix(name: &str) -> String {
     format!("test-{name}-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// An `http://127.0.0.1:PORT` URL where nothing listens: bound, port taken, listener dropped.
-pub fn unreachable_endpoint() -> String {
+pub(crate) fn unreachable_endpoint() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
     let port = listener.local_addr().expect("local address").port();
     drop(listener);

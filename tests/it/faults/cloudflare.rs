@@ -1,4 +1,4 @@
-//! Cloudflare faults beyond tests/backup.rs: a 429 storm against several concurrent backups sharing one
+//! Cloudflare faults beyond the `backup` suite: a 429 storm against several concurrent backups sharing one
 //! rate limiter, exports stuck `active` past `cloudflare.export_timeout`, and 5xx answers that never end.
 
 use std::sync::Arc;

@@ -498,7 +498,7 @@ async fn bookmarks_advance_with_every_change() {
 
 #[tokio::test]
 async fn export_serves_the_d1_dump_and_honours_options() {
-    // Proves the polling protocol, the download equals crate::dump's output, dump_options, one export at a time.
+    // Proves the polling protocol, the download equals `d1_dump::write_dump`'s output, dump_options, one export at a time.
     let h = Harness::new().await;
     let id = h.fixture_id();
     let (result, _) = h

@@ -192,7 +192,7 @@ fn wrangler_round_trips_the_fixture_through_the_emulator() {
     drop(conn);
     assert!(
         std::fs::read(&export).unwrap() == expected,
-        "wrangler's download differs from crate::dump's output"
+        "wrangler's download differs from d1_dump::write_dump's output"
     );
 
     must(

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::support::bed::Bed;
+use crate::support::files::entries;
 use crate::support::fixture::{assert_same_contents, contents, create_fixture_db};
 use chrono::{DateTime, Duration, Utc};
 use d1vault::cli::RestoreArgs;
@@ -838,18 +839,6 @@ fn table_names(path: &Path) -> Vec<String> {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
-}
-
-/// The entries of `dir`, sorted.
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 fn verify_args(database: &str) -> d1vault::cli::VerifyArgs {

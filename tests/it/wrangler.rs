@@ -5,40 +5,13 @@
 //! wrangler and runs this test together with the emulator's own wrangler round trip.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-use d1_emulator::Emulator;
+use std::process::Command;
 
 use crate::support::bed::{ACCOUNT, Bed, TOKEN};
 
-/// Runs `wrangler ARGS` against the emulator from `cwd` (no wrangler config there).
-fn wrangler(wrangler: &Path, server: &Emulator, cwd: &Path, args: &[&str]) -> Output {
-    let output = Command::new(wrangler)
-        .args(args)
-        .current_dir(cwd)
-        .env("CLOUDFLARE_API_BASE_URL", server.base_url())
-        .env("CLOUDFLARE_API_TOKEN", TOKEN)
-        .env("CLOUDFLARE_ACCOUNT_ID", ACCOUNT)
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("CI", "true")
-        .env("NO_COLOR", "1")
-        .env_remove("CLOUDFLARE_API_KEY")
-        .env_remove("CLOUDFLARE_EMAIL")
-        .output()
-        .expect("run wrangler");
-    eprintln!(
-        "$ wrangler {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn must(output: Output, what: &str) -> String {
-    assert!(output.status.success(), "wrangler {what} failed");
-    String::from_utf8(output.stdout).unwrap()
-}
+#[path = "../../crates/d1-emulator/tests/api/wrangler_cli.rs"]
+mod wrangler_cli;
+use wrangler_cli::{Api, must, wrangler};
 
 /// Runs the d1vault binary with `config`; returns (success, stdout + stderr).
 fn d1vault(config: &Path, args: &[&str]) -> (bool, String) {
@@ -72,6 +45,12 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
     // Backups go to the filesystem: the bed's S3 server stays unused.
     let bed = runtime.block_on(Bed::with_emulator(&[]));
     let server = bed.emulator();
+    let base_url = server.base_url();
+    let api = Api {
+        base_url: &base_url,
+        token: TOKEN,
+        account_id: ACCOUNT,
+    };
     let cwd = bed.dir.path();
     let id = d1_emulator::database_id("mig").to_string();
     std::fs::write(
@@ -109,13 +88,13 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
         std::fs::write(migrations.join(name), sql).unwrap();
     }
     must(
-        wrangler(&wrangler_bin, server, cwd, &["d1", "create", "mig"]),
+        wrangler(&wrangler_bin, &api, cwd, &["d1", "create", "mig"]),
         "d1 create mig",
     );
     must(
         wrangler(
             &wrangler_bin,
-            server,
+            &api,
             cwd,
             &["d1", "migrations", "apply", "mig", "--remote"],
         ),
@@ -137,7 +116,7 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
     let pending = must(
         wrangler(
             &wrangler_bin,
-            server,
+            &api,
             cwd,
             &["d1", "migrations", "list", "mig", "--remote"],
         ),
@@ -160,7 +139,7 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
     let none = must(
         wrangler(
             &wrangler_bin,
-            server,
+            &api,
             cwd,
             &["d1", "migrations", "list", "mig", "--remote"],
         ),
@@ -170,7 +149,7 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
     let again = must(
         wrangler(
             &wrangler_bin,
-            server,
+            &api,
             cwd,
             &["d1", "migrations", "apply", "mig", "--remote"],
         ),
@@ -182,7 +161,7 @@ fn wrangler_and_d1vault_agree_on_pending_migrations() {
     let restored = must(
         wrangler(
             &wrangler_bin,
-            server,
+            &api,
             cwd,
             &[
                 "d1",

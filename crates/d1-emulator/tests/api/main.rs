@@ -1,6 +1,7 @@
 //! The d1-emulator, driven over real HTTP on 127.0.0.1:0 with reqwest: every endpoint, error and fault.
 
 mod wrangler;
+mod wrangler_cli;
 
 use std::io::BufRead;
 use std::time::Duration;

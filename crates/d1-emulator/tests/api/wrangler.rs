@@ -5,9 +5,11 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use d1_dump::{DumpOptions, write_dump};
+
+use crate::wrangler_cli::{Api, must, wrangler};
 
 const TOKEN: &str = "conformance-token";
 const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
@@ -44,33 +46,15 @@ fn start_emulator(data_dir: &Path) -> Server {
     Server { child, base_url }
 }
 
-/// Runs `wrangler ARGS` against the emulator from `cwd` (no wrangler config there).
-fn wrangler(wrangler: &Path, server: &Server, cwd: &Path, args: &[&str]) -> Output {
-    let output = Command::new(wrangler)
-        .args(args)
-        .current_dir(cwd)
-        .env("CLOUDFLARE_API_BASE_URL", &server.base_url)
-        .env("CLOUDFLARE_API_TOKEN", TOKEN)
-        .env("CLOUDFLARE_ACCOUNT_ID", ACCOUNT)
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("CI", "true")
-        .env("NO_COLOR", "1")
-        .env_remove("CLOUDFLARE_API_KEY")
-        .env_remove("CLOUDFLARE_EMAIL")
-        .output()
-        .expect("run wrangler");
-    eprintln!(
-        "$ wrangler {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-fn must(output: Output, what: &str) -> String {
-    assert!(output.status.success(), "wrangler {what} failed");
-    String::from_utf8(output.stdout).unwrap()
+impl Server {
+    /// Where wrangler reaches this server.
+    fn api(&self) -> Api<'_> {
+        Api {
+            base_url: &self.base_url,
+            token: TOKEN,
+            account_id: ACCOUNT,
+        }
+    }
 }
 
 /// One row: each value with its storage class, as (type, text).
@@ -140,13 +124,18 @@ fn wrangler_round_trips_the_fixture_through_the_emulator() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fixture.sql");
 
     must(
-        wrangler(&wrangler_bin, &server, cwd, &["d1", "create", "fixture"]),
+        wrangler(
+            &wrangler_bin,
+            &server.api(),
+            cwd,
+            &["d1", "create", "fixture"],
+        ),
         "d1 create fixture",
     );
     must(
         wrangler(
             &wrangler_bin,
-            &server,
+            &server.api(),
             cwd,
             &[
                 "d1",
@@ -172,7 +161,7 @@ fn wrangler_round_trips_the_fixture_through_the_emulator() {
     must(
         wrangler(
             &wrangler_bin,
-            &server,
+            &server.api(),
             cwd,
             &[
                 "d1",
@@ -196,14 +185,14 @@ fn wrangler_round_trips_the_fixture_through_the_emulator() {
     );
 
     must(
-        wrangler(&wrangler_bin, &server, cwd, &["d1", "create", "copy"]),
+        wrangler(&wrangler_bin, &server.api(), cwd, &["d1", "create", "copy"]),
         "d1 create copy",
     );
     // As on D1, the dump's rows for `comments` come before the `posts` table they reference, so an
     // FK-enforcing import refuses it, and says which statement failed.
     let refused = wrangler(
         &wrangler_bin,
-        &server,
+        &server.api(),
         cwd,
         &[
             "d1",
@@ -250,7 +239,7 @@ fn wrangler_round_trips_the_fixture_through_the_emulator() {
     must(
         wrangler(
             &wrangler_bin,
-            &server,
+            &server.api(),
             cwd,
             &[
                 "d1",
@@ -276,7 +265,7 @@ fn wrangler_round_trips_the_fixture_through_the_emulator() {
     let json = must(
         wrangler(
             &wrangler_bin,
-            &server,
+            &server.api(),
             cwd,
             &[
                 "d1",

@@ -36,6 +36,23 @@ pub struct LoadReport {
     /// The user tables the loaded database holds (ordinary tables, not `sqlite_*`/`_cf_*`, virtual or
     /// shadow tables): compared with the manifest's list so that the row check covers every table.
     pub tables_found: Vec<String>,
+    /// The FTS5 tables the loaded database holds, each with its row count and FTS5's integrity-check.
+    pub virtual_tables: Vec<VirtualTableCheck>,
+}
+
+/// One FTS5 table of a loaded database as `verify` found it: compared with the manifest's
+/// `virtual_tables`, so a search index that did not come back whole fails the check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualTableCheck {
+    /// The table's name.
+    pub name: String,
+    /// Its module (`fts5`).
+    pub module: String,
+    /// `SELECT count(*)` on it, or why counting failed.
+    pub rows: Result<u64, String>,
+    /// What FTS5's `INSERT INTO t(t) VALUES('integrity-check')` reported when it failed; `None` when it
+    /// passed.
+    pub integrity: Option<String>,
 }
 
 impl LoadReport {
@@ -77,6 +94,7 @@ impl LoadReport {
                 ));
             }
         }
+        problems.extend(self.virtual_table_problems(manifest));
         if !manifest.export.tables.is_empty() {
             for table in &manifest.tables {
                 if !manifest
@@ -99,6 +117,53 @@ impl LoadReport {
                     "table {}: the manifest says {} rows but the export had no_data",
                     table.name, table.rows
                 ));
+            }
+        }
+        problems
+    }
+
+    /// Mismatches of the FTS5 tables against the manifest's `virtual_tables`: each listed table exists
+    /// with its row count and passes FTS5's integrity-check, and each loaded one is listed.
+    fn virtual_table_problems(&self, manifest: &Manifest) -> Vec<String> {
+        let mut problems = Vec::new();
+        for check in &self.virtual_tables {
+            if let Some(why) = &check.integrity {
+                problems.push(format!(
+                    "virtual table {}: FTS5 integrity-check fails: {why}",
+                    check.name
+                ));
+            }
+            if let Err(why) = &check.rows {
+                problems.push(format!(
+                    "virtual table {}: counting its rows failed: {why}",
+                    check.name
+                ));
+            }
+            if !manifest
+                .virtual_tables
+                .iter()
+                .any(|t| t.name.eq_ignore_ascii_case(&check.name))
+            {
+                problems.push(format!(
+                    "virtual table {}: in the dump but not in the manifest's virtual_tables",
+                    check.name
+                ));
+            }
+        }
+        for table in &manifest.virtual_tables {
+            match self
+                .virtual_tables
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(&table.name))
+            {
+                None => problems.push(format!("virtual table {}: missing after load", table.name)),
+                Some(VirtualTableCheck { rows: Ok(n), .. }) if *n != table.rows => {
+                    problems.push(format!(
+                        "virtual table {}: {n} rows, the manifest says {}",
+                        table.name, table.rows
+                    ))
+                }
+                Some(_) => {}
             }
         }
         problems
@@ -283,8 +348,9 @@ pub fn open_locked_down(path: &Path) -> Result<(Connection, Denied), RestoreErro
     Ok((conn, denied))
 }
 
-/// Virtual-table modules a restored dump may create: the ones D1 offers.
-const VTAB_MODULES: [&str; 4] = ["fts5", "fts4", "fts3", "rtree"];
+/// Virtual-table modules a restored dump may create: FTS5 only, the one module a dump holds
+/// (`docs/d1-dump-format.md`, "Virtual tables").
+const VTAB_MODULES: [&str; 1] = [d1_dump::FTS5];
 
 /// Pragmas a locked-down connection allows: the checks run after the load, the ones SQLite's own modules
 /// (FTS5) issue, and `defer_foreign_keys`/`foreign_keys`, which D1 dumps write. None of them names a file.
@@ -435,12 +501,55 @@ pub fn inspect(conn: &Connection, tables: &[String]) -> rusqlite::Result<LoadRep
         )?
         .query_map([], |row| row.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
+    let virtual_tables = check_fts5_tables(conn)?;
     Ok(LoadReport {
         integrity,
         foreign_key_violations,
         row_counts,
         tables_found,
+        virtual_tables,
     })
+}
+
+/// Counts the rows of every FTS5 table of the loaded database and runs FTS5's own integrity-check on it
+/// (`integrity_check` does not look inside a virtual table's index).
+fn check_fts5_tables(conn: &Connection) -> rusqlite::Result<Vec<VirtualTableCheck>> {
+    let definitions = conn
+        .prepare(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%' \
+             ORDER BY rowid",
+        )?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut checks = Vec::new();
+    for table in definitions
+        .iter()
+        .filter_map(|sql| d1_dump::parse_virtual_table(sql))
+    {
+        if !table.is_fts5() {
+            continue;
+        }
+        let quoted = quote_identifier(&table.name);
+        let integrity = conn
+            .execute_batch(&format!(
+                "INSERT INTO {quoted}({quoted}) VALUES('integrity-check');"
+            ))
+            .err()
+            .map(|e| e.to_string());
+        let rows = conn
+            .query_row(&format!("SELECT count(*) FROM {quoted}"), [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| e.to_string());
+        checks.push(VirtualTableCheck {
+            name: table.name,
+            module: table.module,
+            rows,
+            integrity,
+        });
+    }
+    Ok(checks)
 }
 
 /// The file-name prefix of the temporary file a `--to-sqlite` restore writes next to `target` before it
@@ -663,6 +772,24 @@ mod tests {
             .unwrap();
         assert_eq!(hits, 1);
         assert_eq!(*denied.lock().unwrap(), None);
+        let docs = &report.virtual_tables;
+        assert_eq!(docs.len(), 1);
+        assert_eq!(
+            (docs[0].rows.clone(), docs[0].integrity.clone()),
+            (Ok(1), None)
+        );
+        // FTS5 is the one module a dump holds; the authorizer refuses any other.
+        assert!(
+            conn.execute_batch("CREATE VIRTUAL TABLE g USING rtree(id, a, b);")
+                .is_err()
+        );
+        assert!(
+            denied
+                .lock()
+                .unwrap()
+                .as_deref()
+                .is_some_and(|d| d.contains("rtree"))
+        );
     }
 
     #[test]

@@ -50,8 +50,8 @@ pub struct VirtualTableCheck {
     pub module: String,
     /// `SELECT count(*)` on it, or why counting failed.
     pub rows: Result<u64, String>,
-    /// What FTS5's `INSERT INTO t(t) VALUES('integrity-check')` reported when it failed; `None` when it
-    /// passed.
+    /// What FTS5's `INSERT INTO t(t, rank) VALUES('integrity-check', 1)` reported when it failed; `None`
+    /// when it passed.
     pub integrity: Option<String>,
 }
 
@@ -512,7 +512,8 @@ pub fn inspect(conn: &Connection, tables: &[String]) -> rusqlite::Result<LoadRep
 }
 
 /// Counts the rows of every FTS5 table of the loaded database and runs FTS5's own integrity-check on it
-/// (`integrity_check` does not look inside a virtual table's index).
+/// (`integrity_check` does not look inside a virtual table's index), with `rank` 1 so that an
+/// external-content table's index is also compared with its content table.
 fn check_fts5_tables(conn: &Connection) -> rusqlite::Result<Vec<VirtualTableCheck>> {
     let definitions = conn
         .prepare(
@@ -532,7 +533,7 @@ fn check_fts5_tables(conn: &Connection) -> rusqlite::Result<Vec<VirtualTableChec
         let quoted = quote_identifier(&table.name);
         let integrity = conn
             .execute_batch(&format!(
-                "INSERT INTO {quoted}({quoted}) VALUES('integrity-check');"
+                "INSERT INTO {quoted}({quoted}, rank) VALUES('integrity-check', 1);"
             ))
             .err()
             .map(|e| e.to_string());
@@ -789,6 +790,63 @@ mod tests {
                 .unwrap()
                 .as_deref()
                 .is_some_and(|d| d.contains("rtree"))
+        );
+    }
+
+    #[test]
+    fn verify_finds_a_broken_search_index_and_a_wrong_fts_count() {
+        // Proves the FTS5 checks: an external-content index out of step with its content table fails
+        // FTS5's integrity-check (which PRAGMA integrity_check does not see), a count unlike the
+        // manifest's is reported, and the true manifest finds no problem.
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, _) = open_locked_down(&scratch_db(dir.path())).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE posts (id INTEGER PRIMARY KEY, body TEXT);
+             INSERT INTO posts VALUES (1, 'alpha'), (2, 'beta');
+             CREATE VIRTUAL TABLE posts_fts USING fts5(body, content='posts', content_rowid='id');
+             INSERT INTO posts_fts(posts_fts) VALUES('rebuild');
+             CREATE VIRTUAL TABLE notes USING fts5(n);
+             INSERT INTO notes(rowid, n) VALUES (7, 'x');",
+        )
+        .unwrap();
+        let manifest = |posts_fts_rows: u64| {
+            let json = serde_json::json!({
+                "format": 1, "tool": "d1vault 0.1.0",
+                "database": { "name": "s", "id": null, "source": "sqlite" },
+                "backup_id": "20261129T030012Z",
+                "started_at": "2026-11-29T03:00:12Z", "finished_at": "2026-11-29T03:00:19Z",
+                "bookmark": null,
+                "export": { "no_data": false, "no_schema": false, "tables": [] },
+                "dump": { "key": "s/20261129T030012Z/dump.sql", "compression": "none",
+                          "size": 1, "sha256": "ab", "raw_size": 1, "raw_sha256": "cd" },
+                "tables": [ { "name": "posts", "rows": 2 } ],
+                "virtual_tables": [
+                    { "name": "posts_fts", "module": "fts5", "rows": posts_fts_rows },
+                    { "name": "notes", "module": "fts5", "rows": 1 }
+                ],
+                "migrations": []
+            });
+            Manifest::from_json(&serde_json::to_vec(&json).unwrap()).unwrap()
+        };
+        let report = inspect(&conn, &["posts".into()]).unwrap();
+        assert_eq!(report.problems(&manifest(2)), Vec::<String>::new());
+        let wrong = report.problems(&manifest(3));
+        assert_eq!(
+            wrong,
+            ["virtual table posts_fts: 2 rows, the manifest says 3"]
+        );
+
+        // A content row the index never saw: the database is fine, the search index is not.
+        conn.execute_batch("INSERT INTO posts VALUES (3, 'gamma');")
+            .unwrap();
+        let report = inspect(&conn, &["posts".into()]).unwrap();
+        assert_eq!(report.integrity, ["ok"]);
+        let problems = report.problems(&manifest(3));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("virtual table posts_fts: FTS5 integrity-check fails")),
+            "{problems:?}"
         );
     }
 

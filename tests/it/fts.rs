@@ -261,3 +261,47 @@ async fn the_emulators_whole_export_of_it_still_fails_with_d1s_error() {
         "{err}"
     );
 }
+
+/// A virtual table d1vault cannot back up (here rtree) fails the backup with a message naming it and the
+/// `tables` workaround, and nothing is stored; with `tables` listing the other tables the backup works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_module_fails_the_backup_naming_it_and_the_tables_workaround() {
+    let env = Bed::with_emulator(&["blog"]).await;
+    Connection::open(env.dir.path().join("geo.sqlite"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE keep (a); INSERT INTO keep VALUES (1);
+             CREATE VIRTUAL TABLE places USING rtree(id, x0, x1);
+             INSERT INTO places VALUES (1, 0.5, 1.5);",
+        )
+        .unwrap();
+    let database = env.sqlite_database("geo", "geo.sqlite", "zstd");
+    let config = env.write_s3_config("d1vault", &env.s3.endpoint, "test", &database);
+    let output = run(&config, &["backup", "geo"], &env.secrets()).await;
+    assert_eq!(output.status.code(), Some(1));
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(
+        text.contains("\"places\"") && text.contains("\"rtree\"") && text.contains("`tables`"),
+        "{text}"
+    );
+    assert!(list_json(&config, &env.secrets()).await.is_empty());
+
+    let filtered = env.write_s3_config(
+        "filtered",
+        &env.s3.endpoint,
+        "test",
+        &format!("{database}tables = [\"keep\"]\n"),
+    );
+    let output = run(&filtered, &["backup", "geo"], &env.secrets()).await;
+    assert!(
+        output.status.success(),
+        "backup failed: {}",
+        stderr(&output)
+    );
+    let listed = list_json(&filtered, &env.secrets()).await;
+    assert_eq!(
+        listed[0]["tables"],
+        serde_json::json!([{ "name": "keep", "rows": 1 }])
+    );
+    assert!(listed[0].get("virtual_tables").is_none(), "{}", listed[0]);
+}

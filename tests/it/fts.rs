@@ -305,3 +305,59 @@ async fn another_module_fails_the_backup_naming_it_and_the_tables_workaround() {
     );
     assert!(listed[0].get("virtual_tables").is_none(), "{}", listed[0]);
 }
+
+/// A contentful FTS5 row too large for one D1 statement makes `restore --to-d1` refuse before it imports
+/// anything, naming the table and the row; the same backup restores into SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_fts_row_too_large_for_d1_is_refused_by_name_before_the_import() {
+    let (env, config, source) = setup().await;
+    Connection::open(&source)
+        .unwrap()
+        .execute(
+            "INSERT INTO notes(rowid, subject, note) VALUES (40, 'big', ?1)",
+            ["word ".repeat(30_000)],
+        )
+        .unwrap();
+    backup(&env, &config).await;
+    let loaded = d1vault::config::load(&config).unwrap();
+    let sources = env.sources(&loaded).await;
+    sources
+        .cloudflare
+        .as_ref()
+        .unwrap()
+        .create_database("big-target")
+        .await
+        .unwrap();
+    let output = run(
+        &config,
+        &["restore", "search", "--to-d1", "big-target", "--yes"],
+        &env.secrets(),
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let text = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(text.contains("row 3 of table notes"), "{text}");
+    let tables: i64 = Connection::open(env.d1_file("big-target"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tables, 0, "nothing may be imported");
+    let file = env.dir.path().join("big.sqlite");
+    let output = run(
+        &config,
+        &[
+            "restore",
+            "search",
+            "--to-sqlite",
+            file.to_str().unwrap(),
+            "--yes",
+        ],
+        &env.secrets(),
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "restore failed: {}",
+        stderr(&output)
+    );
+}

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::repository::manifest::{TableCount, VirtualTableCount};
 use d1_dump::{
     FtsContent, ScratchSchema, SqlValue, StatementKind, StatementSplitter, classify, insert_head,
-    parse_insert, parse_virtual_table,
+    is_rebuild, parse_insert, parse_virtual_table,
 };
 
 /// The first statement of every D1 export.
@@ -258,11 +258,8 @@ impl Tally {
                 let Some(index) = self.virtual_index(table) else {
                     return Ok(());
                 };
-                let rebuild = parse_insert(stmt).is_some_and(|insert| {
-                    insert.columns.as_ref().is_some_and(|c| {
-                        c.len() == 1 && c[0].eq_ignore_ascii_case(&self.virtual_tables[index].0.name)
-                    }) && matches!(insert.values.as_slice(), [SqlValue::Text(command)] if command.eq_ignore_ascii_case("rebuild"))
-                });
+                let name = &self.virtual_tables[index].0.name;
+                let rebuild = parse_insert(stmt).is_some_and(|insert| is_rebuild(&insert, name));
                 let (entry, content) = &mut self.virtual_tables[index];
                 match (rebuild, content) {
                     (true, FtsContent::External { table: source }) => {

@@ -39,5 +39,8 @@ pub use lexer::words;
 pub use options::DumpOptions;
 pub use scratch::{ScratchSchema, split_statements_by_sqlite};
 pub use splitter::{SqlError, StatementSplitter, split_statements, split_statements_stepwise};
-pub use virtual_table::{FTS5, FtsContent, VirtualTable, VirtualTableRows, parse_virtual_table};
+pub use virtual_table::{
+    FTS5, FtsContent, VirtualTable, VirtualTableRows, is_rebuild, parse_virtual_table,
+    rebuild_statement,
+};
 pub use writer::{DumpError, DumpSummary, TableRows, VirtualTables, write_dump, write_dump_with};

@@ -46,6 +46,27 @@ pub struct VirtualTableRows {
     pub rows: u64,
 }
 
+/// The statement a dump holds for an external-content FTS5 table `name`: FTS5's command to index its
+/// content table, `INSERT INTO "name" ("name") VALUES('rebuild');`. The one place it is spelled.
+pub fn rebuild_statement(name: &str) -> String {
+    format!(
+        "{}('rebuild');",
+        crate::insert_head(name, Some(std::slice::from_ref(&name.to_owned())))
+    )
+}
+
+/// Whether `insert` is FTS5's `'rebuild'` command on `table` (its one column is the table's own name,
+/// its one value the text `rebuild`), not a row.
+pub fn is_rebuild(insert: &crate::InsertStatement, table: &str) -> bool {
+    let command_column = insert
+        .columns
+        .as_deref()
+        .is_some_and(|c| c.len() == 1 && c[0].eq_ignore_ascii_case(table));
+    command_column
+        && matches!(insert.values.as_slice(),
+            [crate::SqlValue::Text(command)] if command.eq_ignore_ascii_case("rebuild"))
+}
+
 impl VirtualTable {
     /// Whether the module is FTS5.
     pub fn is_fts5(&self) -> bool {
@@ -258,5 +279,23 @@ mod tests {
             parse_virtual_table("CREATE VIRTUAL TABLE geo USING rtree(id, x0, x1)").unwrap();
         assert_eq!(rtree.module, "rtree");
         assert!(parse_virtual_table("CREATE TABLE t (a)").is_none());
+    }
+
+    #[test]
+    fn the_rebuild_command_reads_back_as_itself_and_rows_do_not() {
+        // Proves the written 'rebuild' statement is recognised, and a row of an ordinary one-column table
+        // or another command is not.
+        let stmt = rebuild_statement("posts \"fts\"");
+        assert_eq!(
+            stmt,
+            "INSERT INTO \"posts \"\"fts\"\"\" (\"posts \"\"fts\"\"\") VALUES('rebuild');"
+        );
+        let insert = crate::parse_insert(&stmt).unwrap();
+        assert!(is_rebuild(&insert, "posts \"fts\""));
+        let other = crate::parse_insert("INSERT INTO \"t\" (\"t\") VALUES('optimize');").unwrap();
+        assert!(!is_rebuild(&other, "t"));
+        let row = crate::parse_insert("INSERT INTO \"t\" (\"rowid\",\"t\") VALUES(1,'rebuild');")
+            .unwrap();
+        assert!(!is_rebuild(&row, "t"));
     }
 }

@@ -25,8 +25,10 @@ use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
 use crate::DumpOptions;
-use crate::insert::{SqlValue, insert_head, quote_identifier, write_blob, write_text, write_value};
-use crate::virtual_table::{FtsContent, VirtualTable, VirtualTableRows, parse_virtual_table};
+use crate::insert::{SqlValue, quote_identifier, write_blob, write_text, write_value};
+use crate::virtual_table::{
+    FtsContent, VirtualTable, VirtualTableRows, parse_virtual_table, rebuild_statement,
+};
 
 /// What the writer does with a database that has virtual tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -236,13 +238,7 @@ pub fn write_dump_with(
         if !options.no_data {
             match table.fts_content() {
                 FtsContent::External { .. } => {
-                    line.clear();
-                    line.push_str(&insert_head(
-                        &table.name,
-                        Some(std::slice::from_ref(&table.name)),
-                    ));
-                    line.push_str("('rebuild');");
-                    writer.line(&line)?;
+                    writer.line(&rebuild_statement(&table.name))?;
                     let count = format!("SELECT count(*) FROM {}", quote_identifier(&table.name));
                     rows = conn.query_row(&count, [], |row| row.get::<_, i64>(0))? as u64;
                 }

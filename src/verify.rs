@@ -2,7 +2,8 @@
 //! downloaded, checked for size and sha256 against its manifest, and only then loaded into a scratch SQLite
 //! database (`state_dir/spool/d1vault-verify-*.sqlite`, locked down, deleted after, and swept by the next
 //! verify if the process was killed), and checked with `integrity_check`, `foreign_key_check` and the
-//! manifest's row counts. Production is never touched.
+//! manifest's row counts, and every FTS5 table with FTS5's own integrity-check and the manifest's
+//! `virtual_tables` counts (`sqlite::LoadReport::problems`). Production is never touched.
 
 use std::path::PathBuf;
 

@@ -286,6 +286,7 @@ async fn backup_inner(
             raw_sha256: report.raw_sha256,
         },
         tables: report.tables,
+        virtual_tables: report.virtual_tables,
         migrations: report.migrations,
     };
     let manifest_key = manifest::object_key(

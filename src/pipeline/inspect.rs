@@ -16,9 +16,10 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::repository::manifest::TableCount;
+use crate::repository::manifest::{TableCount, VirtualTableCount};
 use d1_dump::{
-    ScratchSchema, SqlValue, StatementKind, StatementSplitter, classify, insert_head, parse_insert,
+    FtsContent, ScratchSchema, SqlValue, StatementKind, StatementSplitter, classify, insert_head,
+    is_rebuild, parse_insert, parse_virtual_table,
 };
 
 /// The first statement of every D1 export.
@@ -105,8 +106,11 @@ pub struct DumpReport {
     pub raw_size: u64,
     /// sha256 (hex) of the SQL text.
     pub raw_sha256: String,
-    /// Tables in dump order with the rows inserted into each.
+    /// Tables in dump order with the rows inserted into each (never a virtual table or its shadow tables).
     pub tables: Vec<TableCount>,
+    /// Virtual tables (FTS5) in dump order, with their rows: the rows inserted, or for an external-content
+    /// table the rows of its content table when its `'rebuild'` came.
+    pub virtual_tables: Vec<VirtualTableCount>,
     /// Names inserted into the migrations table, in dump order.
     pub migrations: Vec<String>,
     /// Statements seen.
@@ -120,6 +124,8 @@ struct Tally {
     statements: u64,
     table_index: HashMap<String, usize>,
     tables: Vec<TableCount>,
+    /// The virtual tables created so far, with where their rows live.
+    virtual_tables: Vec<(VirtualTableCount, FtsContent)>,
     migrations: Vec<String>,
     error: Option<DumpError>,
     /// The exact start shared by the INSERTs of the table last inserted into (as `INSERT INTO "t" (`),
@@ -190,7 +196,16 @@ impl Tally {
             });
             return;
         }
+        if let Err(reason) = self.count_virtual(stmt, &kind) {
+            self.error = Some(DumpError::Unloadable {
+                start: preview(stmt),
+                reason,
+            });
+            return;
+        }
         match kind {
+            StatementKind::CreateVirtualTable { .. } => {}
+            StatementKind::Insert { table } if self.virtual_index(&table).is_some() => {}
             StatementKind::CreateTable { name } if is_user_table(&name) => {
                 self.table(&name);
             }
@@ -212,6 +227,64 @@ impl Tally {
 }
 
 impl Tally {
+    /// The index of virtual table `name` in `virtual_tables`, if the dump created it.
+    fn virtual_index(&self, name: &str) -> Option<usize> {
+        self.virtual_tables
+            .iter()
+            .position(|(t, _)| t.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Counts what the dump holds for its virtual tables (docs/d1-dump-format.md, "Virtual tables"): a
+    /// `CREATE VIRTUAL TABLE` adds one, a row into it counts one, and its `'rebuild'` command counts its
+    /// content table's rows, which must have come before. Fails when a `'rebuild'` would index nothing.
+    fn count_virtual(&mut self, stmt: &str, kind: &StatementKind) -> Result<(), String> {
+        match kind {
+            StatementKind::CreateVirtualTable { name } => {
+                let table = parse_virtual_table(stmt).ok_or_else(|| {
+                    format!("cannot read the definition of virtual table {name:?}")
+                })?;
+                let content = table.fts_content();
+                self.virtual_tables.push((
+                    VirtualTableCount {
+                        name: table.name,
+                        module: table.module,
+                        rows: 0,
+                    },
+                    content,
+                ));
+                Ok(())
+            }
+            StatementKind::Insert { table } => {
+                let Some(index) = self.virtual_index(table) else {
+                    return Ok(());
+                };
+                let name = &self.virtual_tables[index].0.name;
+                let rebuild = parse_insert(stmt).is_some_and(|insert| is_rebuild(&insert, name));
+                let (entry, content) = &mut self.virtual_tables[index];
+                match (rebuild, content) {
+                    (true, FtsContent::External { table: source }) => {
+                        let rows = self
+                            .table_index
+                            .iter()
+                            .find(|(name, _)| name.eq_ignore_ascii_case(source))
+                            .map(|(_, i)| self.tables[*i].rows)
+                            .ok_or_else(|| {
+                                format!(
+                                    "FTS5 table {:?} is rebuilt from {source:?}, which the dump does not \
+                                     hold before it",
+                                    entry.name
+                                )
+                            })?;
+                        entry.rows = rows;
+                    }
+                    _ => entry.rows += 1,
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Proves `stmt` would load as the restore loads it: a row INSERT the INSERT parser reads must fit a
     /// table of the scratch schema (checked once per table and column list); statements the restore skips
     /// (pragmas, transaction control) are left out; everything else runs or is prepared in the scratch
@@ -295,6 +368,7 @@ impl DumpInspector {
                 statements: 0,
                 table_index: HashMap::new(),
                 tables: Vec::new(),
+                virtual_tables: Vec::new(),
                 migrations: Vec::new(),
                 error,
                 row_prefix: None,
@@ -394,6 +468,10 @@ impl DumpInspector {
             raw_size: self.received,
             raw_sha256: hex::encode(self.sha256.finalize()),
             tables: std::mem::take(&mut tally.tables),
+            virtual_tables: std::mem::take(&mut tally.virtual_tables)
+                .into_iter()
+                .map(|(count, _)| count)
+                .collect(),
             migrations: std::mem::take(&mut tally.migrations),
             statements: tally.statements,
         })
@@ -494,6 +572,67 @@ mod tests {
                 ("main".to_string(), 1),
             ]
         );
+    }
+
+    #[test]
+    fn fts5_tables_are_counted_apart_and_only_fts5_loads() {
+        // Proves a completed dump of the FTS fixture passes inspection with `tables` listing only ordinary
+        // tables (no virtual or shadow table) and `virtual_tables` each FTS5 table with its rows (the
+        // content table's rows for the external-content one); a 'rebuild' before its content table's
+        // rows and a virtual table of another module are refused.
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../../tests/fixtures/fts.sql"))
+            .unwrap();
+        let mut dump = Vec::new();
+        d1_dump::write_dump_with(
+            &conn,
+            &d1_dump::DumpOptions::default(),
+            d1_dump::VirtualTables::Complete,
+            &mut dump,
+        )
+        .unwrap();
+        let mut inspector = DumpInspector::new(None, "d1_migrations");
+        inspector.push(&dump).unwrap();
+        let report = inspector.finish().unwrap();
+        let tables: Vec<(&str, u64)> = report
+            .tables
+            .iter()
+            .map(|t| (t.name.as_str(), t.rows))
+            .collect();
+        assert_eq!(tables, [("posts", 4), ("audit_data", 2)]);
+        let virtuals: Vec<(&str, &str, u64)> = report
+            .virtual_tables
+            .iter()
+            .map(|t| (t.name.as_str(), t.module.as_str(), t.rows))
+            .collect();
+        assert_eq!(
+            virtuals,
+            [
+                ("posts_fts", "fts5", 4),
+                ("notes", "fts5", 2),
+                ("names", "fts5", 3)
+            ]
+        );
+
+        for (bad, says) in [
+            (
+                "CREATE VIRTUAL TABLE f USING fts5(a, content='t');\n\
+                 INSERT INTO \"f\" (\"f\") VALUES('rebuild');\nCREATE TABLE t (a);",
+                "does not hold before it",
+            ),
+            (
+                "CREATE VIRTUAL TABLE g USING rtree(id, x0, x1);",
+                "not authorized",
+            ),
+        ] {
+            let mut inspector = DumpInspector::new(None, "d1_migrations");
+            let dump = format!("PRAGMA defer_foreign_keys=TRUE;\n{bad}\n");
+            let err = inspector
+                .push(dump.as_bytes())
+                .and_then(|()| inspector.finish())
+                .expect_err(bad);
+            assert!(err.to_string().contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

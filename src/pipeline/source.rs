@@ -1,5 +1,5 @@
 //! Where a dump's bytes come from: a D1 export download, or a local SQLite file dumped by
-//! [`d1_dump::write_dump`] on a blocking thread. Either way the caller gets an `AsyncRead` and never
+//! [`d1_dump::write_dump_with`] on a blocking thread. Either way the caller gets an `AsyncRead` and never
 //! holds the whole dump.
 
 use std::future::Future;
@@ -13,14 +13,14 @@ use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
 use tokio::sync::oneshot;
 use tokio_util::io::SyncIoBridge;
 
-use d1_dump::{DumpOptions, write_dump};
+use d1_dump::{DumpOptions, VirtualTables, write_dump_with};
 
 /// Size of the in-memory pipe between the dump thread and the upload (bounded: backpressure, not buffering).
 const PIPE_BYTES: usize = 256 * 1024;
 
 /// Streams a consistent snapshot of the SQLite database at `path`, in D1's export format. The snapshot is
 /// one read transaction, so writers that commit meanwhile do not tear the dump. A failure of the dump
-/// thread (for example a virtual table) surfaces as an I/O error at the end of the stream, so the upload
+/// thread (for example a virtual table of another module than FTS5) surfaces as an I/O error at the end of the stream, so the upload
 /// fails instead of storing a short dump.
 pub fn sqlite_dump(path: &Path, options: DumpOptions) -> io::Result<SqliteDumpReader> {
     if !path.is_file() {
@@ -60,7 +60,10 @@ fn dump_to(
     conn.execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
         .map_err(|e| format!("starting a read snapshot of {}: {e}", path.display()))?;
     let mut out = io::BufWriter::with_capacity(64 * 1024, bridge);
-    write_dump(&conn, options, &mut out).map_err(|e| format!("dumping {}: {e}", path.display()))?;
+    // Unlike D1's export, a local source's dump is completed with its FTS5 tables (docs/d1-dump-format.md,
+    // "Virtual tables"); a virtual table a dump cannot hold fails the backup, naming it.
+    write_dump_with(&conn, options, VirtualTables::Complete, &mut out)
+        .map_err(|e| format!("dumping {}: {e}", path.display()))?;
     out.flush()
         .map_err(|e| format!("dumping {}: {e}", path.display()))?;
     let mut bridge = out.into_inner().map_err(|e| e.to_string())?;

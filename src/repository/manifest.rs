@@ -30,6 +30,10 @@ pub struct Manifest {
     pub dump: ManifestDump,
     /// Every table in the dump with its row count, in dump order; `verify` compares against it.
     pub tables: Vec<TableCount>,
+    /// The dump's virtual tables (FTS5) with their rows, in dump order; `verify` compares against it.
+    /// Omitted when there are none, so manifests of databases without them stay as they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_tables: Vec<VirtualTableCount>,
     /// Names in the database's migrations table, in applied order.
     pub migrations: Vec<String>,
 }
@@ -68,6 +72,18 @@ pub struct TableCount {
     /// The table name as stored in `sqlite_schema`.
     pub name: String,
     /// Rows (INSERT statements) the dump holds for it.
+    pub rows: u64,
+}
+
+/// One virtual table of the dump (`manifest.virtual_tables`), counted while the dump streamed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualTableCount {
+    /// The virtual table's name.
+    pub name: String,
+    /// Its module (`fts5`).
+    pub module: String,
+    /// Its rows as `SELECT count(*)` on it counts them (for an external-content table, its content
+    /// table's rows).
     pub rows: u64,
 }
 
@@ -355,6 +371,27 @@ mod tests {
         assert!(moved.contains("backup"), "{moved}");
         assert!(is_d1vault_file("manifest.json") && is_d1vault_file("dump.sql.gz.age"));
         assert!(!is_d1vault_file("notes.txt") && !is_d1vault_file("sub/dump.sql"));
+    }
+
+    #[test]
+    fn virtual_tables_are_listed_only_when_there_are_some() {
+        // Proves `virtual_tables` is left out of a manifest without virtual tables (old manifests and
+        // outside checks stay as they were) and round-trips as CONTRACT.md names it when present.
+        let mut m = example("prod/blog/20261129T030012Z/dump.sql.zst", "zstd");
+        assert!(m.virtual_tables.is_empty());
+        let text = String::from_utf8(m.to_json()).unwrap();
+        assert!(!text.contains("virtual_tables"), "{text}");
+        m.virtual_tables = vec![VirtualTableCount {
+            name: "posts_fts".into(),
+            module: "fts5".into(),
+            rows: 4,
+        }];
+        let json: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
+        assert_eq!(
+            json["virtual_tables"],
+            serde_json::json!([{ "name": "posts_fts", "module": "fts5", "rows": 4 }])
+        );
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
     }
 
     #[test]

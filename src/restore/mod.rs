@@ -69,7 +69,23 @@ pub fn phase_of(kind: &StatementKind) -> Phase {
 /// `ANALYZE sqlite_schema`, `PRAGMA defer_foreign_keys` and transaction control; anything else in a backup
 /// (`ATTACH`, `VACUUM INTO`, `DROP`, ...) was put there by someone else and must not run, on any target.
 /// Pure, so the rule is table-tested; the SQLite target's authorizer backs it up inside statements.
+///
+/// A `CREATE VIRTUAL TABLE` is let through only for FTS5, the one module a dump holds
+/// (`docs/d1-dump-format.md`, "Virtual tables"): another module could read or write outside the database
+/// (a D1 target has no authorizer of d1vault's to stop it).
 pub fn refusal(stmt: &str, kind: &StatementKind) -> Option<String> {
+    if let StatementKind::CreateVirtualTable { name } = kind {
+        return match d1_dump::parse_virtual_table(stmt) {
+            Some(table) if table.is_fts5() => None,
+            Some(table) => Some(format!(
+                "a virtual table {name:?} of module {:?} (a dump holds FTS5 virtual tables only)",
+                table.module
+            )),
+            None => Some(format!(
+                "a virtual table {name:?} of no module d1vault reads"
+            )),
+        };
+    }
     if !matches!(kind, StatementKind::Other) {
         return None;
     }
@@ -427,6 +443,9 @@ mod tests {
             "CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM t; END;",
             "CREATE VIEW v AS SELECT 1;",
             "CREATE VIRTUAL TABLE f USING fts5(body);",
+            "CREATE VIRTUAL TABLE IF NOT EXISTS \"g\" USING FTS5(a, content='t', tokenize='trigram');",
+            "INSERT INTO \"f\" (\"f\") VALUES('rebuild');",
+            "INSERT INTO \"f\" (\"rowid\",\"body\") VALUES(3,'x');",
             "INSERT INTO \"t\" (\"x\") VALUES(1);",
             "REPLACE INTO t VALUES(1);",
             "DELETE FROM sqlite_sequence;",
@@ -447,6 +466,12 @@ mod tests {
             ("SELECT load_extension('/tmp/evil.so');", "SELECT"),
             ("ALTER TABLE t RENAME TO u;", "ALTER"),
             ("REINDEX;", "REINDEX"),
+            ("CREATE VIRTUAL TABLE g USING rtree(id, a, b);", "rtree"),
+            ("CREATE VIRTUAL TABLE s USING dbstat;", "dbstat"),
+            (
+                "CREATE VIRTUAL TABLE c USING csv(filename='/etc/passwd');",
+                "csv",
+            ),
             (";", "not SQL"),
         ];
         for (stmt, word) in refused {

@@ -36,6 +36,23 @@ pub struct LoadReport {
     /// The user tables the loaded database holds (ordinary tables, not `sqlite_*`/`_cf_*`, virtual or
     /// shadow tables): compared with the manifest's list so that the row check covers every table.
     pub tables_found: Vec<String>,
+    /// The FTS5 tables the loaded database holds, each with its row count and FTS5's integrity-check.
+    pub virtual_tables: Vec<VirtualTableCheck>,
+}
+
+/// One FTS5 table of a loaded database as `verify` found it: compared with the manifest's
+/// `virtual_tables`, so a search index that did not come back whole fails the check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualTableCheck {
+    /// The table's name.
+    pub name: String,
+    /// Its module (`fts5`).
+    pub module: String,
+    /// `SELECT count(*)` on it, or why counting failed.
+    pub rows: Result<u64, String>,
+    /// What FTS5's `INSERT INTO t(t, rank) VALUES('integrity-check', 1)` reported when it failed; `None`
+    /// when it passed.
+    pub integrity: Option<String>,
 }
 
 impl LoadReport {
@@ -77,6 +94,7 @@ impl LoadReport {
                 ));
             }
         }
+        problems.extend(self.virtual_table_problems(manifest));
         if !manifest.export.tables.is_empty() {
             for table in &manifest.tables {
                 if !manifest
@@ -99,6 +117,53 @@ impl LoadReport {
                     "table {}: the manifest says {} rows but the export had no_data",
                     table.name, table.rows
                 ));
+            }
+        }
+        problems
+    }
+
+    /// Mismatches of the FTS5 tables against the manifest's `virtual_tables`: each listed table exists
+    /// with its row count and passes FTS5's integrity-check, and each loaded one is listed.
+    fn virtual_table_problems(&self, manifest: &Manifest) -> Vec<String> {
+        let mut problems = Vec::new();
+        for check in &self.virtual_tables {
+            if let Some(why) = &check.integrity {
+                problems.push(format!(
+                    "virtual table {}: FTS5 integrity-check fails: {why}",
+                    check.name
+                ));
+            }
+            if let Err(why) = &check.rows {
+                problems.push(format!(
+                    "virtual table {}: counting its rows failed: {why}",
+                    check.name
+                ));
+            }
+            if !manifest
+                .virtual_tables
+                .iter()
+                .any(|t| t.name.eq_ignore_ascii_case(&check.name))
+            {
+                problems.push(format!(
+                    "virtual table {}: in the dump but not in the manifest's virtual_tables",
+                    check.name
+                ));
+            }
+        }
+        for table in &manifest.virtual_tables {
+            match self
+                .virtual_tables
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(&table.name))
+            {
+                None => problems.push(format!("virtual table {}: missing after load", table.name)),
+                Some(VirtualTableCheck { rows: Ok(n), .. }) if *n != table.rows => {
+                    problems.push(format!(
+                        "virtual table {}: {n} rows, the manifest says {}",
+                        table.name, table.rows
+                    ))
+                }
+                Some(_) => {}
             }
         }
         problems
@@ -283,8 +348,9 @@ pub fn open_locked_down(path: &Path) -> Result<(Connection, Denied), RestoreErro
     Ok((conn, denied))
 }
 
-/// Virtual-table modules a restored dump may create: the ones D1 offers.
-const VTAB_MODULES: [&str; 4] = ["fts5", "fts4", "fts3", "rtree"];
+/// Virtual-table modules a restored dump may create: FTS5 only, the one module a dump holds
+/// (`docs/d1-dump-format.md`, "Virtual tables").
+const VTAB_MODULES: [&str; 1] = [d1_dump::FTS5];
 
 /// Pragmas a locked-down connection allows: the checks run after the load, the ones SQLite's own modules
 /// (FTS5) issue, and `defer_foreign_keys`/`foreign_keys`, which D1 dumps write. None of them names a file.
@@ -435,12 +501,56 @@ pub fn inspect(conn: &Connection, tables: &[String]) -> rusqlite::Result<LoadRep
         )?
         .query_map([], |row| row.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
+    let virtual_tables = check_fts5_tables(conn)?;
     Ok(LoadReport {
         integrity,
         foreign_key_violations,
         row_counts,
         tables_found,
+        virtual_tables,
     })
+}
+
+/// Counts the rows of every FTS5 table of the loaded database and runs FTS5's own integrity-check on it
+/// (`integrity_check` does not look inside a virtual table's index), with `rank` 1 so that an
+/// external-content table's index is also compared with its content table.
+fn check_fts5_tables(conn: &Connection) -> rusqlite::Result<Vec<VirtualTableCheck>> {
+    let definitions = conn
+        .prepare(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%' \
+             ORDER BY rowid",
+        )?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut checks = Vec::new();
+    for table in definitions
+        .iter()
+        .filter_map(|sql| d1_dump::parse_virtual_table(sql))
+    {
+        if !table.is_fts5() {
+            continue;
+        }
+        let quoted = quote_identifier(&table.name);
+        let integrity = conn
+            .execute_batch(&format!(
+                "INSERT INTO {quoted}({quoted}, rank) VALUES('integrity-check', 1);"
+            ))
+            .err()
+            .map(|e| e.to_string());
+        let rows = conn
+            .query_row(&format!("SELECT count(*) FROM {quoted}"), [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| e.to_string());
+        checks.push(VirtualTableCheck {
+            name: table.name,
+            module: table.module,
+            rows,
+            integrity,
+        });
+    }
+    Ok(checks)
 }
 
 /// The file-name prefix of the temporary file a `--to-sqlite` restore writes next to `target` before it
@@ -663,6 +773,81 @@ mod tests {
             .unwrap();
         assert_eq!(hits, 1);
         assert_eq!(*denied.lock().unwrap(), None);
+        let docs = &report.virtual_tables;
+        assert_eq!(docs.len(), 1);
+        assert_eq!(
+            (docs[0].rows.clone(), docs[0].integrity.clone()),
+            (Ok(1), None)
+        );
+        // FTS5 is the one module a dump holds; the authorizer refuses any other.
+        assert!(
+            conn.execute_batch("CREATE VIRTUAL TABLE g USING rtree(id, a, b);")
+                .is_err()
+        );
+        assert!(
+            denied
+                .lock()
+                .unwrap()
+                .as_deref()
+                .is_some_and(|d| d.contains("rtree"))
+        );
+    }
+
+    #[test]
+    fn verify_finds_a_broken_search_index_and_a_wrong_fts_count() {
+        // Proves the FTS5 checks: an external-content index out of step with its content table fails
+        // FTS5's integrity-check (which PRAGMA integrity_check does not see), a count unlike the
+        // manifest's is reported, and the true manifest finds no problem.
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, _) = open_locked_down(&scratch_db(dir.path())).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE posts (id INTEGER PRIMARY KEY, body TEXT);
+             INSERT INTO posts VALUES (1, 'alpha'), (2, 'beta');
+             CREATE VIRTUAL TABLE posts_fts USING fts5(body, content='posts', content_rowid='id');
+             INSERT INTO posts_fts(posts_fts) VALUES('rebuild');
+             CREATE VIRTUAL TABLE notes USING fts5(n);
+             INSERT INTO notes(rowid, n) VALUES (7, 'x');",
+        )
+        .unwrap();
+        let manifest = |posts_fts_rows: u64| {
+            let json = serde_json::json!({
+                "format": 1, "tool": "d1vault 0.1.0",
+                "database": { "name": "s", "id": null, "source": "sqlite" },
+                "backup_id": "20261129T030012Z",
+                "started_at": "2026-11-29T03:00:12Z", "finished_at": "2026-11-29T03:00:19Z",
+                "bookmark": null,
+                "export": { "no_data": false, "no_schema": false, "tables": [] },
+                "dump": { "key": "s/20261129T030012Z/dump.sql", "compression": "none",
+                          "size": 1, "sha256": "ab", "raw_size": 1, "raw_sha256": "cd" },
+                "tables": [ { "name": "posts", "rows": 2 } ],
+                "virtual_tables": [
+                    { "name": "posts_fts", "module": "fts5", "rows": posts_fts_rows },
+                    { "name": "notes", "module": "fts5", "rows": 1 }
+                ],
+                "migrations": []
+            });
+            Manifest::from_json(&serde_json::to_vec(&json).unwrap()).unwrap()
+        };
+        let report = inspect(&conn, &["posts".into()]).unwrap();
+        assert_eq!(report.problems(&manifest(2)), Vec::<String>::new());
+        let wrong = report.problems(&manifest(3));
+        assert_eq!(
+            wrong,
+            ["virtual table posts_fts: 2 rows, the manifest says 3"]
+        );
+
+        // A content row the index never saw: the database is fine, the search index is not.
+        conn.execute_batch("INSERT INTO posts VALUES (3, 'gamma');")
+            .unwrap();
+        let report = inspect(&conn, &["posts".into()]).unwrap();
+        assert_eq!(report.integrity, ["ok"]);
+        let problems = report.problems(&manifest(3));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("virtual table posts_fts: FTS5 integrity-check fails")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -222,6 +222,7 @@ fn backup_manifest(
         export: d1_dump::DumpOptions::default(),
         dump,
         tables,
+        virtual_tables: Vec::new(),
         migrations: Vec::new(),
     }
 }

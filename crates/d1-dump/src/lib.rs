@@ -13,7 +13,9 @@
 //! * `insert`: [`parse_insert`], [`SqlValue`], [`quote_identifier`], [`insert_head`]: the single-row
 //!   `INSERT` statements the dump holds and the quoting rules they follow.
 //! * `number`: JavaScript's number-to-text conversion, which D1's dumper applies to every real.
-//! * `writer`: [`write_dump`], the one writer of the format, from a SQLite connection.
+//! * `writer`: [`write_dump`] ([`write_dump_with`] for virtual tables), the one writer of the format, from a SQLite connection.
+//! * `virtual_table`: [`parse_virtual_table`], [`VirtualTable`], [`FtsContent`]: what a `CREATE VIRTUAL
+//!   TABLE` says and what a dump holds for it.
 //! * `options`: [`DumpOptions`], the one type for D1's `dump_options` (what an export contains).
 //! * [`limits`]: D1's statement-length limit, which shapes a dump.
 //! * `scratch`: [`ScratchSchema`], a schema-only, locked-down SQLite in memory that proves statements load.
@@ -28,6 +30,7 @@ mod number;
 mod options;
 mod scratch;
 mod splitter;
+mod virtual_table;
 mod writer;
 
 pub use classify::{StatementKind, classify};
@@ -36,4 +39,8 @@ pub use lexer::words;
 pub use options::DumpOptions;
 pub use scratch::{ScratchSchema, split_statements_by_sqlite};
 pub use splitter::{SqlError, StatementSplitter, split_statements, split_statements_stepwise};
-pub use writer::{DumpError, DumpSummary, TableRows, write_dump};
+pub use virtual_table::{
+    FTS5, FtsContent, VirtualTable, VirtualTableRows, is_rebuild, parse_virtual_table,
+    rebuild_statement,
+};
+pub use writer::{DumpError, DumpSummary, TableRows, VirtualTables, write_dump, write_dump_with};

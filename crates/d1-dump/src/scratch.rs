@@ -70,10 +70,16 @@ fn changes_schema(stmt: &str) -> bool {
     })
 }
 
-/// The authorizer: no other database file, no pragma that is not on [`ALLOWED_PRAGMAS`].
+/// The authorizer: no other database file, no pragma that is not on [`ALLOWED_PRAGMAS`], no virtual table
+/// but FTS5's (the only one a dump holds: `docs/d1-dump-format.md`, "Virtual tables").
 fn authorize(context: AuthContext<'_>) -> Authorization {
     match context.action {
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        AuthAction::CreateVtable { module_name, .. }
+            if !module_name.eq_ignore_ascii_case(crate::FTS5) =>
+        {
+            Authorization::Deny
+        }
         AuthAction::Pragma { pragma_name, .. }
             if !ALLOWED_PRAGMAS
                 .iter()
@@ -271,6 +277,27 @@ mod tests {
                 .load("CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET end = 1;")
                 .is_err()
         );
+        // FTS5 tables load, with their rows and the 'rebuild' command; no other module does.
+        scratch
+            .load("CREATE VIRTUAL TABLE docs USING fts5(body, content='t', content_rowid='id');")
+            .unwrap();
+        scratch
+            .check_insert("docs", Some(&["docs".into()]), 1)
+            .unwrap();
+        scratch
+            .load("CREATE VIRTUAL TABLE n USING fts5(a, tokenize='trigram');")
+            .unwrap();
+        scratch
+            .check_insert("n", Some(&["rowid".into(), "a".into()]), 2)
+            .unwrap();
+        for other in [
+            "CREATE VIRTUAL TABLE g USING rtree(id, x0, x1);",
+            "CREATE VIRTUAL TABLE f4 USING fts4(body);",
+            "CREATE VIRTUAL TABLE s USING dbstat;",
+        ] {
+            let err = scratch.load(other).unwrap_err();
+            assert!(err.contains("not authorized"), "{other}: {err}");
+        }
         let err = scratch
             .load(
                 "CREATE TABLE big AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \

@@ -9,8 +9,11 @@
 //!    `INSERT INTO "t" ("c1","c2") VALUES(...);`. `sqlite_sequence` becomes `DELETE FROM sqlite_sequence;`
 //!    plus its rows; `sqlite_stat*` becomes `ANALYZE sqlite_schema;` plus its rows; other `_cf_*` and
 //!    `sqlite_*` tables are skipped; a virtual table refuses the whole export.
-//! 3. Indexes, triggers and views (`ORDER BY type COLLATE NOCASE`).
-//! 4. Lines joined with `\n`, no trailing newline.
+//! 3. With [`VirtualTables::Complete`] (d1vault's local SQLite source) instead of the refusal: each FTS5
+//!    table's `CREATE VIRTUAL TABLE` and its contents (rows with their rowid, or the `'rebuild'` command
+//!    of an external-content table), after all ordinary tables, whose lists leave out the shadow tables.
+//! 4. Indexes, triggers and views (`ORDER BY type COLLATE NOCASE`).
+//! 5. Lines joined with `\n`, no trailing newline.
 //!
 //! Values are written by the rules in `docs/d1-dump-format.md` ("Values"). Rows are streamed to the writer
 //! one by one.
@@ -23,6 +26,21 @@ use rusqlite::types::ValueRef;
 
 use crate::DumpOptions;
 use crate::insert::{SqlValue, quote_identifier, write_blob, write_text, write_value};
+use crate::virtual_table::{
+    FtsContent, VirtualTable, VirtualTableRows, parse_virtual_table, rebuild_statement,
+};
+
+/// What the writer does with a database that has virtual tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VirtualTables {
+    /// Refuse the whole export with D1's exact error, as D1 does (the emulator's export).
+    #[default]
+    Refuse,
+    /// Complete the dump with each FTS5 table and its contents (d1vault's local SQLite source); refuse,
+    /// naming it, a virtual table whose rows a dump cannot hold (another module, contentless FTS5, an
+    /// external content table left out).
+    Complete,
+}
 
 /// How many rows one table contributed to a dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +57,8 @@ pub struct TableRows {
 pub struct DumpSummary {
     /// Every exported table (including `sqlite_sequence` when present), in dump order.
     pub tables: Vec<TableRows>,
+    /// Every exported virtual table (only with [`VirtualTables::Complete`]), in dump order.
+    pub virtual_tables: Vec<VirtualTableRows>,
     /// Bytes written to the output.
     pub bytes: u64,
 }
@@ -49,6 +69,39 @@ pub enum DumpError {
     /// D1 refuses to export databases with virtual tables; this is the exact text it reports.
     #[error("D1 Export error: cannot export databases with Virtual Tables (fts5)")]
     VirtualTables,
+    /// A virtual table of a module other than FTS5: d1vault backs up FTS5 tables only.
+    #[error(
+        "virtual table {name:?} uses module {module:?}; d1vault backs up FTS5 virtual tables only. List the \
+         database's other tables in its `tables` setting to back them up without it"
+    )]
+    UnsupportedVirtualTable {
+        /// The virtual table.
+        name: String,
+        /// Its module.
+        module: String,
+    },
+    /// A contentless FTS5 table (`content=''`) keeps no rows that could be read back into a dump.
+    #[error(
+        "FTS5 table {name:?} is contentless (content=''): its rows cannot be read back, so no backup could \
+         restore it. List the database's other tables in its `tables` setting to back them up, and rebuild \
+         {name:?} from its source after a restore"
+    )]
+    ContentlessFts {
+        /// The FTS5 table.
+        name: String,
+    },
+    /// An external-content FTS5 table whose content table is not in the dump: its `'rebuild'` would index
+    /// nothing, or fail.
+    #[error(
+        "FTS5 table {name:?} takes its rows from {content:?}, which is not a table in this dump (missing, a \
+         view, or left out by `tables`): add {content:?} to `tables`, or leave {name:?} out"
+    )]
+    MissingContentTable {
+        /// The FTS5 table.
+        name: String,
+        /// The content table it names.
+        content: String,
+    },
     /// Reading the database failed.
     #[error("reading the database for the dump failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -68,6 +121,18 @@ pub fn write_dump(
     options: &DumpOptions,
     out: &mut dyn Write,
 ) -> Result<DumpSummary, DumpError> {
+    write_dump_with(conn, options, VirtualTables::Refuse, out)
+}
+
+/// [`write_dump`], with a choice of what to do with virtual tables: D1's refusal, or (for d1vault's local
+/// SQLite source) the complete dump `docs/d1-dump-format.md` defines in "Virtual tables". Every virtual
+/// table is checked before a byte is written, so a refusal leaves `out` untouched.
+pub fn write_dump_with(
+    conn: &Connection,
+    options: &DumpOptions,
+    virtual_tables: VirtualTables,
+    out: &mut dyn Write,
+) -> Result<DumpSummary, DumpError> {
     let filter: HashSet<&str> = options.tables.iter().map(String::as_str).collect();
     let wanted = |name: &str| filter.is_empty() || filter.contains(name);
 
@@ -81,13 +146,31 @@ pub fn write_dump(
         })?
         .collect::<Result<_, _>>()?
     };
+    // SQLite's own answer to which tables are virtual and which are their shadow tables (by the module's
+    // xShadowName, not by suffix).
+    let shadow: HashSet<String> = if virtual_tables == VirtualTables::Complete {
+        let mut stmt = conn.prepare(
+            "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'shadow'",
+        )?;
+        stmt.query_map([], |row| row.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?
+    } else {
+        HashSet::new()
+    };
     // D1 fails when it reaches a virtual table; checking first gives the same outcome without a partial dump.
+    let mut virtuals: Vec<(VirtualTable, &str)> = Vec::new();
     for (name, sql) in &tables {
         if !wanted(name) || name == "sqlite_sequence" || is_stat_table(name) {
             continue;
         }
         if sql.starts_with("CREATE VIRTUAL TABLE") {
-            return Err(DumpError::VirtualTables);
+            if virtual_tables == VirtualTables::Refuse {
+                return Err(DumpError::VirtualTables);
+            }
+            virtuals.push((
+                complete_virtual_table(name, sql, &tables, &wanted, &shadow)?,
+                sql,
+            ));
         }
     }
 
@@ -111,7 +194,11 @@ pub fn write_dump(
             if !options.no_schema {
                 writer.line("ANALYZE sqlite_schema;")?;
             }
-        } else if name.starts_with("_cf_") || name.starts_with("sqlite_") {
+        } else if name.starts_with("_cf_")
+            || name.starts_with("sqlite_")
+            || shadow.contains(name)
+            || virtuals.iter().any(|(v, _)| &v.name == name)
+        {
             continue;
         } else if !options.no_schema {
             // D1 (like sqlite3's shell) adds IF NOT EXISTS when the table name was quoted; its pattern is an
@@ -136,6 +223,31 @@ pub fn write_dump(
         }
         summary.tables.push(TableRows {
             name: name.clone(),
+            rows,
+        });
+    }
+
+    for (table, sql) in &virtuals {
+        if !options.no_schema {
+            line.clear();
+            line.push_str(sql);
+            line.push(';');
+            writer.line(&line)?;
+        }
+        let mut rows = 0u64;
+        if !options.no_data {
+            match table.fts_content() {
+                FtsContent::External { .. } => {
+                    writer.line(&rebuild_statement(&table.name))?;
+                    let count = format!("SELECT count(*) FROM {}", quote_identifier(&table.name));
+                    rows = conn.query_row(&count, [], |row| row.get::<_, i64>(0))? as u64;
+                }
+                _ => rows = write_rows_with_rowid(conn, &table.name, &mut writer, &mut line)?,
+            }
+        }
+        summary.virtual_tables.push(VirtualTableRows {
+            name: table.name.clone(),
+            module: table.module.clone(),
             rows,
         });
     }
@@ -167,6 +279,72 @@ fn is_stat_table(name: &str) -> bool {
     name.len() > "sqlite_stat".len() && name.starts_with("sqlite_stat")
 }
 
+/// Checks that the dump can hold virtual table `name` (an FTS5 table with readable contents, whose
+/// content table, if any, is an ordinary table in the dump) and reads its definition.
+fn complete_virtual_table(
+    name: &str,
+    sql: &str,
+    tables: &[(String, String)],
+    wanted: &dyn Fn(&str) -> bool,
+    shadow: &HashSet<String>,
+) -> Result<VirtualTable, DumpError> {
+    let unsupported = |module: String| DumpError::UnsupportedVirtualTable {
+        name: name.to_owned(),
+        module,
+    };
+    let Some(table) = parse_virtual_table(sql) else {
+        return Err(unsupported("unknown".to_owned()));
+    };
+    if !table.is_fts5() {
+        return Err(unsupported(table.module));
+    }
+    match table.fts_content() {
+        FtsContent::Contentful => {}
+        FtsContent::Contentless => {
+            return Err(DumpError::ContentlessFts {
+                name: name.to_owned(),
+            });
+        }
+        FtsContent::External { table: content } => {
+            let dumped = tables.iter().any(|(other, other_sql)| {
+                *other == content
+                    && wanted(other)
+                    && !shadow.contains(other)
+                    && !other_sql.starts_with("CREATE VIRTUAL TABLE")
+            });
+            if !dumped {
+                return Err(DumpError::MissingContentTable {
+                    name: name.to_owned(),
+                    content,
+                });
+            }
+        }
+    }
+    Ok(table)
+}
+
+/// The columns of `table`, in `PRAGMA table_info` order.
+fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>, DumpError> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info={}", quote_identifier(table)))?;
+    let columns = stmt
+        .query_map([], |row| row.get::<_, String>(1))?
+        .collect::<Result<_, _>>()?;
+    Ok(columns)
+}
+
+/// Writes a contentful FTS5 table's rows, each with its rowid first, so that search results and
+/// references to rowids stay the same after a restore; returns how many.
+fn write_rows_with_rowid(
+    conn: &Connection,
+    table: &str,
+    writer: &mut CountingWriter<'_>,
+    line: &mut String,
+) -> Result<u64, DumpError> {
+    let mut columns = vec!["rowid".to_owned()];
+    columns.extend(table_columns(conn, table)?);
+    write_columns(conn, table, &columns, writer, line)
+}
+
 /// Writes one table's rows as INSERT statements; returns how many.
 fn write_rows(
     conn: &Connection,
@@ -174,12 +352,19 @@ fn write_rows(
     writer: &mut CountingWriter<'_>,
     line: &mut String,
 ) -> Result<u64, DumpError> {
+    let columns = table_columns(conn, table)?;
+    write_columns(conn, table, &columns, writer, line)
+}
+
+/// Writes the rows of `table` as INSERT statements naming `columns`; returns how many.
+fn write_columns(
+    conn: &Connection,
+    table: &str,
+    columns: &[String],
+    writer: &mut CountingWriter<'_>,
+    line: &mut String,
+) -> Result<u64, DumpError> {
     let quoted_table = quote_identifier(table);
-    let columns: Vec<String> = {
-        let mut stmt = conn.prepare(&format!("PRAGMA table_info={quoted_table}"))?;
-        stmt.query_map([], |row| row.get::<_, String>(1))?
-            .collect::<Result<_, _>>()?
-    };
     let quoted_columns: Vec<String> = columns.iter().map(|c| quote_identifier(c)).collect();
     let prefix = format!(
         "INSERT INTO {quoted_table} ({}) VALUES(",
@@ -486,6 +671,179 @@ mod tests {
         assert!(!text.contains("CREATE TABLE _cf_KV"));
         assert!(!text.contains("INSERT INTO \"_cf_KV\""));
         assert!(text.contains("\nANALYZE sqlite_schema;\nINSERT INTO \"sqlite_stat1\" (\"tbl\",\"idx\",\"stat\") VALUES('t','ta','2 2');"));
+    }
+
+    const FTS_FIXTURE: &str = include_str!("../../../tests/fixtures/fts.sql");
+
+    /// What each of a few MATCH queries finds, to compare a copy's search with the source's.
+    fn searches(conn: &Connection) -> Vec<Vec<(i64, String)>> {
+        [
+            "SELECT rowid, title FROM posts_fts WHERE posts_fts MATCH 'search' ORDER BY rowid",
+            "SELECT rowid, title FROM posts_fts WHERE posts_fts MATCH '\"quoted\"' ORDER BY rowid",
+            "SELECT rowid, title FROM posts_fts WHERE posts_fts MATCH 'creme OR 日本語' ORDER BY rowid",
+            "SELECT rowid, subject FROM notes WHERE notes MATCH 'run' ORDER BY rowid",
+            "SELECT rowid, subject FROM notes WHERE notes MATCH 'strasse OR façade' ORDER BY rowid",
+            "SELECT rowid, name FROM names WHERE names MATCH 'rich' ORDER BY rowid",
+            "SELECT rowid, name FROM names WHERE name LIKE '%''Bri%' ORDER BY rowid",
+        ]
+        .iter()
+        .map(|sql| {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        })
+        .collect()
+    }
+
+    fn complete(
+        conn: &Connection,
+        options: &DumpOptions,
+    ) -> Result<(String, DumpSummary), DumpError> {
+        let mut out = Vec::new();
+        let summary = write_dump_with(conn, options, VirtualTables::Complete, &mut out)?;
+        assert_eq!(summary.bytes, out.len() as u64);
+        Ok((String::from_utf8(out).unwrap(), summary))
+    }
+
+    #[test]
+    fn fts5_tables_are_completed_and_search_the_same_after_a_load() {
+        // Proves the "Virtual tables" shape: no shadow tables (found by module: `audit_data` stays), each
+        // CREATE VIRTUAL TABLE after the ordinary tables, contentful rows with their rowid, `'rebuild'` for
+        // the external-content table, triggers last; the loaded copy searches exactly as the source, passes
+        // FTS5's integrity-check, and the summary reports each virtual table with its rows.
+        let source = Connection::open_in_memory().unwrap();
+        source.execute_batch(FTS_FIXTURE).unwrap();
+        let (text, summary) = complete(&source, &DumpOptions::default()).unwrap();
+        for shadow in ["_data", "_idx", "_content", "_docsize", "_config"] {
+            assert!(!text.contains(&format!("notes{shadow}")), "{shadow}");
+            assert!(!text.contains(&format!("posts_fts{shadow}")), "{shadow}");
+        }
+        assert!(
+            text.contains("\nINSERT INTO \"audit_data\" (\"id\",\"what\") VALUES(1,'created');")
+        );
+        let sequence = text.find("\nDELETE FROM sqlite_sequence;").unwrap();
+        let posts_fts = text
+            .find("\nCREATE VIRTUAL TABLE posts_fts USING fts5(title, body, content='posts', content_rowid='id');")
+            .unwrap();
+        assert!(posts_fts > sequence);
+        let rebuild = text
+            .find("\nINSERT INTO \"posts_fts\" (\"posts_fts\") VALUES('rebuild');")
+            .unwrap();
+        assert!(rebuild > posts_fts);
+        assert!(text.contains(
+            "\nINSERT INTO \"notes\" (\"rowid\",\"subject\",\"note\") VALUES(10,'Running','the runner runs; O''Brien said \"go\"');"
+        ));
+        assert!(!text.contains("'running late'"), "a deleted row came back");
+        assert!(text.find("\nCREATE TRIGGER posts_ai").unwrap() > rebuild);
+        assert_eq!(
+            summary.virtual_tables,
+            vec![
+                VirtualTableRows {
+                    name: "posts_fts".into(),
+                    module: "fts5".into(),
+                    rows: 4
+                },
+                VirtualTableRows {
+                    name: "notes".into(),
+                    module: "fts5".into(),
+                    rows: 2
+                },
+                VirtualTableRows {
+                    name: "names".into(),
+                    module: "fts5".into(),
+                    rows: 3
+                },
+            ]
+        );
+        let names: Vec<&str> = summary.tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["posts", "audit_data", "sqlite_sequence"]);
+
+        let copy = load(&text);
+        assert_eq!(searches(&copy), searches(&source));
+        assert!(searches(&source).iter().all(|found| !found.is_empty()));
+        for table in ["posts_fts", "notes", "names"] {
+            copy.execute_batch(&format!(
+                "INSERT INTO {table}({table}) VALUES('integrity-check');"
+            ))
+            .unwrap();
+        }
+        // The triggers came back and keep the index in step.
+        copy.execute_batch("INSERT INTO posts (title, body) VALUES ('New', 'fresh zebra');")
+            .unwrap();
+        let hits: i64 = copy
+            .query_row(
+                "SELECT count(*) FROM posts_fts WHERE posts_fts MATCH 'zebra'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hits, 1);
+        // D1's refusal is unchanged without the option.
+        assert!(matches!(
+            write_dump(&source, &DumpOptions::default(), &mut Vec::new()),
+            Err(DumpError::VirtualTables)
+        ));
+    }
+
+    #[test]
+    fn virtual_tables_a_dump_cannot_hold_are_refused_by_name_without_output() {
+        // Proves an rtree table, a contentless FTS5 table and an external-content table whose content
+        // table is left out each refuse the dump, naming the table and the `tables` workaround, before
+        // a byte is written; the workaround then works.
+        let cases = [
+            (
+                "CREATE VIRTUAL TABLE geo USING rtree(id, x0, x1);",
+                "geo",
+                "rtree",
+            ),
+            (
+                "CREATE VIRTUAL TABLE idx USING fts5(body, content='');",
+                "idx",
+                "contentless",
+            ),
+        ];
+        for (sql, name, says) in cases {
+            let conn = Connection::open_in_memory().unwrap();
+            conn.execute_batch(&format!(
+                "CREATE TABLE keep (a); INSERT INTO keep VALUES (1); {sql}"
+            ))
+            .unwrap();
+            let mut out = Vec::new();
+            let err = write_dump_with(
+                &conn,
+                &DumpOptions::default(),
+                VirtualTables::Complete,
+                &mut out,
+            )
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("{name:?}")) && text.contains(says),
+                "{text}"
+            );
+            assert!(text.contains("`tables`"), "{text}");
+            assert!(out.is_empty());
+            let only_keep = DumpOptions {
+                tables: vec!["keep".into()],
+                ..Default::default()
+            };
+            assert!(complete(&conn, &only_keep).is_ok());
+        }
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(FTS_FIXTURE).unwrap();
+        let without_posts = DumpOptions {
+            tables: vec!["posts_fts".into(), "notes".into()],
+            ..Default::default()
+        };
+        let err = complete(&conn, &without_posts).unwrap_err();
+        assert!(
+            matches!(err, DumpError::MissingContentTable { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"posts\""), "{err}");
     }
 
     #[test]

@@ -650,6 +650,54 @@ async fn export_faults_and_virtual_tables_end_in_error() {
 }
 
 #[tokio::test]
+async fn import_creates_fts5_tables_and_only_per_table_exports_work_then() {
+    // Proves the emulator behaves as D1 with virtual tables: an import may create FTS5 tables (d1vault's
+    // completed dump: CREATE VIRTUAL TABLE, rows with rowid, 'rebuild', triggers) and they search; a
+    // whole-database export then ends in D1's error, while an export naming ordinary tables works.
+    let h = Harness::new().await;
+    let source = rusqlite::Connection::open_in_memory().unwrap();
+    source
+        .execute_batch(include_str!("../../../../tests/fixtures/fts.sql"))
+        .unwrap();
+    let mut dump = Vec::new();
+    d1_dump::write_dump_with(
+        &source,
+        &DumpOptions::default(),
+        d1_dump::VirtualTables::Complete,
+        &mut dump,
+    )
+    .unwrap();
+    let id = h.create("search").await;
+    let result = h.import(&id, std::str::from_utf8(&dump).unwrap()).await;
+    assert_eq!(result["status"], "complete", "{result}");
+    let answer = h
+        .query(
+            &id,
+            json!({ "sql": "SELECT rowid AS id FROM posts_fts WHERE posts_fts MATCH 'search' ORDER BY rowid; \
+                            SELECT rowid AS id FROM names WHERE names MATCH 'rich'" }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    assert_eq!(
+        answer.body["result"][0]["results"],
+        json!([{"id": 1}, {"id": 4}, {"id": 5}])
+    );
+    assert_eq!(answer.body["result"][1]["results"], json!([{"id": 1}]));
+
+    let (result, _) = h.export(&id, json!({})).await;
+    assert_eq!(result["status"], "error");
+    assert_eq!(
+        result["error"],
+        "D1 Export error: cannot export databases with Virtual Tables (fts5)"
+    );
+    let (result, _) = h
+        .export(&id, json!({ "tables": ["posts", "audit_data"] }))
+        .await;
+    assert_eq!(result["status"], "complete", "{result}");
+    h.emulator.shutdown().await;
+}
+
+#[tokio::test]
 async fn second_export_while_one_runs_is_refused() {
     // Proves one export at a time per database, with D1's message, while the first is still running.
     let h = Harness::new().await;

@@ -13,4 +13,5 @@ mod restore;
 mod ship;
 mod storage;
 mod support;
+mod unchanged;
 mod wrangler;

@@ -74,7 +74,7 @@ async fn backup_skips_an_unchanged_database_until_it_is_written_or_forced() {
         bookmarks + 1,
         "one bookmark request"
     );
-    assert_eq!(ids(&list_json(&path, &secrets).await), [first.clone()]);
+    assert_eq!(ids(&list_json(&path, &secrets).await), vec![first.clone()]);
 
     let forced = printed_id(&run(&path, &["backup", "--force", "blog"], &secrets).await);
     assert_ne!(forced, first);
@@ -123,7 +123,7 @@ fn backed(run: BackupRun) -> Manifest {
 async fn any_doubt_about_the_newest_backup_means_a_backup() {
     // Proves no skip on a guess: a newest manifest without a bookmark, an unreadable newest manifest, a
     // change of `no_data`, and skip_unchanged = false each export although the database did not change;
-    // with none of these the same database is unchanged.
+    // with none of these the same database is unchanged, even with a newer incomplete directory.
     let bed = Bed::with_emulator(&["blog"]).await;
     let config = bed.config("[[database]]\nname = \"blog\"\n", None);
     let sources = bed.sources(&config).await;
@@ -164,7 +164,16 @@ async fn any_doubt_about_the_newest_backup_means_a_backup() {
             .unwrap(),
     );
 
+    // A newer directory without a manifest (a failed upload) is not a backup and changes nothing.
     after_backup_id(&fifth.backup_id).await;
+    let stray = manifest::backup_id(chrono::Utc::now());
+    let key = manifest::object_key(&sources.prefix, "blog", &stray, "dump.sql.zst");
+    sources
+        .storage
+        .create_bytes(&key, b"partial".to_vec())
+        .await
+        .unwrap();
+    after_backup_id(&stray).await;
     match backup_unless_unchanged(db, &sources, false).await.unwrap() {
         BackupRun::Unchanged(u) => {
             assert_eq!(u.backup_id, fifth.backup_id);

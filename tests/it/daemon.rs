@@ -1381,6 +1381,80 @@ async fn healthz_is_200_while_the_newest_backup_is_fresh_and_503_once_it_is_stal
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_an_unchanged_run_in_the_catalog_keeps_its_database_fresh() {
+    // Proves the daemon seeds /healthz and /metrics from the catalog's latest unchanged run: three days
+    // after their backups, `blog` (found unchanged half a day ago, naming its newest backup) is fresh
+    // while `shop` (no such run) is stale.
+    let setup = Setup::new(&["blog", "shop"]);
+    setup.write_config(
+        "timezone = \"UTC\"",
+        &[
+            ("blog", "schedule = \"0 3 * * *\""),
+            ("shop", "schedule = \"0 3 * * *\""),
+        ],
+    );
+    let (code, _, stderr) = d1vault(&setup.config_path(), &["backup", "blog", "shop"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let newest = setup.stored("blog").await.remove(0);
+    let now = Utc::now();
+    let catalog = Catalog::open(setup.state_dir()).await.unwrap();
+    let checked = now + chrono::Duration::hours(60);
+    let run = catalog
+        .start_run("blog", None, checked, Some(&newest))
+        .await
+        .unwrap();
+    catalog
+        .finish_run(
+            run,
+            RunOutcome::Unchanged,
+            None,
+            None,
+            None,
+            checked + chrono::Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    drop(catalog);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let options = DaemonOptions {
+        config_path: setup.config_path(),
+        config: setup.load(),
+        listener: Some(listener),
+        clock: Clock::tokio_at(now + chrono::Duration::days(3)),
+    };
+    let handle = tokio::spawn(daemon::run(options, rx));
+    let response = eventually(Duration::from_secs(10), "/healthz", || async {
+        reqwest::get(format!("http://{addr}/healthz")).await.ok()
+    })
+    .await;
+    assert_eq!(response.status(), 503, "shop is stale");
+    let body: serde_json::Value = response.json().await.unwrap();
+    let state = |i: usize| body["databases"][i]["state"].as_str().unwrap().to_string();
+    assert_eq!(
+        (state(0), state(1)),
+        ("fresh".to_string(), "stale".to_string()),
+        "{body}"
+    );
+    assert!(body["databases"][0]["unchanged_at"].is_string(), "{body}");
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("d1vault_last_unchanged_timestamp_seconds{database=\"blog\"}")
+            && !metrics.contains("d1vault_last_unchanged_timestamp_seconds{database=\"shop\"}"),
+        "{metrics}"
+    );
+    tx.send(Signal::Terminate).await.unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sigterm_exits_at_once() {
     // Proves the escape hatch: during a long shutdown grace with an export in flight, a second SIGTERM ends
     // the process immediately (non-zero: the backup was cut short).

@@ -2,8 +2,8 @@
 //! daemon.
 //!
 //! Only the daemon (`d1vault run`) writes it, one row per scheduled due time it dealt with: a run attempt
-//! (started, then finished as success, failed or aborted, or found still running at the next start and
-//! marked interrupted), with its backup id and sizes, or a skipped due time with the reason (outside its
+//! (started, then finished as success, failed or aborted, or as unchanged when `skip_unchanged` found no
+//! write since the newest backup, or found still running at the next start and marked interrupted), with its backup id and sizes, or a skipped due time with the reason (outside its
 //! window, superseded by the next due time, no free slot before the window closed). One-shot commands
 //! (`backup`, `migrations apply`, the safety backup of `restore`) do not record their runs here; storage
 //! and its manifests stay the record of which backups exist.
@@ -67,6 +67,30 @@ const MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX runs_by_database ON runs (database, started_at);
     CREATE INDEX runs_by_schedule ON runs (database, scheduled_for);
+", "
+    -- 'unchanged' joins the outcomes (skip_unchanged): SQLite cannot alter a CHECK, so the table is rebuilt.
+    CREATE TABLE runs_new (
+        id            INTEGER PRIMARY KEY,
+        database      TEXT NOT NULL,
+        scheduled_for TEXT,
+        started_at    TEXT NOT NULL,
+        finished_at   TEXT,
+        outcome       TEXT NOT NULL CHECK (outcome IN
+                          ('running', 'success', 'failed', 'aborted', 'interrupted', 'skipped',
+                           'unchanged')),
+        error         TEXT,
+        raw_bytes     INTEGER,
+        stored_bytes  INTEGER,
+        backup_id     TEXT
+    );
+    INSERT INTO runs_new (id, database, scheduled_for, started_at, finished_at, outcome, error, raw_bytes,
+                          stored_bytes, backup_id)
+        SELECT id, database, scheduled_for, started_at, finished_at, outcome, error, raw_bytes,
+               stored_bytes, backup_id FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_new RENAME TO runs;
+    CREATE INDEX runs_by_database ON runs (database, started_at);
+    CREATE INDEX runs_by_schedule ON runs (database, scheduled_for);
 "];
 
 /// Identifies one run attempt between [`Catalog::start_run`] and [`Catalog::finish_run`].
@@ -82,6 +106,9 @@ pub enum RunOutcome {
     Failed,
     /// Stopped on purpose (the shutdown grace period ended while it ran): no manifest was written.
     Aborted,
+    /// No export (`skip_unchanged`): the database's bookmark equals its newest backup's, which still
+    /// holds its current data; `backup_id` names that backup.
+    Unchanged,
 }
 
 /// The state of a catalog row.
@@ -105,6 +132,7 @@ impl RunState {
             RunState::Finished(RunOutcome::Success) => "success",
             RunState::Finished(RunOutcome::Failed) => "failed",
             RunState::Finished(RunOutcome::Aborted) => "aborted",
+            RunState::Finished(RunOutcome::Unchanged) => "unchanged",
             RunState::Interrupted => "interrupted",
             RunState::Skipped => "skipped",
         }
@@ -116,6 +144,7 @@ impl RunState {
             "success" => RunState::Finished(RunOutcome::Success),
             "failed" => RunState::Finished(RunOutcome::Failed),
             "aborted" => RunState::Finished(RunOutcome::Aborted),
+            "unchanged" => RunState::Finished(RunOutcome::Unchanged),
             "interrupted" => RunState::Interrupted,
             "skipped" => RunState::Skipped,
             _ => return None,
@@ -367,6 +396,11 @@ impl Catalog {
     /// The most recent successful run of `database`.
     pub async fn last_success(&self, database: &str) -> Result<Option<RunRecord>, CatalogError> {
         self.latest_where(database, "outcome = 'success'").await
+    }
+
+    /// The most recent run of `database` that found it unchanged (no export; see [`RunOutcome::Unchanged`]).
+    pub async fn last_unchanged(&self, database: &str) -> Result<Option<RunRecord>, CatalogError> {
+        self.latest_where(database, "outcome = 'unchanged'").await
     }
 
     /// The most recent run of `database` that failed, was aborted or was interrupted (skips are not failures).
@@ -783,6 +817,55 @@ mod tests {
         assert_eq!(
             catalog.last_scheduled("shop").await.unwrap(),
             Some(utc("2025-01-07T03:00:00Z"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_version_1_catalog_is_migrated_and_records_unchanged_runs() {
+        // Proves an existing catalog keeps its rows through the rebuild that admits 'unchanged', and that
+        // an unchanged run is stored, read back and found by last_unchanged (not as a success).
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(CATALOG_FILE)).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO runs (database, scheduled_for, started_at, finished_at, outcome, backup_id)
+             VALUES ('blog', '2025-01-05T03:00:00.000Z', '2025-01-05T03:00:00.000Z',
+                     '2025-01-05T03:00:09.000Z', 'success', '20250105T030000Z')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let catalog = Catalog::open(dir.path()).await.unwrap();
+        let old = catalog.last_success("blog").await.unwrap().unwrap();
+        assert_eq!(old.backup_id.as_deref(), Some("20250105T030000Z"));
+        let run = catalog
+            .start_run(
+                "blog",
+                Some(utc("2025-01-06T03:00:00Z")),
+                utc("2025-01-06T03:00:00Z"),
+                Some("20250105T030000Z"),
+            )
+            .await
+            .unwrap();
+        catalog
+            .finish_run(
+                run,
+                RunOutcome::Unchanged,
+                None,
+                None,
+                None,
+                utc("2025-01-06T03:00:01Z"),
+            )
+            .await
+            .unwrap();
+        let unchanged = catalog.last_unchanged("blog").await.unwrap().unwrap();
+        assert_eq!(unchanged.outcome, RunState::Finished(RunOutcome::Unchanged));
+        assert_eq!(unchanged.backup_id.as_deref(), Some("20250105T030000Z"));
+        assert_eq!(catalog.last_success("blog").await.unwrap(), Some(old));
+        assert_eq!(
+            catalog.last_scheduled("blog").await.unwrap(),
+            Some(utc("2025-01-06T03:00:00Z"))
         );
     }
 

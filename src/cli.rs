@@ -38,7 +38,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the scheduler daemon in the foreground; stops cleanly on SIGTERM/SIGINT.
     Run,
-    /// Back up the named databases (all configured ones when none is named) now, once.
+    /// Back up the named databases (all configured ones when none is named) now, once; a D1 database
+    /// unchanged since its newest backup is skipped (printed as `unchanged`) unless --force.
     Backup(BackupArgs),
     /// List complete backups in storage, newest first.
     List(ListArgs),
@@ -66,6 +67,9 @@ pub enum Command {
 pub struct BackupArgs {
     /// Databases to back up (default: every configured database).
     pub databases: Vec<String>,
+    /// Export even a D1 database whose data has not changed since its newest backup (skip_unchanged).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `list`: which backups to show, and how.

@@ -1,12 +1,14 @@
-//! `d1vault backup [DB...]`: back up now, once. Prints `<backup id> <database>` on stdout for each new
-//! backup; failures go to stderr and make the exit status 1.
+//! `d1vault backup [DB...] [--force]`: back up now, once. Prints `<backup id> <database>` on stdout for
+//! each new backup, `unchanged <database> (newest backup <id>)` for a D1 database whose data has not
+//! changed since its newest backup (`skip_unchanged`; `--force` exports anyway); failures go to stderr and
+//! make the exit status 1.
 
 use futures_util::StreamExt;
 
 use super::{Failure, open_sources, select_databases};
 use crate::cli::BackupArgs;
 use crate::config::Config;
-use crate::pipeline::run_backup_now;
+use crate::pipeline::unchanged::{BackupRun, backup_unless_unchanged};
 
 /// Runs the backups, up to `daemon.max_concurrent` at once.
 pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
@@ -15,7 +17,7 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
     let results: Vec<_> = futures_util::stream::iter(databases)
         .map(|db| {
             let sources = &sources;
-            async move { (db, run_backup_now(db, sources).await) }
+            async move { (db, backup_unless_unchanged(db, sources, args.force).await) }
         })
         .buffered(config.daemon.max_concurrent.max(1))
         .collect()
@@ -23,7 +25,10 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
     let mut failures = Vec::new();
     for (db, result) in results {
         match result {
-            Ok(manifest) => println!("{} {}", manifest.backup_id, db.name),
+            Ok(BackupRun::Backed(manifest)) => println!("{} {}", manifest.backup_id, db.name),
+            Ok(BackupRun::Unchanged(u)) => {
+                println!("unchanged {} (newest backup {})", db.name, u.backup_id)
+            }
             Err(e) => failures.push(format!("backup of {} failed: {e}", db.name)),
         }
     }

@@ -1,5 +1,6 @@
-//! `d1vault status [--json]`: per database, the last success, the last failure with its reason, and the
-//! next scheduled run, read from the catalog in `state_dir` (works whether or not the daemon runs).
+//! `d1vault status [--json]`: per database, the last success, the last failure with its reason, the last
+//! run that found the database unchanged since its newest backup (`skip_unchanged`), and the next
+//! scheduled run, read from the catalog in `state_dir` (works whether or not the daemon runs).
 
 use chrono::Utc;
 use serde::Serialize;
@@ -26,6 +27,10 @@ pub struct DatabaseStatus {
     pub last_failure: Option<String>,
     /// Why it failed, as logged.
     pub last_failure_reason: Option<String>,
+    /// When the newest run that found the database unchanged (no export) finished (RFC 3339).
+    pub last_unchanged: Option<String>,
+    /// The backup that run found still current.
+    pub last_unchanged_backup_id: Option<String>,
     /// The latest due time that was skipped (outside its window, or no free slot before the window closed).
     pub last_skipped: Option<String>,
     /// Why that due time was skipped.
@@ -54,6 +59,10 @@ pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), Failure> {
             .last_failure(&db.name)
             .await
             .map_err(|e| Failure::failed(e.to_string()))?;
+        let unchanged = catalog
+            .last_unchanged(&db.name)
+            .await
+            .map_err(|e| Failure::failed(e.to_string()))?;
         // Skips are rows like runs; the newest one among the recent rows is enough for an on-call glance.
         let skipped = catalog
             .recent_runs(&db.name, RECENT_ROWS)
@@ -79,6 +88,11 @@ pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), Failure> {
                 .and_then(|r| r.finished_at.or(Some(r.started_at)))
                 .map(|t| t.with_timezone(&tz).to_rfc3339()),
             last_failure_reason: failure.and_then(|r| r.error),
+            last_unchanged: unchanged
+                .as_ref()
+                .and_then(|r| r.finished_at)
+                .map(|t| t.with_timezone(&tz).to_rfc3339()),
+            last_unchanged_backup_id: unchanged.and_then(|r| r.backup_id),
             last_skipped: skipped
                 .as_ref()
                 .and_then(|r| r.scheduled_for)
@@ -112,6 +126,12 @@ pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), Failure> {
                 reason.as_deref().unwrap_or("no reason recorded")
             ),
             (None, _) => println!("  last failure: none"),
+        }
+        if let Some(t) = &r.last_unchanged {
+            println!(
+                "  unchanged:    {t} (newest backup {} still current)",
+                r.last_unchanged_backup_id.as_deref().unwrap_or("?")
+            );
         }
         if let Some(t) = &r.last_skipped {
             println!(

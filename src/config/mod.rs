@@ -203,4 +203,7 @@ pub struct DatabaseConfig {
     pub migrations_dir: PathBuf,
     /// The table that records applied migrations (wrangler's `d1_migrations` by default).
     pub migrations_table: String,
+    /// Skip a D1 export when the database's current Time Travel bookmark equals the one in its newest
+    /// complete backup (`skip_unchanged`, default true): an export blocks the database and costs API budget.
+    pub skip_unchanged: bool,
 }

@@ -17,7 +17,8 @@ pub(crate) struct BackupSizes {
     pub(crate) stored: u64,
 }
 
-/// A scheduled run ended: the backup succeeded, failed, or was aborted at shutdown.
+/// A scheduled run ended: the backup succeeded, failed, was aborted at shutdown, or was not needed
+/// (unchanged since the newest backup).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RunFinished {
     /// The configured database name.
@@ -26,7 +27,8 @@ pub(crate) struct RunFinished {
     pub(crate) due: DateTime<Utc>,
     /// The run's catalog row; `None` when the catalog could not record its start.
     pub(crate) run: Option<RunId>,
-    /// The backup id in use at the end (it moves on when another writer held the first second's id).
+    /// The backup id in use at the end (it moves on when another writer held the first second's id); for an
+    /// unchanged run, the newest backup, which holds the current data.
     pub(crate) backup_id: String,
     /// When the run started, on the daemon's clock.
     pub(crate) started_at: DateTime<Utc>,
@@ -50,6 +52,7 @@ impl RunFinished {
     pub(crate) fn result(&self) -> RunResult {
         match self.outcome {
             RunOutcome::Success => RunResult::Success,
+            RunOutcome::Unchanged => RunResult::Unchanged,
             RunOutcome::Failed | RunOutcome::Aborted => RunResult::Failure,
         }
     }
@@ -61,7 +64,7 @@ impl RunFinished {
             RunOutcome::Aborted => {
                 warn!(database = %self.database, backup_id = %self.backup_id, "backup aborted at shutdown")
             }
-            RunOutcome::Success | RunOutcome::Failed => debug!(
+            RunOutcome::Success | RunOutcome::Failed | RunOutcome::Unchanged => debug!(
                 database = %self.database,
                 backup_id = %self.backup_id,
                 outcome = RunState::Finished(self.outcome).as_str(),
@@ -163,10 +166,15 @@ mod tests {
 
     #[test]
     fn metrics_are_derived_from_the_event() {
-        // Proves a success sets the duration, sizes and last-success time, and an abort counts as a failure.
+        // Proves a success sets the duration, sizes and last-success time, an abort counts as a failure,
+        // and an unchanged run is counted as `unchanged` without touching the success time or duration.
         let metrics = Metrics::default();
         finished(RunOutcome::Success).update(&metrics);
         finished(RunOutcome::Aborted).update(&metrics);
+        let mut unchanged = finished(RunOutcome::Unchanged);
+        unchanged.finished_at = utc("2025-01-06T03:00:01Z");
+        unchanged.started_at = utc("2025-01-06T03:00:00Z");
+        unchanged.update(&metrics);
         RunSkipped {
             database: "blog".into(),
             due: utc("2025-01-06T03:00:00Z"),
@@ -180,6 +188,8 @@ mod tests {
             "d1vault_backups_total{database=\"blog\",result=\"success\"} 1",
             "d1vault_backups_total{database=\"blog\",result=\"failure\"} 1",
             "d1vault_backups_total{database=\"blog\",result=\"skipped\"} 1",
+            "d1vault_backups_total{database=\"blog\",result=\"unchanged\"} 1",
+            "d1vault_last_unchanged_timestamp_seconds{database=\"blog\"} 1736132401",
             "d1vault_backup_duration_seconds{database=\"blog\"} 2.5",
             "d1vault_backup_bytes{database=\"blog\",kind=\"raw\"} 100",
             "d1vault_backup_bytes{database=\"blog\",kind=\"stored\"} 40",

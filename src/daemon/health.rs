@@ -1,6 +1,8 @@
 //! The freshness rule behind `GET /healthz` (CONTRACT.md, "Daemon endpoints"): a database is fresh while
-//! its newest complete backup is younger than twice its schedule's interval plus its window. Pure: the
-//! caller passes the configuration, the newest backups it knows, when the daemon started, and `now`.
+//! its newest complete backup is younger than twice its schedule's interval plus its window. A run that
+//! found the database unchanged (`skip_unchanged`) at time T counts as a backup at T: the newest backup
+//! still held the current data then. Pure: the caller passes the configuration, the newest backups and
+//! unchanged runs it knows, when the daemon started, and `now`.
 
 use std::collections::HashMap;
 
@@ -56,6 +58,9 @@ pub struct DatabaseHealth {
     pub newest_backup: Option<String>,
     /// How old that backup is at `now`, in seconds.
     pub age_seconds: Option<i64>,
+    /// The latest run that found the database unchanged since that backup (RFC 3339), if any: the state
+    /// is judged from the later of the two.
+    pub unchanged_at: Option<String>,
     /// The freshness limit at `now`, in seconds.
     pub limit_seconds: i64,
 }
@@ -70,10 +75,12 @@ pub struct Health {
 }
 
 /// The freshness of every database in `config` at `now`, given the start time of each database's newest
-/// complete backup (`newest`, by name) and the daemon's own start time `started_at`.
+/// complete backup (`newest`, by name), the latest run that found it unchanged (`unchanged`, by name) and
+/// the daemon's own start time `started_at`.
 pub fn health(
     config: &Config,
     newest: &HashMap<String, DateTime<Utc>>,
+    unchanged: &HashMap<String, DateTime<Utc>>,
     started_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Health {
@@ -84,11 +91,15 @@ pub fn health(
             let limit =
                 schedule::freshness_limit(&db.schedule, db.window, config.daemon.timezone, now);
             let newest_backup = newest.get(&db.name).copied();
+            let unchanged_at = unchanged.get(&db.name).copied();
+            // Option's order puts None first: the later of the two known times.
+            let current_as_of = std::cmp::max(newest_backup, unchanged_at);
             DatabaseHealth {
                 name: db.name.clone(),
-                state: Freshness::of(newest_backup, limit, started_at, now),
+                state: Freshness::of(current_as_of, limit, started_at, now),
                 newest_backup: newest_backup.map(|t| t.to_rfc3339()),
                 age_seconds: newest_backup.map(|t| (now - t).num_seconds()),
+                unchanged_at: unchanged_at.map(|t| t.to_rfc3339()),
                 limit_seconds: limit.num_seconds(),
             }
         })
@@ -135,7 +146,7 @@ mod tests {
     fn the_limit_is_twice_the_interval_plus_the_window() {
         // Proves the limit each database is judged by, as `limit_seconds` reports it.
         let now = utc("2025-01-10T12:00:00Z");
-        let h = health(&config(), &HashMap::new(), now, now);
+        let h = health(&config(), &HashMap::new(), &HashMap::new(), now, now);
         let limits: Vec<_> = h
             .databases
             .iter()
@@ -151,7 +162,7 @@ mod tests {
         let started_at = utc("2025-01-01T00:00:00Z");
         let newest = HashMap::from([("blog".to_string(), backup), ("shop".to_string(), backup)]);
         let at_limit = backup + Duration::seconds(2 * DAY);
-        let h = health(&config(), &newest, started_at, at_limit);
+        let h = health(&config(), &newest, &HashMap::new(), started_at, at_limit);
         assert_eq!(h.databases[0].state, Freshness::Fresh);
         assert_eq!(h.databases[0].age_seconds, Some(2 * DAY));
         assert_eq!(
@@ -163,6 +174,7 @@ mod tests {
         let h = health(
             &config(),
             &newest,
+            &HashMap::new(),
             started_at,
             at_limit + Duration::seconds(1),
         );
@@ -180,7 +192,13 @@ mod tests {
         // Proves the pending/stale boundary, measured from the daemon's start, and that pending is healthy.
         let started_at = utc("2025-01-10T12:00:00Z");
         let at_limit = started_at + Duration::seconds(2 * DAY);
-        let h = health(&config(), &HashMap::new(), started_at, at_limit);
+        let h = health(
+            &config(),
+            &HashMap::new(),
+            &HashMap::new(),
+            started_at,
+            at_limit,
+        );
         assert_eq!(h.databases[0].state, Freshness::Pending);
         assert_eq!(
             (
@@ -193,6 +211,7 @@ mod tests {
 
         let h = health(
             &config(),
+            &HashMap::new(),
             &HashMap::new(),
             started_at,
             at_limit + Duration::seconds(1),
@@ -207,9 +226,33 @@ mod tests {
         // Proves the daemon's own age only matters when there is no backup at all.
         let now = utc("2025-01-10T12:00:00Z");
         let newest = HashMap::from([("blog".to_string(), now - Duration::days(3))]);
-        let h = health(&config(), &newest, now, now);
+        let h = health(&config(), &newest, &HashMap::new(), now, now);
         assert_eq!(h.databases[0].state, Freshness::Stale);
         assert_eq!(h.databases[1].state, Freshness::Pending);
+    }
+
+    #[test]
+    fn an_unchanged_run_keeps_an_old_backup_fresh_from_its_own_time() {
+        // Proves an unchanged run at T counts as fresh as of T (the newest backup still held the data),
+        // and goes stale one limit after T like a backup would.
+        let backup = utc("2025-01-01T03:00:00Z");
+        let checked = utc("2025-01-09T03:00:00Z");
+        let newest = HashMap::from([("blog".to_string(), backup)]);
+        let unchanged = HashMap::from([("blog".to_string(), checked)]);
+        let started_at = utc("2024-12-01T00:00:00Z");
+        let now = checked + Duration::seconds(DAY);
+        let h = health(&config(), &newest, &unchanged, started_at, now);
+        assert_eq!(h.databases[0].state, Freshness::Fresh);
+        assert_eq!(h.databases[0].age_seconds, Some(9 * DAY));
+        assert_eq!(
+            h.databases[0].unchanged_at.as_deref(),
+            Some("2025-01-09T03:00:00+00:00")
+        );
+        let without = health(&config(), &newest, &HashMap::new(), started_at, now);
+        assert_eq!(without.databases[0].state, Freshness::Stale);
+        let later = checked + Duration::seconds(2 * DAY + 1);
+        let h = health(&config(), &newest, &unchanged, started_at, later);
+        assert_eq!(h.databases[0].state, Freshness::Stale);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub enum RunResult {
     Failure,
     /// The due time was not run.
     Skipped,
+    /// No export: the database had not changed since its newest backup (`skip_unchanged`).
+    Unchanged,
 }
 
 impl RunResult {
@@ -21,6 +23,7 @@ impl RunResult {
             RunResult::Success => "success",
             RunResult::Failure => "failure",
             RunResult::Skipped => "skipped",
+            RunResult::Unchanged => "unchanged",
         }
     }
 }
@@ -28,6 +31,7 @@ impl RunResult {
 #[derive(Debug, Default, Clone)]
 struct DatabaseMetrics {
     last_success: Option<f64>,
+    last_unchanged: Option<f64>,
     totals: BTreeMap<RunResult, u64>,
     last_duration: Option<f64>,
     raw_bytes: Option<u64>,
@@ -59,6 +63,15 @@ impl Metrics {
         }
     }
 
+    /// Seeds the latest unchanged run from the catalog at start-up (unix seconds).
+    pub fn set_last_unchanged(&self, database: &str, unix_seconds: f64) {
+        let mut dbs = self.databases.lock().expect("metrics lock");
+        let m = dbs.entry(database.to_string()).or_default();
+        if m.last_unchanged.is_none_or(|t| t < unix_seconds) {
+            m.last_unchanged = Some(unix_seconds);
+        }
+    }
+
     /// Records a finished run.
     pub fn record(
         &self,
@@ -71,8 +84,14 @@ impl Metrics {
         let mut dbs = self.databases.lock().expect("metrics lock");
         let m = dbs.entry(database.to_string()).or_default();
         *m.totals.entry(result).or_default() += 1;
-        if result == RunResult::Skipped {
-            return;
+        match result {
+            RunResult::Skipped => return,
+            // Not a backup: neither its duration nor a success time; the newest backup stays current.
+            RunResult::Unchanged => {
+                m.last_unchanged = Some(finished_unix);
+                return;
+            }
+            RunResult::Success | RunResult::Failure => {}
         }
         m.last_duration = Some(duration_seconds);
         if result == RunResult::Success {
@@ -100,12 +119,28 @@ impl Metrics {
                 );
             }
         }
+        out.push_str("# HELP d1vault_last_unchanged_timestamp_seconds Unix time of the latest run that found the database unchanged since its newest backup (no export; that backup still holds the current data).\n");
+        out.push_str("# TYPE d1vault_last_unchanged_timestamp_seconds gauge\n");
+        for (db, m) in &dbs {
+            if let Some(t) = m.last_unchanged {
+                let _ = writeln!(
+                    out,
+                    "d1vault_last_unchanged_timestamp_seconds{{database=\"{}\"}} {t}",
+                    label(db)
+                );
+            }
+        }
         out.push_str(
             "# HELP d1vault_backups_total Backup runs since the daemon started, by result.\n",
         );
         out.push_str("# TYPE d1vault_backups_total counter\n");
         for (db, m) in &dbs {
-            for result in [RunResult::Success, RunResult::Failure, RunResult::Skipped] {
+            for result in [
+                RunResult::Success,
+                RunResult::Failure,
+                RunResult::Skipped,
+                RunResult::Unchanged,
+            ] {
                 let n = m.totals.get(&result).copied().unwrap_or(0);
                 let _ = writeln!(
                     out,

@@ -114,7 +114,7 @@ pub async fn run_locked(
     if let Err(e) = sources.storage.check().await {
         warn!(error = %e, "storage check failed; backups will fail until this is fixed");
     }
-    seed_newest(&shared, &sources, &config).await;
+    seed_newest(&shared, &sources, &catalog, &config).await;
 
     let stop_new = CancellationToken::new();
     let abort = CancellationToken::new();
@@ -233,8 +233,9 @@ fn reconcile(
 }
 
 /// Seeds the newest backup of each database (for `/healthz`) and its last success (for `/metrics`) from
-/// the complete backups already in storage.
-async fn seed_newest(shared: &Shared, sources: &BackupSources, config: &Config) {
+/// the complete backups already in storage, and the latest run that found that backup still current
+/// (unchanged) from the catalog, so that a restart does not turn a quiet database stale.
+async fn seed_newest(shared: &Shared, sources: &BackupSources, catalog: &Catalog, config: &Config) {
     for db in &config.databases {
         match backups::complete(sources.storage.as_ref(), &sources.prefix, Some(&db.name)).await {
             Ok(manifests) => {
@@ -243,6 +244,17 @@ async fn seed_newest(shared: &Shared, sources: &BackupSources, config: &Config) 
                     shared
                         .metrics
                         .set_last_success(&db.name, m.finished_at.timestamp() as f64);
+                    // Only a claim about the backup still newest in storage counts.
+                    if let Ok(Some(run)) = catalog.last_unchanged(&db.name).await
+                        && run.backup_id.as_deref() == Some(m.backup_id.as_str())
+                    {
+                        shared.set_unchanged(&db.name, run.started_at);
+                        if let Some(t) = run.finished_at {
+                            shared
+                                .metrics
+                                .set_last_unchanged(&db.name, t.timestamp() as f64);
+                        }
+                    }
                 }
             }
             Err(e) => {

@@ -25,6 +25,9 @@ pub(crate) struct Shared {
     /// Newest complete backup per database (its start time): seeded from storage at start, updated after
     /// each success. A std mutex: it is held for a clone or an insert, never across an `.await`.
     newest: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// The latest run per database that found it unchanged since its newest backup (its start time):
+    /// seeded from the catalog at start, updated after each such run. Same locking as `newest`.
+    unchanged: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl Shared {
@@ -40,6 +43,7 @@ impl Shared {
             started_at,
             config,
             newest: Mutex::new(HashMap::new()),
+            unchanged: Mutex::new(HashMap::new()),
         }
     }
 
@@ -51,12 +55,20 @@ impl Shared {
             .insert(database.to_string(), started_at);
     }
 
+    /// Notes that a run started at `at` found `database` unchanged since its newest backup.
+    pub(crate) fn set_unchanged(&self, database: &str, at: DateTime<Utc>) {
+        let mut unchanged = self.unchanged.lock().expect("unchanged lock");
+        let entry = unchanged.entry(database.to_string()).or_insert(at);
+        *entry = std::cmp::max(*entry, at);
+    }
+
     /// The `/healthz` answer now: [`health::health`] over the configuration in force and the newest
     /// backups known.
     pub(crate) fn health(&self) -> Health {
         let config = self.config.borrow().clone();
         let now = self.clock.now();
         let newest = self.newest.lock().expect("newest lock").clone();
-        health::health(&config, &newest, self.started_at, now)
+        let unchanged = self.unchanged.lock().expect("unchanged lock").clone();
+        health::health(&config, &newest, &unchanged, self.started_at, now)
     }
 }

@@ -15,6 +15,7 @@ use super::events::{BackupSizes, RunFinished, RunSkipped};
 use super::retention::apply_retention;
 use crate::catalog::{Catalog, RunId, RunOutcome, RunState};
 use crate::config::DatabaseConfig;
+use crate::pipeline::unchanged::{self, Decision, Unchanged};
 use crate::pipeline::{BackupError, MAX_ID_ATTEMPTS, next_start, run_backup_with_clock};
 use crate::repository::manifest;
 use crate::schedule::{self, PlannedRun};
@@ -205,8 +206,8 @@ impl DatabaseTask {
         self.ctx.emit_skipped(&event).await;
     }
 
-    /// One scheduled run: backup (raced against the abort token), then the [`RunFinished`] event, then
-    /// retention after a success.
+    /// One scheduled run: the `skip_unchanged` check and the backup (raced against the abort token), then
+    /// the [`RunFinished`] event, then retention after a success.
     async fn run_once(&self, db: &DatabaseConfig, tz: chrono_tz::Tz, due: DateTime<Utc>) {
         let ctx = &self.ctx;
         let clock = &ctx.shared.clock;
@@ -228,13 +229,25 @@ impl DatabaseTask {
         // The id in use, for the abort below: another writer holding this second's id moves the backup on.
         let current_id = Mutex::new(backup_id);
         let outcome = tokio::select! {
-            result = self.backup_claiming_an_id(db, started_at, run, &current_id) => Some(result),
+            result = self.backup_unless_unchanged(db, started_at, run, &current_id) => Some(result),
             _ = ctx.abort.cancelled() => None,
         };
-        let backup_id = current_id.into_inner().expect("backup id lock");
+        let mut backup_id = current_id.into_inner().expect("backup id lock");
         let finished_at = clock.now();
+        let mut unchanged_run = false;
         let (outcome, sizes, error, manifest) = match outcome {
-            Some(Ok(m)) => {
+            Some(Ok(Ran::Unchanged(u))) => {
+                // The run's row names the backup that holds the current data.
+                backup_id = u.backup_id;
+                if let Some(run) = run
+                    && let Err(e) = ctx.gated(ctx.catalog.set_backup_id(run, &backup_id)).await
+                {
+                    warn!(database = %db.name, error = %e, "catalog write failed");
+                }
+                unchanged_run = true;
+                (RunOutcome::Unchanged, None, None, None)
+            }
+            Some(Ok(Ran::Backed(m))) => {
                 let sizes = BackupSizes {
                     raw: m.dump.raw_size,
                     stored: m.dump.size,
@@ -271,9 +284,32 @@ impl DatabaseTask {
             error,
         };
         ctx.emit_finished(&event).await;
+        if unchanged_run {
+            ctx.shared.set_unchanged(&db.name, started_at);
+        }
         if let Some(m) = manifest {
             ctx.shared.set_newest(&db.name, m.started_at);
             apply_retention(&ctx.sources, db, tz, clock.now()).await;
+        }
+    }
+
+    /// The `skip_unchanged` check (one bookmark request, through the shared rate limiter), then the backup
+    /// unless the database is unchanged since its newest backup. A scheduled run is never forced.
+    async fn backup_unless_unchanged(
+        &self,
+        db: &DatabaseConfig,
+        started_at: DateTime<Utc>,
+        run: Option<RunId>,
+        current_id: &Mutex<String>,
+    ) -> Result<Ran, BackupError> {
+        let (decision, resolved) = unchanged::check(db, &self.ctx.sources, false).await;
+        unchanged::log_decision(&db.name, &decision);
+        match decision {
+            Decision::Skip(u) => Ok(Ran::Unchanged(u)),
+            Decision::Export(_) => self
+                .backup_claiming_an_id(&resolved, started_at, run, current_id)
+                .await
+                .map(|m| Ran::Backed(Box::new(m))),
         }
     }
 
@@ -312,6 +348,14 @@ impl DatabaseTask {
             }
         }
     }
+}
+
+/// What a scheduled run did when it did not fail.
+enum Ran {
+    /// A new complete backup.
+    Backed(Box<manifest::Manifest>),
+    /// No export: the newest backup still holds the current data.
+    Unchanged(Unchanged),
 }
 
 /// The earliest due time among a database's recent interrupted runs, if any.

@@ -17,6 +17,7 @@ pub mod compress;
 pub mod hashing;
 pub mod inspect;
 pub mod source;
+pub mod unchanged;
 
 mod backup;
 

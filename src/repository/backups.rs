@@ -187,3 +187,61 @@ pub async fn complete(
     });
     Ok(manifests)
 }
+
+/// What storage says about the newest backup of `database` that has a `manifest.json`, without reading
+/// the manifests of older backups: the question "does the newest backup still hold the current data?"
+/// (`skip_unchanged`) costs one listing and one read however many backups are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NewestManifest {
+    /// No backup directory of the database has a manifest.
+    None,
+    /// The newest manifest is present but not trusted (see the module documentation): the id and why.
+    Unreadable {
+        /// The backup id whose manifest was refused.
+        backup_id: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The newest complete backup's manifest.
+    Complete(Box<Manifest>),
+}
+
+/// The newest backup of `database` under `prefix` that has a manifest, read as [`scan`] reads it.
+/// Directories without a manifest (an upload that failed or is still running) are passed over, as they
+/// are not backups; an unreadable newest manifest is reported, never skipped for an older one.
+pub async fn newest_manifest(
+    storage: &dyn Storage,
+    prefix: &str,
+    database: &str,
+) -> Result<NewestManifest, StorageError> {
+    let objects = storage
+        .list(&manifest::database_prefix(prefix, database))
+        .await?;
+    let newest = objects
+        .iter()
+        .filter_map(|o| {
+            let rest = o
+                .key
+                .strip_prefix(&manifest::database_prefix(prefix, database))?;
+            let id = rest.strip_suffix(&format!("/{MANIFEST_FILE}"))?;
+            manifest::parse_backup_id(id)?;
+            (o.key == manifest::object_key(prefix, database, id, MANIFEST_FILE)).then_some(id)
+        })
+        .max();
+    let Some(id) = newest else {
+        return Ok(NewestManifest::None);
+    };
+    let key = manifest::object_key(prefix, database, id, MANIFEST_FILE);
+    let bytes = storage.get_bytes(&key).await?;
+    Ok(
+        match Manifest::from_json(&bytes)
+            .and_then(|m| m.check_location(prefix, database, id).map(|()| m))
+        {
+            Ok(m) => NewestManifest::Complete(Box::new(m)),
+            Err(reason) => NewestManifest::Unreadable {
+                backup_id: id.to_string(),
+                reason,
+            },
+        },
+    )
+}

@@ -986,7 +986,8 @@ async fn the_run_binary_backs_up_on_a_seconds_cron_keeps_two_serves_health_and_m
     let config = write_env_config(
         &env,
         "listen = \"127.0.0.1:0\"\nshutdown_grace = \"20s\"",
-        "schedule = \"*/2 * * * * *\"\nretention = { keep_last = 2 }",
+        // Every run exports, though nothing writes between them.
+        "schedule = \"*/2 * * * * *\"\nretention = { keep_last = 2 }\nskip_unchanged = false",
     );
     let mut daemon = DaemonProcess::spawn(&config);
     let addr = daemon.http_addr().await;
@@ -1057,6 +1058,110 @@ async fn the_run_binary_backs_up_on_a_seconds_cron_keeps_two_serves_health_and_m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_records_unchanged_runs_without_exports_and_stays_fresh() {
+    // Proves skip_unchanged in the daemon: after the first backup, runs on an unwritten database make no
+    // export, are recorded as `unchanged` naming that backup, are counted in /metrics as
+    // result="unchanged", and keep /healthz fresh although the backup is older than the freshness limit.
+    let env = Bed::with_emulator(&["blog"]).await;
+    let config = write_env_config(
+        &env,
+        "listen = \"127.0.0.1:0\"\nshutdown_grace = \"20s\"",
+        "schedule = \"*/2 * * * * *\"",
+    );
+    let mut daemon = DaemonProcess::spawn(&config);
+    let addr = daemon.http_addr().await;
+    let state_dir = env.dir.path().join("state");
+    let runs = || async {
+        let catalog = Catalog::open(&state_dir).await.unwrap();
+        catalog.recent_runs("blog", 100).await.unwrap()
+    };
+    let by = |runs: &[RunRecord], outcome: RunOutcome| {
+        runs.iter()
+            .filter(|r| r.outcome == RunState::Finished(outcome))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    eventually(Duration::from_secs(60), "an unchanged run", || async {
+        (!by(&runs().await, RunOutcome::Unchanged).is_empty()).then_some(())
+    })
+    .await;
+    let exports = env.emulator().stats().by_route.get("export").copied();
+    assert!(exports.is_some_and(|n| n > 0), "the first run exported");
+    let seen = eventually(Duration::from_secs(60), "three unchanged runs", || async {
+        let runs = runs().await;
+        (by(&runs, RunOutcome::Unchanged).len() >= 3).then_some(runs)
+    })
+    .await;
+    let successes = by(&seen, RunOutcome::Success);
+    assert_eq!(successes.len(), 1, "{seen:?}");
+    let first = successes[0].backup_id.clone().unwrap();
+    for run in by(&seen, RunOutcome::Unchanged) {
+        assert_eq!(run.backup_id.as_deref(), Some(first.as_str()), "{run:?}");
+    }
+    assert_eq!(
+        env.emulator().stats().by_route.get("export").copied(),
+        exports,
+        "no export request for an unchanged run"
+    );
+
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    let status = health.status();
+    let body: serde_json::Value = health.json().await.unwrap();
+    let blog = &body["databases"][0];
+    assert!(
+        blog["age_seconds"].as_i64().unwrap() > blog["limit_seconds"].as_i64().unwrap(),
+        "the backup is older than the limit: {body}"
+    );
+    assert_eq!(
+        (status.as_u16(), &blog["state"]),
+        (200, &serde_json::json!("fresh")),
+        "{body}"
+    );
+    assert!(blog["unchanged_at"].is_string(), "{body}");
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let unchanged = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("d1vault_backups_total{database=\"blog\",result=\"unchanged\"} ")
+        })
+        .unwrap_or_else(|| panic!("no unchanged count in\n{metrics}"));
+    assert!(unchanged.parse::<u64>().unwrap() >= 3, "{metrics}");
+    assert!(
+        metrics.contains("d1vault_backups_total{database=\"blog\",result=\"success\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("d1vault_last_unchanged_timestamp_seconds{database=\"blog\"}"),
+        "{metrics}"
+    );
+    let (code, _) = daemon.terminate(Duration::from_secs(25)).await;
+    assert_eq!(code, 0, "stderr:\n{}", daemon.log.join("\n"));
+
+    // `status` shows the latest unchanged run and the backup that holds the data.
+    let (code, stdout, stderr) = d1vault(&config, &["status", "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        status[0]["last_unchanged_backup_id"],
+        first.as_str(),
+        "{status}"
+    );
+    assert!(status[0]["last_unchanged"].is_string(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_an_export_in_flight_waits_for_a_long_grace_and_aborts_after_a_short_one() {
     // Proves the shutdown grace with the real process: an export that stays `active` for many polls is
     // still running at SIGTERM; with a long grace it completes and is listed, with a short grace the daemon
@@ -1072,7 +1177,8 @@ async fn sigterm_with_an_export_in_flight_waits_for_a_long_grace_and_aborts_afte
         let config = write_env_config(
             &env,
             &format!("listen = \"\"\nshutdown_grace = \"{grace}\""),
-            "schedule = \"* * * * * *\"",
+            // The second round must export again though nothing was written.
+            "schedule = \"* * * * * *\"\nskip_unchanged = false",
         );
         env.set_faults(serde_json::json!({ "export_active_polls": polls }))
             .await;
@@ -1272,6 +1378,80 @@ async fn healthz_is_200_while_the_newest_backup_is_fresh_and_503_once_it_is_stal
         tx.send(Signal::Terminate).await.unwrap();
         handle.await.unwrap().unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_an_unchanged_run_in_the_catalog_keeps_its_database_fresh() {
+    // Proves the daemon seeds /healthz and /metrics from the catalog's latest unchanged run: three days
+    // after their backups, `blog` (found unchanged half a day ago, naming its newest backup) is fresh
+    // while `shop` (no such run) is stale.
+    let setup = Setup::new(&["blog", "shop"]);
+    setup.write_config(
+        "timezone = \"UTC\"",
+        &[
+            ("blog", "schedule = \"0 3 * * *\""),
+            ("shop", "schedule = \"0 3 * * *\""),
+        ],
+    );
+    let (code, _, stderr) = d1vault(&setup.config_path(), &["backup", "blog", "shop"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let newest = setup.stored("blog").await.remove(0);
+    let now = Utc::now();
+    let catalog = Catalog::open(setup.state_dir()).await.unwrap();
+    let checked = now + chrono::Duration::hours(60);
+    let run = catalog
+        .start_run("blog", None, checked, Some(&newest))
+        .await
+        .unwrap();
+    catalog
+        .finish_run(
+            run,
+            RunOutcome::Unchanged,
+            None,
+            None,
+            None,
+            checked + chrono::Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    drop(catalog);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let options = DaemonOptions {
+        config_path: setup.config_path(),
+        config: setup.load(),
+        listener: Some(listener),
+        clock: Clock::tokio_at(now + chrono::Duration::days(3)),
+    };
+    let handle = tokio::spawn(daemon::run(options, rx));
+    let response = eventually(Duration::from_secs(10), "/healthz", || async {
+        reqwest::get(format!("http://{addr}/healthz")).await.ok()
+    })
+    .await;
+    assert_eq!(response.status(), 503, "shop is stale");
+    let body: serde_json::Value = response.json().await.unwrap();
+    let state = |i: usize| body["databases"][i]["state"].as_str().unwrap().to_string();
+    assert_eq!(
+        (state(0), state(1)),
+        ("fresh".to_string(), "stale".to_string()),
+        "{body}"
+    );
+    assert!(body["databases"][0]["unchanged_at"].is_string(), "{body}");
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("d1vault_last_unchanged_timestamp_seconds{database=\"blog\"}")
+            && !metrics.contains("d1vault_last_unchanged_timestamp_seconds{database=\"shop\"}"),
+        "{metrics}"
+    );
+    tx.send(Signal::Terminate).await.unwrap();
+    handle.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,4 +14,5 @@ mod restore;
 mod ship;
 mod storage;
 mod support;
+mod unchanged;
 mod wrangler;

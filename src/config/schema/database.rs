@@ -219,6 +219,7 @@ fn read(
         tables: job.tables,
         migrations_dir: job.migrations_dir,
         migrations_table: job.migrations_table,
+        skip_unchanged: job.skip_unchanged,
     })
 }
 

@@ -24,6 +24,7 @@ pub(super) const KEYS: &[&str] = &[
     "tables",
     "migrations_dir",
     "migrations_table",
+    "skip_unchanged",
 ];
 
 /// The keys `[defaults]` accepts.
@@ -52,6 +53,7 @@ pub(super) struct JobSettings {
     tables: Option<At<Vec<String>>>,
     migrations_dir: Option<At<PathBuf>>,
     migrations_table: Option<At<String>>,
+    skip_unchanged: Option<At<bool>>,
 }
 
 impl JobSettings {
@@ -74,6 +76,9 @@ impl JobSettings {
             migrations_table: self
                 .migrations_table
                 .or_else(|| fallback.migrations_table.clone()),
+            skip_unchanged: self
+                .skip_unchanged
+                .or_else(|| fallback.skip_unchanged.clone()),
         }
     }
 }
@@ -97,6 +102,7 @@ pub(super) struct Job {
     pub(super) tables: Vec<String>,
     pub(super) migrations_dir: PathBuf,
     pub(super) migrations_table: String,
+    pub(super) skip_unchanged: bool,
 }
 
 /// Reads the job keys present in `section` (the defaults table or one database).
@@ -140,6 +146,7 @@ pub(super) fn read(reader: &mut Reader<'_>, section: Section<'_>) -> JobSettings
     settings.tables = reader.string_array(section, "tables");
     settings.migrations_dir = reader.path(section, "migrations_dir");
     settings.migrations_table = reader.nonempty_string(section, "migrations_table");
+    settings.skip_unchanged = reader.boolean(section, "skip_unchanged");
     settings
 }
 
@@ -236,6 +243,7 @@ pub(super) fn resolve(
             || DEFAULT_MIGRATIONS_TABLE.to_string(),
             |at| at.value.clone(),
         ),
+        skip_unchanged: settings.skip_unchanged.as_ref().is_none_or(|at| at.value),
     })
 }
 
@@ -253,6 +261,41 @@ fn window_length(window: &Window) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_unchanged_defaults_to_true_and_a_database_overrides_defaults() {
+        // Proves the contract's default and the [defaults] -> [[database]] override of skip_unchanged.
+        let text = r#"
+            [storage]
+            type = "filesystem"
+            path = "/tmp/b"
+            [[database]]
+            name = "a"
+            sqlite_path = "/tmp/a.sqlite"
+        "#;
+        let path = Path::new("/etc/d1vault/d1vault.toml");
+        let config = crate::config::load_str(text, path, &|_| None).unwrap();
+        assert!(config.databases[0].skip_unchanged);
+        let text = r#"
+            [storage]
+            type = "filesystem"
+            path = "/tmp/b"
+            [defaults]
+            skip_unchanged = false
+            [[database]]
+            name = "a"
+            sqlite_path = "/tmp/a.sqlite"
+            [[database]]
+            name = "b"
+            sqlite_path = "/tmp/b.sqlite"
+            skip_unchanged = true
+        "#;
+        let config = crate::config::load_str(text, path, &|_| None).unwrap();
+        let flags: Vec<bool> = config.databases.iter().map(|d| d.skip_unchanged).collect();
+        assert_eq!(flags, [false, true]);
+        let bad = text.replace("skip_unchanged = true", "skip_unchanged = \"yes\"");
+        assert!(crate::config::load_str(&bad, path, &|_| None).is_err());
+    }
 
     #[test]
     fn window_length_crosses_midnight() {

@@ -498,6 +498,81 @@ async fn bookmarks_advance_with_every_change() {
 }
 
 #[tokio::test]
+async fn a_bookmark_moves_on_every_write_and_never_otherwise() {
+    // Proves what d1vault's skip_unchanged relies on: reads, failed writes (rolled back), exports and a
+    // failed import leave the bookmark where it was; a row write, a schema-only change and an import
+    // each move it.
+    let h = Harness::new().await;
+    let id = h.fixture_id();
+    let path = format!("/{id}/time_travel/bookmark");
+    let get = || async {
+        h.call(Method::GET, &path, None).await.body["result"]["bookmark"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let start = get().await;
+    let reads = [
+        "SELECT * FROM posts",
+        "PRAGMA table_list",
+        "SELECT count(*) FROM empty_table",
+    ];
+    for sql in reads {
+        assert_eq!(
+            h.query(&id, json!({ "sql": sql })).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(get().await, start, "reads do not move the bookmark");
+    let failed = h
+        .query(
+            &id,
+            json!({ "sql": "INSERT INTO empty_table (note) VALUES ('x'); SELECT * FROM nope;" }),
+        )
+        .await;
+    assert_eq!(failed.status, StatusCode::BAD_REQUEST);
+    let refused = h
+        .query(&id, json!({ "sql": "CREATE TABLE _cf_x (k)" }))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let (export, _) = h.export(&id, json!({})).await;
+    assert_eq!(export["status"], "complete");
+    let import = h
+        .import(&id, "INSERT INTO empty_table (note) VALUES ('y'); BOGUS;")
+        .await;
+    assert_eq!(import["status"], "error");
+    assert_eq!(
+        get().await,
+        start,
+        "failed writes, an export and a failed import do not move the bookmark"
+    );
+
+    h.query(
+        &id,
+        json!({ "sql": "INSERT INTO empty_table (note) VALUES ('z')" }),
+    )
+    .await;
+    let after_insert = get().await;
+    assert!(after_insert > start, "a row write moves it");
+    h.query(
+        &id,
+        json!({ "sql": "CREATE INDEX empty_note ON empty_table (note)" }),
+    )
+    .await;
+    let after_index = get().await;
+    assert!(
+        after_index > after_insert,
+        "a schema change without rows moves it"
+    );
+    let import = h
+        .import(&id, "INSERT INTO empty_table (note) VALUES ('w');")
+        .await;
+    assert_eq!(import["status"], "complete", "{import}");
+    assert!(get().await > after_index, "an import moves it");
+    h.emulator.shutdown().await;
+}
+
+#[tokio::test]
 async fn export_serves_the_d1_dump_and_honours_options() {
     // Proves the polling protocol, the download equals `d1_dump::write_dump`'s output, dump_options, one export at a time.
     let h = Harness::new().await;

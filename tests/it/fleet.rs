@@ -2,6 +2,7 @@
 //! database, `d1vault databases`, `backup` of a fleet, and the daemon finding new members.
 
 use crate::support::bed::Bed;
+use crate::support::run::{run, stderr, stdout};
 use d1vault::fleet::{self, DiscoveryError, Entry};
 
 /// `[[fleet]]` tables for tenant databases: `tenant-*` without the staging ones, then everything.
@@ -84,4 +85,43 @@ async fn a_list_that_fails_part_way_is_an_error_never_a_shorter_list() {
             .len(),
         16
     );
+}
+
+#[tokio::test]
+async fn databases_shows_each_database_and_the_entry_that_governs_it() {
+    // Proves `d1vault databases --json` lists the configured database and every fleet member with its
+    // entry, id and schedule, leaves out what no entry takes, and warns (exit 0) about a fleet that fits
+    // nothing; the table names the same entries.
+    let bed = Bed::with_emulator(&["blog", "tenant-a", "tenant-staging-1", "other"]).await;
+    let config = bed.write_s3_config(
+        "d1vault",
+        &bed.s3.endpoint,
+        "test",
+        &format!("[[database]]\nname = \"blog\"\n\n{FLEETS}\n[[fleet]]\nmatch = \"nobody-*\"\n"),
+    );
+    let output = run(&config, &["databases", "--json"], &bed.secrets()).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let tenant_id = d1_emulator::database_id("tenant-a").to_string();
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            { "name": "blog", "id": null, "source": "d1",
+              "entry": { "kind": "database", "index": 0 }, "schedule": "0 3 * * *" },
+            { "name": "tenant-a", "id": tenant_id, "source": "d1",
+              "entry": { "kind": "fleet", "index": 0, "match": "tenant-*" }, "schedule": "@daily" },
+            { "name": "tenant-staging-1", "id": d1_emulator::database_id("tenant-staging-1").to_string(),
+              "source": "d1", "entry": { "kind": "fleet", "index": 1, "match": "tenant-staging-*" },
+              "schedule": "@weekly" },
+        ])
+    );
+    assert!(
+        stderr(&output).contains("warning: fleet[2] match \"nobody-*\" fits no database"),
+        "{}",
+        stderr(&output)
+    );
+    let table = run(&config, &["databases"], &bed.secrets()).await;
+    let text = stdout(&table);
+    assert!(text.contains("tenant-a") && text.contains("fleet[0] match \"tenant-*\""), "{text}");
+    assert!(!text.contains("other"), "{text}");
 }

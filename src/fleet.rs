@@ -282,6 +282,55 @@ pub async fn discover(
     Ok(resolve(config, &listed))
 }
 
+/// The databases a one-shot operation (`backup`) covers, chosen by name or all of them.
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// What to back up: configured databases and fleet members, in [`Resolution`] order (or the order
+    /// named).
+    pub databases: Vec<DatabaseConfig>,
+    /// Names that are neither configured nor a fleet member of the account.
+    pub unknown: Vec<String>,
+    /// The listing failed: configured databases are still selected, fleet members are not known.
+    pub discovery: Option<DiscoveryError>,
+    /// The resolution's warnings (a fleet that governs nothing).
+    pub warnings: Vec<String>,
+}
+
+/// The databases `names` asks for (every configured database and fleet member when empty). The account
+/// is listed only when needed: no names and a fleet configured, or a name that no `[[database]]` has.
+pub async fn select(config: &Config, sources: &BackupSources, names: &[String]) -> Selection {
+    let mut selection = Selection::default();
+    let all_configured = names.iter().all(|n| config.database(n).is_some());
+    let listing_needed = !config.fleets.is_empty() && (names.is_empty() || !all_configured);
+    let resolution = if listing_needed {
+        match discover(config, sources).await {
+            Ok(resolution) => resolution,
+            Err(e) => {
+                selection.discovery = Some(e);
+                resolve(config, &[])
+            }
+        }
+    } else {
+        resolve(config, &[])
+    };
+    if names.is_empty() {
+        selection.databases = resolution.members.iter().map(|m| m.config.clone()).collect();
+    } else {
+        for name in names {
+            match resolution.member(name) {
+                Some(m) => selection.databases.push(m.config.clone()),
+                // Unknown only when the listing could tell; after a failed listing it may be a member.
+                None if selection.discovery.is_none() => selection.unknown.push(name.clone()),
+                None => {}
+            }
+        }
+    }
+    if selection.discovery.is_none() {
+        selection.warnings = resolution.warnings;
+    }
+    selection
+}
+
 /// `"d1"` or `"sqlite"`, as manifests name a source.
 pub fn source_kind(source: &Source) -> &'static str {
     match source {

@@ -2,7 +2,7 @@
 //! database, `d1vault databases`, `backup` of a fleet, and the daemon finding new members.
 
 use crate::support::bed::Bed;
-use crate::support::run::{run, stderr, stdout};
+use crate::support::run::{after_backup_id, list_json, run, stderr, stdout};
 use d1vault::fleet::{self, DiscoveryError, Entry};
 
 /// `[[fleet]]` tables for tenant databases: `tenant-*` without the staging ones, then everything.
@@ -124,4 +124,155 @@ async fn databases_shows_each_database_and_the_entry_that_governs_it() {
     let text = stdout(&table);
     assert!(text.contains("tenant-a") && text.contains("fleet[0] match \"tenant-*\""), "{text}");
     assert!(!text.contains("other"), "{text}");
+}
+
+#[tokio::test]
+async fn backup_with_no_names_backs_up_every_configured_database_and_fleet_member() {
+    // Proves `backup` with no names exports the configured database and each fleet member (same storage
+    // layout, listed by `list`), not the database no entry takes; and that when the list API fails it
+    // still backs up the configured database, but exits 1 saying the members were not backed up.
+    let bed = Bed::with_emulator(&["blog", "tenant-a", "tenant-b", "other"]).await;
+    let config = bed.write_s3_config(
+        "d1vault",
+        &bed.s3.endpoint,
+        "test",
+        &format!("[[database]]\nname = \"blog\"\n\n{FLEETS}"),
+    );
+    let output = run(&config, &["backup"], &bed.secrets()).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut backed_up: Vec<String> = stdout(&output)
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+        .collect();
+    backed_up.sort();
+    assert_eq!(backed_up, ["blog", "tenant-a", "tenant-b"]);
+    let listed = list_json(&config, &bed.secrets()).await;
+    let mut names: Vec<&str> = listed
+        .iter()
+        .map(|m| m["database"]["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["blog", "tenant-a", "tenant-b"]);
+    let tenant = listed
+        .iter()
+        .find(|m| m["database"]["name"] == "tenant-a")
+        .unwrap();
+    let key = tenant["dump"]["key"].as_str().unwrap();
+    assert!(key.starts_with("test/tenant-a/") && key.ends_with("/dump.sql"), "{key}");
+    assert_eq!(
+        tenant["database"]["id"],
+        d1_emulator::database_id("tenant-a").to_string()
+    );
+
+    // One member by name works too.
+    after_backup_id(tenant["backup_id"].as_str().unwrap()).await;
+    let one = run(&config, &["backup", "tenant-b"], &bed.secrets()).await;
+    assert!(one.status.success(), "{}", stderr(&one));
+    assert!(stdout(&one).trim_end().ends_with(" tenant-b"), "{}", stdout(&one));
+
+    bed.set_faults(serde_json::json!({ "list_error_from_page": 1 }))
+        .await;
+    after_backup_id(&stdout(&one)[..16]).await;
+    let failed = run(&config, &["backup"], &bed.secrets()).await;
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(stdout(&failed).trim_end().ends_with(" blog"), "{}", stdout(&failed));
+    assert!(
+        stderr(&failed).contains("fleet members were not backed up"),
+        "{}",
+        stderr(&failed)
+    );
+}
+
+/// The complete backups of `database` in the filesystem store of `config`, oldest first, as backup ids.
+async fn stored(config: &d1vault::config::Config, database: &str) -> Vec<String> {
+    let storage = d1vault::storage::open(&config.storage).await.unwrap();
+    let mut ids: Vec<String> =
+        d1vault::repository::backups::complete(storage.as_ref(), config.storage.prefix(), Some(database))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.backup_id)
+            .collect();
+    ids.reverse();
+    ids
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_daemon_finds_new_members_at_the_next_discovery_and_keeps_them_through_a_failed_list() {
+    // Proves the daemon's discovery in paused time: a member listed at start is backed up at its due
+    // times; a database created after start gets no backup until the next discovery (10 minutes after
+    // start) and then at its next due time; a list that fails stops no member; a database gone from the
+    // account gets no more backups, and its backups stay.
+    use chrono::TimeZone;
+    use d1vault::daemon::{self, Clock, DaemonOptions, Signal};
+    let t = |h: u32, m: u32| chrono::Utc.with_ymd_and_hms(2026, 1, 10, h, m, 0).unwrap();
+    let id = |h: u32, m: u32| d1vault::repository::manifest::backup_id(t(h, m));
+    let bed = Bed::with_emulator(&["tenant-a"]).await;
+    std::fs::create_dir_all(bed.dir.path().join("store")).unwrap();
+    let path = bed.write_daemon_config(
+        "daemon",
+        "listen = \"\"\ndiscovery_interval = \"10m\"",
+        "type = \"filesystem\"\npath = \"store\"\nprefix = \"p\"",
+        "[[fleet]]\nmatch = \"tenant-*\"\nschedule = \"*/5 * * * *\"\ncompression = \"none\"\n",
+    );
+    let config = d1vault::config::load(&path).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let t0 = t(1, 1);
+    let anchor = tokio::time::Instant::now();
+    let until = |at: chrono::DateTime<chrono::Utc>| {
+        tokio::time::sleep_until(anchor + (at - t0).to_std().unwrap())
+    };
+    let options = DaemonOptions {
+        config_path: path.clone(),
+        config: config.clone(),
+        listener: None,
+        clock: Clock::tokio_at(t0),
+    };
+    let handle = tokio::spawn(daemon::run(options, rx));
+
+    until(t(1, 6)).await;
+    assert_eq!(stored(&config, "tenant-a").await, [id(1, 5)]);
+    crate::support::fixture::create_fixture_db(&bed.d1_file("tenant-b"));
+    until(t(1, 10) + chrono::Duration::seconds(30)).await;
+    assert!(
+        stored(&config, "tenant-b").await.is_empty(),
+        "not backed up before the next discovery"
+    );
+    until(t(1, 16)).await;
+    assert_eq!(
+        stored(&config, "tenant-b").await,
+        [id(1, 15)],
+        "found at 01:11, backed up at its next due time"
+    );
+
+    bed.set_faults(serde_json::json!({ "list_error_from_page": 1 }))
+        .await;
+    until(t(1, 26)).await;
+    assert_eq!(stored(&config, "tenant-a").await.last(), Some(&id(1, 25)));
+    assert_eq!(
+        stored(&config, "tenant-b").await,
+        [id(1, 15), id(1, 20), id(1, 25)],
+        "a failed listing (01:21) takes no member for gone"
+    );
+
+    bed.set_faults(serde_json::json!({ "list_error_from_page": 0 }))
+        .await;
+    std::fs::remove_file(bed.d1_file("tenant-a")).unwrap();
+    until(t(1, 41)).await;
+    tx.send(Signal::Terminate).await.unwrap();
+    handle.await.unwrap().unwrap();
+    let a = stored(&config, "tenant-a").await;
+    assert_eq!(
+        a,
+        [1, 2, 3, 4, 5].map(|i| id(1, 5 * i)),
+        "gone at the 01:31 discovery: no backup since, none deleted"
+    );
+    assert_eq!(stored(&config, "tenant-b").await.last(), Some(&id(1, 40)));
+    // Its task stopped: the 01:30 run (the file was already deleted) is its last attempt.
+    let catalog = d1vault::catalog::Catalog::open(bed.dir.path().join("state"))
+        .await
+        .unwrap();
+    let runs = catalog.recent_runs("tenant-a", 100).await.unwrap();
+    let last_due = runs.iter().filter_map(|r| r.scheduled_for).max();
+    assert_eq!(last_due, Some(t(1, 30)), "{runs:#?}");
 }

@@ -314,7 +314,11 @@ pub async fn select(config: &Config, sources: &BackupSources, names: &[String]) 
         resolve(config, &[])
     };
     if names.is_empty() {
-        selection.databases = resolution.members.iter().map(|m| m.config.clone()).collect();
+        selection.databases = resolution
+            .members
+            .iter()
+            .map(|m| m.config.clone())
+            .collect();
     } else {
         for name in names {
             match resolution.member(name) {
@@ -385,7 +389,10 @@ mod tests {
              [[fleet]]\nmatch = \"tenant-*\"\nexclude = [\"tenant-staging-*\"]\nschedule = \"@daily\"\n\n\
              [[fleet]]\nmatch = \"*\"\nschedule = \"@weekly\"\n",
         );
-        let r = resolve(&c, &listed(&["tenant-staging-1", "tenant-a", "tenant-vip", "blog"]));
+        let r = resolve(
+            &c,
+            &listed(&["tenant-staging-1", "tenant-a", "tenant-vip", "blog"]),
+        );
         assert_eq!(
             governed(&r),
             [
@@ -396,7 +403,10 @@ mod tests {
             ]
             .map(|(a, b)| (a.to_string(), b.to_string()))
         );
-        assert_eq!(r.member("tenant-vip").unwrap().config.schedule.expr(), "@hourly");
+        assert_eq!(
+            r.member("tenant-vip").unwrap().config.schedule.expr(),
+            "@hourly"
+        );
         let a = &r.member("tenant-a").unwrap().config;
         assert_eq!(a.schedule.expr(), "@daily");
         assert_eq!(
@@ -419,10 +429,22 @@ mod tests {
             "[[database]]\nname = \"shop-1\"\n\n[[fleet]]\nmatch = \"tenant-*\"\n\n[[fleet]]\nmatch = \"shop-*\"\n\n[[fleet]]\nmatch = \"x*\"\n",
         );
         let r = resolve(&c, &listed(&["shop-1", "x/../y"]));
-        assert_eq!(governed(&r), [("shop-1".to_string(), "database[0]".to_string())]);
+        assert_eq!(
+            governed(&r),
+            [("shop-1".to_string(), "database[0]".to_string())]
+        );
         let all = r.warnings.join("\n");
-        assert!(all.contains("fleet[0] match \"tenant-*\" fits no database"), "{all}");
-        assert!(all.contains("fleet[1] match \"shop-*\" fits 1 database(s) but governs none"), "{all}");
-        assert!(all.contains("\"x/../y\" is not a D1 database name"), "{all}");
+        assert!(
+            all.contains("fleet[0] match \"tenant-*\" fits no database"),
+            "{all}"
+        );
+        assert!(
+            all.contains("fleet[1] match \"shop-*\" fits 1 database(s) but governs none"),
+            "{all}"
+        );
+        assert!(
+            all.contains("\"x/../y\" is not a D1 database name"),
+            "{all}"
+        );
     }
 }

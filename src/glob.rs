@@ -89,7 +89,9 @@ impl Glob {
                         return Err(format!("{text:?}: `[` is never closed by `]`"));
                     }
                     if ranges.is_empty() {
-                        return Err(format!("{text:?}: `[]` is an empty set and matches nothing"));
+                        return Err(format!(
+                            "{text:?}: `[]` is an empty set and matches nothing"
+                        ));
                     }
                     tokens.push(Token::Class { negated, ranges });
                 }
@@ -188,7 +190,11 @@ mod tests {
     fn malformed_patterns_are_refused_with_a_reason() {
         // Proves a pattern that could only be a mistake is an error saying what is wrong.
         assert!(Glob::parse("").unwrap_err().contains("empty"));
-        assert!(Glob::parse("tenant-[a").unwrap_err().contains("never closed"));
+        assert!(
+            Glob::parse("tenant-[a")
+                .unwrap_err()
+                .contains("never closed")
+        );
         assert!(Glob::parse("t[]").unwrap_err().contains("empty set"));
         assert!(Glob::parse("t[z-a]").unwrap_err().contains("reversed"));
         assert_eq!(Glob::parse("a**b").unwrap().as_str(), "a**b");

@@ -58,7 +58,10 @@ pub async fn run(config: &Config, args: &DatabasesArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(8);
-    println!("{:<width$}  {:<6}  {:<28}  SCHEDULE", "DATABASE", "SOURCE", "ENTRY");
+    println!(
+        "{:<width$}  {:<6}  {:<28}  SCHEDULE",
+        "DATABASE", "SOURCE", "ENTRY"
+    );
     for r in &rows {
         println!(
             "{:<width$}  {:<6}  {:<28}  {}",

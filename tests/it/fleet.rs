@@ -25,13 +25,16 @@ async fn the_account_is_listed_over_every_page_and_each_database_gets_its_entry(
     for i in 0..4 {
         add_empty(&bed, &format!("tenant-staging-{i}"));
     }
-    let config = bed.config(
-        &format!("[[database]]\nname = \"blog\"\n\n{FLEETS}"),
-        None,
-    );
+    let config = bed.config(&format!("[[database]]\nname = \"blog\"\n\n{FLEETS}"), None);
     let sources = bed.sources(&config).await;
     let client = sources.cloudflare.as_ref().unwrap();
-    let before = bed.emulator().stats().by_route.get("list").copied().unwrap_or(0);
+    let before = bed
+        .emulator()
+        .stats()
+        .by_route
+        .get("list")
+        .copied()
+        .unwrap_or(0);
     let listed = fleet::list_all(client, 10).await.unwrap();
     let lists = bed.emulator().stats().by_route["list"] - before;
     assert_eq!(listed.len(), 25, "{listed:?}");
@@ -73,9 +76,15 @@ async fn a_list_that_fails_part_way_is_an_error_never_a_shorter_list() {
     let error = fleet::list_all(sources.cloudflare.as_ref().unwrap(), 10)
         .await
         .unwrap_err();
-    assert!(matches!(error, DiscoveryError::Page { page: 2, .. }), "{error:?}");
+    assert!(
+        matches!(error, DiscoveryError::Page { page: 2, .. }),
+        "{error:?}"
+    );
     assert!(error.is_retryable());
-    assert!(error.to_string().contains("none is taken for gone"), "{error}");
+    assert!(
+        error.to_string().contains("none is taken for gone"),
+        "{error}"
+    );
     bed.set_faults(serde_json::json!({ "list_error_from_page": 0 }))
         .await;
     assert_eq!(
@@ -122,7 +131,10 @@ async fn databases_shows_each_database_and_the_entry_that_governs_it() {
     );
     let table = run(&config, &["databases"], &bed.secrets()).await;
     let text = stdout(&table);
-    assert!(text.contains("tenant-a") && text.contains("fleet[0] match \"tenant-*\""), "{text}");
+    assert!(
+        text.contains("tenant-a") && text.contains("fleet[0] match \"tenant-*\""),
+        "{text}"
+    );
     assert!(!text.contains("other"), "{text}");
 }
 
@@ -158,7 +170,10 @@ async fn backup_with_no_names_backs_up_every_configured_database_and_fleet_membe
         .find(|m| m["database"]["name"] == "tenant-a")
         .unwrap();
     let key = tenant["dump"]["key"].as_str().unwrap();
-    assert!(key.starts_with("test/tenant-a/") && key.ends_with("/dump.sql"), "{key}");
+    assert!(
+        key.starts_with("test/tenant-a/") && key.ends_with("/dump.sql"),
+        "{key}"
+    );
     assert_eq!(
         tenant["database"]["id"],
         d1_emulator::database_id("tenant-a").to_string()
@@ -168,14 +183,22 @@ async fn backup_with_no_names_backs_up_every_configured_database_and_fleet_membe
     after_backup_id(tenant["backup_id"].as_str().unwrap()).await;
     let one = run(&config, &["backup", "tenant-b"], &bed.secrets()).await;
     assert!(one.status.success(), "{}", stderr(&one));
-    assert!(stdout(&one).trim_end().ends_with(" tenant-b"), "{}", stdout(&one));
+    assert!(
+        stdout(&one).trim_end().ends_with(" tenant-b"),
+        "{}",
+        stdout(&one)
+    );
 
     bed.set_faults(serde_json::json!({ "list_error_from_page": 1 }))
         .await;
     after_backup_id(&stdout(&one)[..16]).await;
     let failed = run(&config, &["backup"], &bed.secrets()).await;
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
-    assert!(stdout(&failed).trim_end().ends_with(" blog"), "{}", stdout(&failed));
+    assert!(
+        stdout(&failed).trim_end().ends_with(" blog"),
+        "{}",
+        stdout(&failed)
+    );
     assert!(
         stderr(&failed).contains("fleet members were not backed up"),
         "{}",
@@ -186,13 +209,16 @@ async fn backup_with_no_names_backs_up_every_configured_database_and_fleet_membe
 /// The complete backups of `database` in the filesystem store of `config`, oldest first, as backup ids.
 async fn stored(config: &d1vault::config::Config, database: &str) -> Vec<String> {
     let storage = d1vault::storage::open(&config.storage).await.unwrap();
-    let mut ids: Vec<String> =
-        d1vault::repository::backups::complete(storage.as_ref(), config.storage.prefix(), Some(database))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.backup_id)
-            .collect();
+    let mut ids: Vec<String> = d1vault::repository::backups::complete(
+        storage.as_ref(),
+        config.storage.prefix(),
+        Some(database),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|m| m.backup_id)
+    .collect();
     ids.reverse();
     ids
 }

@@ -216,14 +216,23 @@ mod tests {
             assert!(errors.contains(needle), "{needle:?} not in:\n{errors}");
         }
         let single = format!("{HEAD}[fleet]\nmatch = \"t-*\"\n");
-        assert!(load(&single).unwrap_err().contains("[[fleet]] (double brackets)"));
-        let no_cloudflare = "[storage]\ntype = \"filesystem\"\npath = \"/srv\"\n\n[[fleet]]\nmatch = \"t-*\"\n";
+        assert!(
+            load(&single)
+                .unwrap_err()
+                .contains("[[fleet]] (double brackets)")
+        );
+        let no_cloudflare =
+            "[storage]\ntype = \"filesystem\"\npath = \"/srv\"\n\n[[fleet]]\nmatch = \"t-*\"\n";
         assert!(
             load(no_cloudflare)
                 .unwrap_err()
                 .contains("a [[fleet]] finds its members")
         );
         let nothing = "[storage]\ntype = \"filesystem\"\npath = \"/srv\"\n";
-        assert!(load(nothing).unwrap_err().contains("no databases configured"));
+        assert!(
+            load(nothing)
+                .unwrap_err()
+                .contains("no databases configured")
+        );
     }
 }

@@ -252,7 +252,11 @@ async fn the_list_pages_as_d1_does_and_can_fail_part_way() {
     assert_eq!(first.status, StatusCode::OK);
     for _ in 0..2 {
         let second = h.call(Method::GET, "?per_page=10&page=2", None).await;
-        assert_eq!(second.status, StatusCode::INTERNAL_SERVER_ERROR, "stays broken");
+        assert_eq!(
+            second.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stays broken"
+        );
     }
     h.emulator.faults().set(Faults {
         list_error_from_page: Some(0),

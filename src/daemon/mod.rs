@@ -33,7 +33,7 @@ mod task;
 
 pub use clock::{Clock, MAX_SLEEP};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -187,18 +187,18 @@ pub async fn run_locked(
             Some(listed) = found_rx.recv() => {
                 let effective = with_members(&file_config, Some(&listed));
                 listing = Some(listed);
-                let before: Vec<String> =
+                // Sets, not scans: a fleet may have many thousands of members.
+                let before: HashSet<String> =
                     config_tx.borrow().databases.iter().map(|d| d.name.clone()).collect();
+                let now: HashSet<&str> =
+                    effective.databases.iter().map(|d| d.name.as_str()).collect();
                 let added: Vec<String> = effective
                     .databases
                     .iter()
                     .map(|d| d.name.clone())
                     .filter(|n| !before.contains(n))
                     .collect();
-                let gone = before
-                    .iter()
-                    .filter(|n| effective.database(n).is_none())
-                    .count();
+                let gone = before.iter().filter(|n| !now.contains(n.as_str())).count();
                 if !added.is_empty() || gone > 0 {
                     info!(
                         added = added.len(),

@@ -302,3 +302,56 @@ async fn the_daemon_finds_new_members_at_the_next_discovery_and_keeps_them_throu
     let last_due = runs.iter().filter_map(|r| r.scheduled_for).max();
     assert_eq!(last_due, Some(t(1, 30)), "{runs:#?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_applies_new_fleet_rules_to_the_members_already_found() {
+    // Proves SIGHUP with a fleet: the reloaded rules apply at once to the members found before (an
+    // `exclude` added for `tenant-b` ends its task, `tenant-a` keeps its schedule without waiting for the
+    // next discovery), and `tenant-b`'s backups stay.
+    use chrono::TimeZone;
+    use d1vault::daemon::{self, Clock, DaemonOptions, Signal};
+    let t = |h: u32, m: u32| chrono::Utc.with_ymd_and_hms(2026, 1, 10, h, m, 0).unwrap();
+    let id = |h: u32, m: u32| d1vault::repository::manifest::backup_id(t(h, m));
+    let bed = Bed::with_emulator(&["tenant-a", "tenant-b"]).await;
+    std::fs::create_dir_all(bed.dir.path().join("store")).unwrap();
+    let write = |exclude: &str| {
+        bed.write_daemon_config(
+            "daemon",
+            "listen = \"\"\ndiscovery_interval = \"1h\"",
+            "type = \"filesystem\"\npath = \"store\"\nprefix = \"p\"",
+            &format!(
+                "[[fleet]]\nmatch = \"tenant-*\"\nexclude = [{exclude}]\nschedule = \"*/5 * * * *\"\n"
+            ),
+        )
+    };
+    let path = write("");
+    let config = d1vault::config::load(&path).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let t0 = t(1, 1);
+    let anchor = tokio::time::Instant::now();
+    let until = |at: chrono::DateTime<chrono::Utc>| {
+        tokio::time::sleep_until(anchor + (at - t0).to_std().unwrap())
+    };
+    let options = DaemonOptions {
+        config_path: path.clone(),
+        config: config.clone(),
+        listener: None,
+        clock: Clock::tokio_at(t0),
+    };
+    let handle = tokio::spawn(daemon::run(options, rx));
+    until(t(1, 6)).await;
+    assert_eq!(stored(&config, "tenant-b").await, [id(1, 5)]);
+    // Make the next listing fail: the reload must work from the members already found.
+    bed.set_faults(serde_json::json!({ "list_error_from_page": 1 }))
+        .await;
+    write("\"tenant-b\"");
+    tx.send(Signal::Reload).await.unwrap();
+    until(t(1, 21)).await;
+    tx.send(Signal::Terminate).await.unwrap();
+    handle.await.unwrap().unwrap();
+    assert_eq!(
+        stored(&config, "tenant-a").await,
+        [id(1, 5), id(1, 10), id(1, 15), id(1, 20)]
+    );
+    assert_eq!(stored(&config, "tenant-b").await, [id(1, 5)]);
+}

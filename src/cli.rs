@@ -53,6 +53,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Validate the configuration and print each database's next three run times.
     CheckConfig,
+    /// The databases a backup would cover now: each configured database and each fleet member found in
+    /// the account, with the entry (database or fleet) that governs it.
+    Databases(DatabasesArgs),
     /// wrangler-compatible schema migrations.
     #[command(subcommand)]
     Migrations(MigrationsCommand),
@@ -136,6 +139,14 @@ pub struct PruneArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `databases`: the output format.
+#[derive(Debug, Args)]
+pub struct DatabasesArgs {
+    /// Print JSON: an array of {name, id, source, entry, schedule}.
     #[arg(long)]
     pub json: bool,
 }

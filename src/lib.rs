@@ -11,6 +11,8 @@
 //! * [`config`]: the TOML configuration, loaded and validated with every error reported at once.
 //! * [`secret`]: a string that never prints (tokens, keys, signed URLs).
 //! * [`schedule`]: when backups are due: cron, start window, jitter; pure functions of `now`.
+//! * [`glob`]: the shell-style patterns `[[fleet]]` matches database names with.
+//! * [`fleet`]: fleet members: the account listed page by page, and which entry governs each database.
 //! * [`retry`]: the retry policy shared by the Cloudflare client and storage.
 //! * [`idle`]: idle timeouts for download and storage streams: no read waits forever.
 //! * [`cloudflare`]: the D1 REST API client (retries, rate limiting, the export polling protocol).
@@ -35,6 +37,8 @@ pub mod cloudflare;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod fleet;
+pub mod glob;
 pub mod idle;
 pub mod logging;
 pub mod migrations;

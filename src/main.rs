@@ -62,6 +62,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Run => commands::run::run(&path, config).await,
         Command::Healthcheck => commands::healthcheck::run(&config).await,
         Command::Migrations(command) => commands::migrations::run(&config, command).await,
+        Command::Databases(args) => commands::databases::run(&config, args).await,
         Command::CheckConfig => commands::check_config::run(&config, chrono::Utc::now()).await,
         Command::Completions(_) => unreachable!("handled above"),
     }

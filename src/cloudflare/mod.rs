@@ -64,6 +64,17 @@ pub struct DatabaseInfo {
     pub version: Option<String>,
 }
 
+/// One page of the account's database list (`GET …/d1/database?page=N&per_page=M`).
+#[derive(Debug, Clone)]
+pub struct DatabasePage {
+    /// The databases on this page.
+    pub databases: Vec<DatabaseInfo>,
+    /// `result_info.per_page`: the page size the API applied (it may differ from the one asked for).
+    pub per_page: Option<u64>,
+    /// `result_info.total_count`: how many databases the account holds, by the API's count.
+    pub total_count: Option<u64>,
+}
+
 /// The result of one statement of a `/query` call.
 #[derive(Debug, Clone, Deserialize)]
 pub struct QueryResult {
@@ -224,6 +235,25 @@ impl Client {
         })?;
         serde_json::from_value(answer.result)
             .map_err(|e| ApiError::permanent(format!("{what}: unexpected answer: {e}")))
+    }
+
+    /// One page of the account's databases (`GET …/d1/database?page=N&per_page=M`); pages count from 1.
+    /// Each page is one request against the shared rate budget.
+    pub async fn list_databases(&self, page: u64, per_page: u64) -> Result<DatabasePage, ApiError> {
+        let mut url = self.url(&["accounts", &self.account_id, "d1", "database"])?;
+        url.query_pairs_mut()
+            .append_pair("page", &page.to_string())
+            .append_pair("per_page", &per_page.to_string());
+        let what = format!("listing the account's D1 databases (page {page})");
+        let answer = self.call(Method::GET, url, None, &what).await?;
+        let databases = serde_json::from_value(answer.result)
+            .map_err(|e| ApiError::permanent(format!("{what}: unexpected answer: {e}")))?;
+        let info = answer.result_info.unwrap_or(Value::Null);
+        Ok(DatabasePage {
+            databases,
+            per_page: info["per_page"].as_u64(),
+            total_count: info["total_count"].as_u64(),
+        })
     }
 
     /// Creates a database (`POST …/d1/database`).
@@ -716,6 +746,7 @@ impl Client {
         if envelope.success && status.is_success() {
             return Ok(Answer {
                 result: envelope.result.unwrap_or(Value::Null),
+                result_info: envelope.result_info,
             });
         }
         let first = envelope.errors.first();
@@ -744,6 +775,8 @@ impl Client {
 /// A successful API answer: the envelope's `result`.
 struct Answer {
     result: Value,
+    /// List endpoints' `result_info` (`page`, `per_page`, `count`, `total_count`).
+    result_info: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -754,6 +787,8 @@ struct Envelope {
     errors: Vec<CfMessage>,
     #[serde(default)]
     result: Option<Value>,
+    #[serde(default)]
+    result_info: Option<Value>,
     /// Some endpoints answer `{ "code": …, "error": "…" }` instead of `errors`.
     #[serde(default)]
     error: Option<String>,

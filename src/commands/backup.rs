@@ -5,16 +5,39 @@
 
 use futures_util::StreamExt;
 
-use super::{Failure, open_sources, select_databases};
+use super::{Failure, open_sources};
 use crate::cli::BackupArgs;
 use crate::config::Config;
+use crate::fleet;
 use crate::pipeline::unchanged::{BackupRun, backup_unless_unchanged};
 
-/// Runs the backups, up to `daemon.max_concurrent` at once.
+/// Runs the backups, up to `daemon.max_concurrent` at once: the named databases, or every configured
+/// database and every fleet member found in the account.
 pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
-    let databases = select_databases(config, &args.databases)?;
     let sources = open_sources(config).await?;
-    let results: Vec<_> = futures_util::stream::iter(databases)
+    let selection = fleet::select(config, &sources, &args.databases).await;
+    if !selection.unknown.is_empty() {
+        let known: Vec<&str> = config.databases.iter().map(|d| d.name.as_str()).collect();
+        return Err(Failure::usage(format!(
+            "no database named {} in {} nor among its fleets' members; configured: {}",
+            selection
+                .unknown
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            config.path.display(),
+            known.join(", ")
+        )));
+    }
+    for warning in &selection.warnings {
+        tracing::warn!("{warning}");
+    }
+    let mut failures = Vec::new();
+    if let Some(e) = &selection.discovery {
+        failures.push(format!("fleet members were not backed up: {e}"));
+    }
+    let results: Vec<_> = futures_util::stream::iter(&selection.databases)
         .map(|db| {
             let sources = &sources;
             async move { (db, backup_unless_unchanged(db, sources, args.force).await) }
@@ -22,7 +45,6 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
         .buffered(config.daemon.max_concurrent.max(1))
         .collect()
         .await;
-    let mut failures = Vec::new();
     for (db, result) in results {
         match result {
             Ok(BackupRun::Backed(manifest)) => println!("{} {}", manifest.backup_id, db.name),

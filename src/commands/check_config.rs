@@ -53,6 +53,41 @@ pub fn report(config: &Config, now: DateTime<Utc>) -> (String, Vec<String>) {
             }
         }
     }
+    for fleet in &config.fleets {
+        let job = &fleet.job;
+        let _ = writeln!(
+            out,
+            "fleet[{}] match {:?}:",
+            fleet.index,
+            fleet.pattern.as_str()
+        );
+        let exclude: Vec<&str> = fleet.exclude.iter().map(|g| g.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  members: every D1 database of the account whose name fits{} (`d1vault databases` lists them)",
+            if exclude.is_empty() {
+                String::new()
+            } else {
+                format!(", except {exclude:?}")
+            }
+        );
+        let _ = writeln!(out, "  schedule: {}", job.schedule.expr());
+        let runs = upcoming_runs(job, tz, now);
+        if runs.is_empty() {
+            problems.push(format!(
+                "fleet[{}] match {:?}: schedule {:?} never fires; fix its schedule",
+                fleet.index,
+                fleet.pattern.as_str(),
+                job.schedule.expr()
+            ));
+            let _ = writeln!(out, "  next runs: none (the schedule never fires)");
+        } else {
+            let _ = writeln!(out, "  next runs:");
+            for line in runs {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
     (out, problems)
 }
 
@@ -174,5 +209,19 @@ mod tests {
         for secret in ["tok-very-secret", "AKIA-SECRET-ID", "s3-very-secret"] {
             assert!(!out.contains(secret));
         }
+    }
+
+    #[test]
+    fn fleets_show_their_rules_and_next_runs() {
+        // Proves a fleet-only configuration reports each fleet: its match, excludes and next run times.
+        let text = "[cloudflare]\naccount_id = \"a\"\napi_token = \"t\"\n[storage]\ntype = \"filesystem\"\npath = \"/srv\"\n[[fleet]]\nmatch = \"tenant-*\"\nexclude = [\"tenant-staging-*\"]\nschedule = \"0 4 * * *\"\n";
+        let config =
+            crate::config::load_str(text, Path::new("/etc/d1vault/d1vault.toml"), &|_| None)
+                .unwrap();
+        let (out, problems) = report(&config, "2025-01-10T12:00:00Z".parse().unwrap());
+        assert!(problems.is_empty());
+        assert!(out.contains("fleet[0] match \"tenant-*\":"), "{out}");
+        assert!(out.contains("except [\"tenant-staging-*\"]"), "{out}");
+        assert!(out.contains("2025-01-11 04:00:00 UTC"), "{out}");
     }
 }

@@ -41,6 +41,7 @@ impl fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 pub mod backup;
+pub mod databases;
 pub mod healthcheck;
 pub mod list;
 pub mod migrations;

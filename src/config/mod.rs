@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::glob::Glob;
 use crate::repository::retention::RetentionPolicy;
 use crate::schedule::{Schedule, Window};
 use crate::secret::Secret;
@@ -36,6 +37,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Every `[[database]]`, with `[defaults]` applied, in file order.
     pub databases: Vec<DatabaseConfig>,
+    /// Every `[[fleet]]`, with `[defaults]` applied, in file order (the first that fits a name governs it).
+    pub fleets: Vec<FleetConfig>,
 }
 
 impl Config {
@@ -58,6 +61,8 @@ pub struct DaemonConfig {
     pub max_concurrent: usize,
     /// How long running backups may finish after SIGTERM before they are aborted.
     pub shutdown_grace: Duration,
+    /// How often the daemon lists the account's databases to find `[[fleet]]` members.
+    pub discovery_interval: Duration,
 }
 
 /// `[cloudflare]`: how to reach the D1 REST API.
@@ -206,4 +211,44 @@ pub struct DatabaseConfig {
     /// Skip a D1 export when the database's current Time Travel bookmark equals the one in its newest
     /// complete backup (`skip_unchanged`, default true): an export blocks the database and costs API budget.
     pub skip_unchanged: bool,
+}
+
+/// One `[[fleet]]`: every D1 database of the account whose name fits `pattern` and no `exclude`, backed up
+/// with the same job settings, found by listing the account at each run (see [`crate::fleet`]).
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Its position among the `[[fleet]]` tables of the file (0 first): file order decides which fleet
+    /// governs a name two of them fit.
+    pub index: usize,
+    /// `match`: the glob a member's name fits.
+    pub pattern: Glob,
+    /// `exclude`: globs of names this fleet leaves out although `pattern` fits them.
+    pub exclude: Vec<Glob>,
+    /// The job settings every member gets (`[defaults]` overridden by the fleet's own keys), as a
+    /// database configuration whose `name` is the pattern and whose source is D1 without an id.
+    pub job: DatabaseConfig,
+}
+
+impl FleetConfig {
+    /// Whether this fleet would take `name`: `match` fits and no `exclude` does.
+    pub fn fits(&self, name: &str) -> bool {
+        self.pattern.matches(name) && !self.exclude.iter().any(|g| g.matches(name))
+    }
+
+    /// The configuration of member `name` (D1 id `id`, as listed): this fleet's job settings.
+    pub fn member(&self, name: &str, id: &str) -> DatabaseConfig {
+        DatabaseConfig {
+            name: name.to_string(),
+            source: Source::D1 {
+                id: Some(id.to_string()),
+            },
+            ..self.job.clone()
+        }
+    }
+}
+
+/// Whether `name` is a valid D1 database name (`^[a-zA-Z0-9][a-zA-Z0-9_-]*$`), hence safe as a
+/// storage directory: listed names are checked with it before they become paths.
+pub fn is_database_name(name: &str) -> bool {
+    schema::is_database_name(name)
 }

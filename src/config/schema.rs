@@ -6,6 +6,7 @@
 mod cloudflare;
 mod daemon;
 mod database;
+mod fleet;
 mod job;
 mod retention;
 mod storage;
@@ -13,16 +14,26 @@ mod storage;
 use super::Config;
 use super::reader::{Reader, Schema, Section};
 
+pub(crate) use database::is_database_name;
+
 /// The document root: its keys are the top-level tables.
 pub(super) static ROOT: Schema = Schema {
     name: "",
-    keys: &[&["daemon", "cloudflare", "storage", "defaults", "database"]],
+    keys: &[&[
+        "daemon",
+        "cloudflare",
+        "storage",
+        "defaults",
+        "database",
+        "fleet",
+    ]],
     tables: &[
         &daemon::SCHEMA,
         &cloudflare::SCHEMA,
         &storage::SCHEMA,
         &job::DEFAULTS,
         &database::SCHEMA,
+        &fleet::SCHEMA,
     ],
 };
 
@@ -48,6 +59,7 @@ pub(super) fn config(reader: &mut Reader<'_>, root: &toml_edit::Table) -> Option
         None => job::JobSettings::default(),
     };
     let databases = database::read_all(reader, root, &defaults);
+    let (fleets, first_fleet) = fleet::read_all(reader, root, &defaults);
 
     let cloudflare = match reader.table(root, &cloudflare::SCHEMA, "cloudflare") {
         Some(section) => cloudflare::read(reader, section),
@@ -57,6 +69,10 @@ pub(super) fn config(reader: &mut Reader<'_>, root: &toml_edit::Table) -> Option
                     "missing [cloudflare] section: database {db:?} is a D1 source (it has no \
                      sqlite_path), which needs account_id and api_token"
                 );
+                reader.error(offset, "cloudflare", message);
+            } else if let Some(offset) = first_fleet {
+                let message = "missing [cloudflare] section: a [[fleet]] finds its members by \
+                               listing the account's D1 databases, which needs account_id and api_token";
                 reader.error(offset, "cloudflare", message);
             }
             None
@@ -83,6 +99,7 @@ pub(super) fn config(reader: &mut Reader<'_>, root: &toml_edit::Table) -> Option
         cloudflare,
         storage: storage?,
         databases: databases.configs,
+        fleets,
     })
 }
 

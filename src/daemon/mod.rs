@@ -13,6 +13,7 @@
 //! # Layout
 //!
 //! * this module: start-up, the signal loop, reloads, and the shutdown sequence;
+//! * `discovery`: fleet members found by listing the account, at start and every `discovery_interval`;
 //! * `task`: one database's loop; `context`: what the tasks share and where their events are published;
 //! * `events`: the named events of a run (`RunFinished`, `RunSkipped`);
 //! * `retention`: retention after a successful backup;
@@ -21,6 +22,7 @@
 
 mod clock;
 mod context;
+mod discovery;
 mod events;
 pub mod health;
 mod http;
@@ -31,18 +33,20 @@ mod task;
 
 pub use clock::{Clock, MAX_SLEEP};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::catalog::Catalog;
+use crate::cloudflare::DatabaseInfo;
 use crate::config::{self, Config};
+use crate::fleet;
 use crate::repository::backups;
 use crate::sources::BackupSources;
 use context::TaskContext;
@@ -114,7 +118,8 @@ pub async fn run_locked(
     if let Err(e) = sources.storage.check().await {
         warn!(error = %e, "storage check failed; backups will fail until this is fixed");
     }
-    seed_newest(&shared, &sources, &catalog, &config).await;
+    let configured: Vec<String> = config.databases.iter().map(|d| d.name.clone()).collect();
+    seed_newest(&shared, &sources, &catalog, &configured).await;
 
     let stop_new = CancellationToken::new();
     let abort = CancellationToken::new();
@@ -149,8 +154,18 @@ pub async fn run_locked(
     let mut running: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
     reconcile(&context, &config, &mut tasks, &mut running);
     info!(databases = config.databases.len(), "daemon started");
+    // Fleet members: the file's configuration plus the newest complete listing of the account.
+    let mut file_config = config;
+    let mut listing: Option<Vec<DatabaseInfo>> = None;
+    let kick = Arc::new(Notify::new());
+    let (found_tx, mut found_rx) = mpsc::channel(1);
+    let discovery_task = tokio::spawn(discovery::discovery_loop(
+        context.clone(),
+        kick.clone(),
+        found_tx,
+    ));
 
-    let mut grace = config.daemon.shutdown_grace;
+    let mut grace = file_config.daemon.shutdown_grace;
     loop {
         tokio::select! {
             signal = signals.recv() => match signal {
@@ -159,13 +174,47 @@ pub async fn run_locked(
                         info!(path = %config_path.display(), "configuration reloaded");
                         grace = new.daemon.shutdown_grace;
                         resize_slots(&context.slots, &mut slot_count, new.daemon.max_concurrent.max(1));
-                        reconcile(&context, &new, &mut tasks, &mut running);
-                        let _ = config_tx.send(Arc::new(new));
+                        file_config = new;
+                        let effective = with_members(&file_config, listing.as_deref());
+                        reconcile(&context, &effective, &mut tasks, &mut running);
+                        let _ = config_tx.send(Arc::new(effective));
+                        kick.notify_one();
                     }
                     Err(errors) => error!(errors = %errors, "configuration reload failed; keeping the previous configuration"),
                 },
                 Some(Signal::Terminate) | None => break,
             },
+            Some(listed) = found_rx.recv() => {
+                let effective = with_members(&file_config, Some(&listed));
+                listing = Some(listed);
+                // Sets, not scans: a fleet may have many thousands of members.
+                let before: HashSet<String> =
+                    config_tx.borrow().databases.iter().map(|d| d.name.clone()).collect();
+                let now: HashSet<&str> =
+                    effective.databases.iter().map(|d| d.name.as_str()).collect();
+                let added: Vec<String> = effective
+                    .databases
+                    .iter()
+                    .map(|d| d.name.clone())
+                    .filter(|n| !before.contains(n))
+                    .collect();
+                let gone = before.iter().filter(|n| !now.contains(n.as_str())).count();
+                if !added.is_empty() || gone > 0 {
+                    info!(
+                        added = added.len(),
+                        gone,
+                        databases = effective.databases.len(),
+                        first_added = ?added.iter().take(10).collect::<Vec<_>>(),
+                        "fleet members changed; a database gone from the account keeps its backups"
+                    );
+                    reconcile(&context, &effective, &mut tasks, &mut running);
+                    let _ = config_tx.send(Arc::new(effective));
+                    let ctx = context.clone();
+                    tokio::spawn(async move {
+                        seed_newest(&ctx.shared, &ctx.sources, &ctx.catalog, &added).await
+                    });
+                }
+            }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Err(e) = done {
                     if e.is_panic() { error!(error = %e, "a database task panicked"); }
@@ -180,6 +229,7 @@ pub async fn run_locked(
         "stopping: no new backups start; running ones may finish"
     );
     stop_new.cancel();
+    let _ = discovery_task.await;
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -232,33 +282,51 @@ fn reconcile(
     }
 }
 
-/// Seeds the newest backup of each database (for `/healthz`) and its last success (for `/metrics`) from
-/// the complete backups already in storage, and the latest run that found that backup still current
-/// (unchanged) from the catalog, so that a restart does not turn a quiet database stale.
-async fn seed_newest(shared: &Shared, sources: &BackupSources, catalog: &Catalog, config: &Config) {
-    for db in &config.databases {
-        match backups::complete(sources.storage.as_ref(), &sources.prefix, Some(&db.name)).await {
+/// The configuration in force: the file's, plus the fleet members of `listing` (none before the first
+/// complete listing). Logs the fleets' warnings.
+fn with_members(file: &Config, listing: Option<&[DatabaseInfo]>) -> Config {
+    let resolution = fleet::resolve(file, listing.unwrap_or_default());
+    if listing.is_some() {
+        for warning in &resolution.warnings {
+            warn!("{warning}");
+        }
+    }
+    resolution.effective(file)
+}
+
+/// Seeds the newest backup of each database in `names` (for `/healthz`) and its last success (for
+/// `/metrics`) from the complete backups already in storage, and the latest run that found that backup
+/// still current (unchanged) from the catalog, so that a restart does not turn a quiet database stale: at
+/// start-up, and for fleet members as they are found.
+async fn seed_newest(
+    shared: &Shared,
+    sources: &BackupSources,
+    catalog: &Catalog,
+    names: &[String],
+) {
+    for name in names {
+        match backups::complete(sources.storage.as_ref(), &sources.prefix, Some(name)).await {
             Ok(manifests) => {
                 if let Some(m) = manifests.first() {
-                    shared.set_newest(&db.name, m.started_at);
+                    shared.set_newest(name, m.started_at);
                     shared
                         .metrics
-                        .set_last_success(&db.name, m.finished_at.timestamp() as f64);
+                        .set_last_success(name, m.finished_at.timestamp() as f64);
                     // Only a claim about the backup still newest in storage counts.
-                    if let Ok(Some(run)) = catalog.last_unchanged(&db.name).await
+                    if let Ok(Some(run)) = catalog.last_unchanged(name).await
                         && run.backup_id.as_deref() == Some(m.backup_id.as_str())
                     {
-                        shared.set_unchanged(&db.name, run.started_at);
+                        shared.set_unchanged(name, run.started_at);
                         if let Some(t) = run.finished_at {
                             shared
                                 .metrics
-                                .set_last_unchanged(&db.name, t.timestamp() as f64);
+                                .set_last_unchanged(name, t.timestamp() as f64);
                         }
                     }
                 }
             }
             Err(e) => {
-                warn!(database = %db.name, error = %e, "could not read existing backups at start-up")
+                warn!(database = %name, error = %e, "could not read existing backups")
             }
         }
     }

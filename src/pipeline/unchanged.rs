@@ -337,6 +337,7 @@ mod tests {
             },
             tables: Vec::new(),
             migrations: Vec::new(),
+            virtual_tables: Vec::new(),
         }))
     }
 

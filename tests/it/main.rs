@@ -8,6 +8,7 @@ mod backup;
 mod config;
 mod daemon;
 mod faults;
+mod fleet;
 mod fts;
 mod migrations;
 mod restore;

@@ -19,6 +19,7 @@ const SUBCOMMANDS: &[&str] = &[
     "prune",
     "status",
     "check-config",
+    "databases",
     "migrations",
     "healthcheck",
     "completions",

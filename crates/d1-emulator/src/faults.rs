@@ -75,6 +75,9 @@ pub struct Faults {
     /// old `alpha` one, which D1 reports as `version: "alpha"` and serves no Time Travel for, so tests can
     /// reach the code paths for databases without it.
     pub time_travel: Option<bool>,
+    /// Database list requests (`GET …/d1/database`) for this page or a later one answer HTTP 500 until
+    /// set to `0` (off): a listing that fails part way through, retries included.
+    pub list_error_from_page: Option<u64>,
 }
 
 /// A fault decided for one API request.
@@ -126,6 +129,9 @@ impl FaultInjector {
         if faults.time_travel.is_some() {
             current.time_travel = faults.time_travel;
         }
+        if faults.list_error_from_page.is_some() {
+            current.list_error_from_page = faults.list_error_from_page;
+        }
     }
 
     /// The faults still pending.
@@ -141,6 +147,13 @@ impl FaultInjector {
     /// Whether databases have Time Travel (see [`Faults::time_travel`]).
     pub(crate) fn time_travel(&self) -> bool {
         self.lock().time_travel.unwrap_or(true)
+    }
+
+    /// Whether a database list request for `page` fails (see [`Faults::list_error_from_page`]).
+    pub(crate) fn list_page_fails(&self, page: u64) -> bool {
+        self.lock()
+            .list_error_from_page
+            .is_some_and(|from| from > 0 && page >= from)
     }
 
     /// Consumes one API-request fault, rate limits first.

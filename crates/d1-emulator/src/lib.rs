@@ -379,6 +379,9 @@ async fn list_databases(
 ) -> Response {
     let page = q.page.unwrap_or(1).max(1);
     let per_page = q.per_page.unwrap_or(1000).clamp(10, 10_000);
+    if state.faults.list_page_fails(page) {
+        return envelope::server_error(500);
+    }
     let time_travel = state.faults.time_travel();
     let s = state.clone();
     let all = tokio::task::spawn_blocking(move || s.registry.list())

@@ -16,6 +16,7 @@ pub(super) static SCHEMA: Schema = Schema {
         "timezone",
         "max_concurrent",
         "shutdown_grace",
+        "discovery_interval",
     ]],
     tables: &[],
 };
@@ -25,6 +26,7 @@ const DEFAULT_STATE_DIR: &str = "/var/lib/d1vault";
 const DEFAULT_LISTEN: &str = "127.0.0.1:9180";
 const DEFAULT_MAX_CONCURRENT: usize = 2;
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// `[daemon]` with its defaults applied; every default when the file has no such table.
 pub(super) fn read(reader: &mut Reader<'_>, section: Option<Section<'_>>) -> DaemonConfig {
@@ -46,6 +48,7 @@ pub(super) fn read(reader: &mut Reader<'_>, section: Option<Section<'_>>) -> Dae
         timezone: chrono_tz::UTC,
         max_concurrent: DEFAULT_MAX_CONCURRENT,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        discovery_interval: DEFAULT_DISCOVERY_INTERVAL,
     };
     let Some(section) = section else {
         return daemon;
@@ -86,6 +89,17 @@ pub(super) fn read(reader: &mut Reader<'_>, section: Option<Section<'_>>) -> Dae
     }
     if let Some(at) = reader.duration(section, "shutdown_grace") {
         daemon.shutdown_grace = at.value;
+    }
+    if let Some(at) = reader.duration(section, "discovery_interval") {
+        if at.value < Duration::from_secs(1) {
+            reader.error(
+                at.offset,
+                &at.key,
+                "must be at least 1s: every listing costs API requests from the shared budget",
+            );
+        } else {
+            daemon.discovery_interval = at.value;
+        }
     }
     daemon
 }

@@ -40,12 +40,15 @@ pub(super) fn read_all(
         configs: Vec::new(),
         first_d1: None,
     };
+    // A file with a `[[fleet]]` may configure no database by name.
+    let fleets = root.contains("fleet");
     let tables: Vec<(usize, &dyn TableLike)> = match root.get("database") {
+        None if fleets => return databases,
         None => {
             reader.error(
                 0,
                 "database",
-                "no databases configured; add at least one [[database]] section with a name",
+                "no databases configured; add at least one [[database]] section with a name (or a [[fleet]])",
             );
             return databases;
         }
@@ -81,7 +84,7 @@ pub(super) fn read_all(
             return databases;
         }
     };
-    if tables.is_empty() {
+    if tables.is_empty() && !fleets {
         reader.error(
             0,
             "database",
@@ -225,7 +228,7 @@ fn read(
 
 /// D1 database names: `^[a-zA-Z0-9][a-zA-Z0-9_-]*$` (also safe as a storage directory name: no `/`, no
 /// `.` or `..`, no control characters).
-fn is_database_name(name: &str) -> bool {
+pub(crate) fn is_database_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')

@@ -214,6 +214,60 @@ fn error_code(answer: &Answer) -> i64 {
 }
 
 #[tokio::test]
+async fn the_list_pages_as_d1_does_and_can_fail_part_way() {
+    // Proves the database list pages by `page`/`per_page` with D1's `result_info` (per_page clamped to
+    // 10..=10000, a page past the end empty, every database on exactly one page in name order), and that
+    // the `list_error_from_page` fault fails later pages only, until it is switched off.
+    let h = Harness::new().await;
+    for i in 0..24 {
+        h.create(&format!("t-{i:02}")).await;
+    }
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let answer = h
+            .call(Method::GET, &format!("?per_page=3&page={page}"), None)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let info = &answer.body["result_info"];
+        assert_eq!(info["per_page"], 10, "per_page is clamped to D1's minimum");
+        assert_eq!(info["page"], page);
+        assert_eq!(info["total_count"], 25);
+        for db in answer.body["result"].as_array().unwrap() {
+            seen.push(db["name"].as_str().unwrap().to_string());
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen, sorted, "each database once, in name order");
+    let past = h.call(Method::GET, "?per_page=10&page=4", None).await;
+    assert_eq!(past.body["result"], json!([]));
+    assert_eq!(past.body["result_info"]["count"], 0);
+
+    h.emulator.faults().set(Faults {
+        list_error_from_page: Some(2),
+        ..Default::default()
+    });
+    let first = h.call(Method::GET, "?per_page=10&page=1", None).await;
+    assert_eq!(first.status, StatusCode::OK);
+    for _ in 0..2 {
+        let second = h.call(Method::GET, "?per_page=10&page=2", None).await;
+        assert_eq!(
+            second.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stays broken"
+        );
+    }
+    h.emulator.faults().set(Faults {
+        list_error_from_page: Some(0),
+        ..Default::default()
+    });
+    let healed = h.call(Method::GET, "?per_page=10&page=2", None).await;
+    assert_eq!(healed.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn databases_list_get_create_delete() {
     // Proves the database endpoints: pagination, name filter, get by id or name with fields, create, delete.
     let h = Harness::new().await;

@@ -24,6 +24,11 @@ use d1_dump::{
 /// well under D1's result limits, large enough that a table of 100,000 rows takes a few hundred calls.
 pub const PAGE_ROWS: usize = 200;
 
+/// Result bytes a page of rows aims to stay under: after a larger page the next one asks for half as many
+/// rows (down to one), after a small one for twice as many (up to [`PAGE_ROWS`]), so tables of large
+/// documents are read in answers of a few MiB.
+pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// One row of `sqlite_schema`, as the query API returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaEntry {
@@ -297,6 +302,17 @@ fn created_name(stmt: &str) -> Option<String> {
     }
 }
 
+/// The rows to ask for after a page of `limit` rows that came to `bytes`: see [`PAGE_BYTES`]. Pure.
+pub fn next_page_rows(limit: usize, bytes: usize) -> usize {
+    if bytes > PAGE_BYTES {
+        (limit / 2).max(1)
+    } else if bytes < PAGE_BYTES / 4 {
+        (limit * 2).min(PAGE_ROWS)
+    } else {
+        limit
+    }
+}
+
 /// Writes `\n` then `text`: the dump's lines are joined with `\n`, with none after the last.
 async fn line(out: &mut DuplexStream, text: &str) -> std::io::Result<()> {
     out.write_all(b"\n").await?;
@@ -335,12 +351,13 @@ async fn write_rows(
         )
         .collect();
     let mut last: Option<i64> = None;
+    let mut limit = PAGE_ROWS;
     loop {
         let after = last
             .map(|rowid| format!(" WHERE rowid > {rowid}"))
             .unwrap_or_default();
         let sql = format!(
-            "SELECT {} FROM {quoted}{after} ORDER BY rowid LIMIT {PAGE_ROWS}",
+            "SELECT {} FROM {quoted}{after} ORDER BY rowid LIMIT {limit}",
             select.join(", ")
         );
         let page = client
@@ -353,6 +370,7 @@ async fn write_rows(
             .map(|r| r.results)
             .unwrap_or_default();
         let count = rows.len();
+        let mut bytes = 0;
         for row in rows {
             let value = |key: &str| {
                 let text = row.get(key).and_then(Value::as_str).unwrap_or_default();
@@ -367,14 +385,20 @@ async fn write_rows(
             for i in 0..columns.len() {
                 values.push(value(&format!("v{i}"))?);
             }
+            bytes += row
+                .values()
+                .filter_map(Value::as_str)
+                .map(str::len)
+                .sum::<usize>();
             line(out, &row_statement(table, &names, &values))
                 .await
                 .map_err(|e| format!("streaming the completed dump: {e}"))?;
             last = Some(rowid);
         }
-        if count < PAGE_ROWS {
+        if count < limit {
             return Ok(());
         }
+        limit = next_page_rows(limit, bytes);
     }
 }
 
@@ -451,6 +475,17 @@ mod tests {
         assert_eq!(planned.virtual_tables[0].0.name, "fts");
         let others: Vec<&str> = planned.others.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(others, ["i", "tr", "v"]);
+    }
+
+    #[test]
+    fn pages_shrink_for_large_rows_and_grow_back() {
+        // Proves a page of large documents halves the next one (never below one row) and small pages
+        // grow back to PAGE_ROWS.
+        assert_eq!(next_page_rows(PAGE_ROWS, PAGE_BYTES + 1), PAGE_ROWS / 2);
+        assert_eq!(next_page_rows(1, 10 * PAGE_BYTES), 1);
+        assert_eq!(next_page_rows(10, 100), 20);
+        assert_eq!(next_page_rows(PAGE_ROWS, 100), PAGE_ROWS);
+        assert_eq!(next_page_rows(50, PAGE_BYTES / 2), 50);
     }
 
     #[test]

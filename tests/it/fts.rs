@@ -602,3 +602,57 @@ async fn a_d1_database_with_another_module_is_refused_before_any_export() {
     let stats = env.emulator().stats();
     assert_eq!(stats.by_route.get("export"), None, "{stats:?}");
 }
+
+/// A contentful FTS5 table larger than one page of reads comes back whole and in order: every page
+/// continues after the last rowid of the one before (rowids with gaps and a negative one included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contentful_table_larger_than_a_page_is_read_whole_in_pages() {
+    let (env, config) = d1_setup().await;
+    let source = env.d1_file("search");
+    let rows = 2 * d1vault::pipeline::completion::PAGE_ROWS + 50;
+    {
+        let conn = Connection::open(&source).unwrap();
+        let mut insert = conn
+            .prepare("INSERT INTO notes(rowid, subject, note) VALUES (?1, ?2, 'bulk')")
+            .unwrap();
+        for i in 0..rows as i64 {
+            insert
+                .execute(rusqlite::params![1000 + 3 * i, format!("row {i}")])
+                .unwrap();
+        }
+    }
+    let expected = note_rows(&source);
+    let queries_before = env
+        .emulator()
+        .stats()
+        .by_route
+        .get("query")
+        .copied()
+        .unwrap_or(0);
+    let m = backup(&env, &config).await;
+    assert_eq!(m["virtual_tables"][1]["rows"], expected.len());
+    let queries = env.emulator().stats().by_route["query"] - queries_before;
+    assert!(
+        queries >= 3,
+        "{queries} queries: the table is read in pages"
+    );
+    let file = env.dir.path().join("paged.sqlite");
+    let output = run(
+        &config,
+        &[
+            "restore",
+            "search",
+            "--to-sqlite",
+            file.to_str().unwrap(),
+            "--yes",
+        ],
+        &env.secrets(),
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "restore failed: {}",
+        stderr(&output)
+    );
+    assert_eq!(note_rows(&file), expected);
+}

@@ -372,6 +372,7 @@ async fn open_source(
                         export.clone(),
                         before,
                         download.body,
+                        download.content_length,
                         completion,
                     );
                     // The completed dump is longer than the download: no size to announce.

@@ -168,8 +168,8 @@ pub struct Completion {
     pub moved: Arc<AtomicBool>,
 }
 
-/// Streams `export` (the per-table export's download) followed by what it left out, per `plan`: the dump
-/// `docs/d1-dump-format.md` defines, never held whole. At the end the database's bookmark is read again;
+/// Streams `export` (the per-table export's download, `export_length` bytes as announced, checked) followed
+/// by what it left out, per `plan`: the dump `docs/d1-dump-format.md` defines, never held whole. At the end the database's bookmark is read again;
 /// when it differs from `before`, the stream fails (nothing is stored) and `completion.moved` is set.
 pub fn complete(
     client: Client,
@@ -178,6 +178,7 @@ pub fn complete(
     options: DumpOptions,
     before: String,
     export: Box<dyn AsyncRead + Send + Unpin>,
+    export_length: u64,
     completion: &Completion,
 ) -> SqliteDumpReader {
     let (reader, writer) = tokio::io::duplex(256 * 1024);
@@ -190,7 +191,7 @@ pub fn complete(
             &plan,
             &options,
             &before,
-            export,
+            (export, export_length),
             writer,
             &moved,
         )
@@ -207,7 +208,7 @@ async fn write_completed(
     plan: &CompletionPlan,
     options: &DumpOptions,
     before: &str,
-    mut export: Box<dyn AsyncRead + Send + Unpin>,
+    (mut export, export_length): (Box<dyn AsyncRead + Send + Unpin>, u64),
     mut out: DuplexStream,
     moved: &AtomicBool,
 ) -> Result<(), String> {
@@ -216,11 +217,13 @@ async fn write_completed(
     let mut splitter = StatementSplitter::new();
     let mut held: HashSet<String> = HashSet::new();
     let mut buffer = vec![0u8; 64 * 1024];
+    let mut read = 0u64;
     loop {
         let n = export.read(&mut buffer).await.map_err(|e| e.to_string())?;
         if n == 0 {
             break;
         }
+        read += n as u64;
         splitter
             .push(&buffer[..n], &mut |stmt| {
                 if let Some(name) = created_name(stmt) {
@@ -229,6 +232,12 @@ async fn write_completed(
             })
             .map_err(|e| format!("reading the export: {e}"))?;
         out.write_all(&buffer[..n]).await.map_err(write)?;
+    }
+    if read != export_length {
+        return Err(format!(
+            "the export download ended after {read} of the {export_length} bytes announced; nothing was \
+             stored"
+        ));
     }
     if let Some(stmt) = splitter
         .finish()

@@ -656,3 +656,21 @@ async fn a_contentful_table_larger_than_a_page_is_read_whole_in_pages() {
     );
     assert_eq!(note_rows(&file), expected);
 }
+
+/// An export download cut short (as announced by its Content-Length) fails a completed D1 backup: the
+/// completion is not appended to half a dump, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_export_download_fails_a_d1_fts_backup_and_stores_nothing() {
+    let (env, config) = d1_setup().await;
+    env.emulator().faults().set(d1_emulator::Faults {
+        download: Some(d1_emulator::DownloadFault::Truncate),
+        ..Default::default()
+    });
+    let output = run(&config, &["backup", "search"], &env.secrets()).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(list_json(&config, &env.secrets()).await.is_empty());
+    let loaded = d1vault::config::load(&config).unwrap();
+    let sources = env.sources(&loaded).await;
+    let left = sources.storage.list("test/search/").await.unwrap();
+    assert!(left.is_empty(), "nothing may be left: {left:?}");
+}

@@ -371,8 +371,7 @@ async fn open_source(
                         plan,
                         export.clone(),
                         before,
-                        download.body,
-                        download.content_length,
+                        download,
                         completion,
                     );
                     // The completed dump is longer than the download: no size to announce.

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::oneshot;
 
 use super::source::SqliteDumpReader;
-use crate::cloudflare::{ApiError, Client};
+use crate::cloudflare::{ApiError, Client, Download};
 use d1_dump::{
     DumpError, DumpOptions, FtsContent, StatementKind, StatementSplitter, VirtualTable, classify,
     complete_virtual_table, parse_quoted, quote_identifier, rebuild_statement, row_statement,
@@ -168,7 +168,7 @@ pub struct Completion {
     pub moved: Arc<AtomicBool>,
 }
 
-/// Streams `export` (the per-table export's download, `export_length` bytes as announced, checked) followed
+/// Streams `export` (the per-table export's download, its announced length checked) followed
 /// by what it left out, per `plan`: the dump `docs/d1-dump-format.md` defines, never held whole. At the end the database's bookmark is read again;
 /// when it differs from `before`, the stream fails (nothing is stored) and `completion.moved` is set.
 pub fn complete(
@@ -177,8 +177,7 @@ pub fn complete(
     plan: CompletionPlan,
     options: DumpOptions,
     before: String,
-    export: Box<dyn AsyncRead + Send + Unpin>,
-    export_length: u64,
+    export: Download,
     completion: &Completion,
 ) -> SqliteDumpReader {
     let (reader, writer) = tokio::io::duplex(256 * 1024);
@@ -191,7 +190,7 @@ pub fn complete(
             &plan,
             &options,
             &before,
-            (export, export_length),
+            (export.body, export.content_length),
             writer,
             &moved,
         )

@@ -497,6 +497,31 @@ async fn d1_database_with_fts5_backs_up_by_tables_and_restores_searchable() {
         stderr(&output)
     );
     assert_eq!(env.emulator().stats().refused_exports, 0);
+
+    // Still one plain SQL script: the sqlite3 shell loads the completed dump as it is.
+    if std::process::Command::new("sqlite3")
+        .arg("-version")
+        .output()
+        .is_err()
+    {
+        eprintln!("sqlite3 is not installed: skipping the sqlite3 shell load of the dump");
+        return;
+    }
+    let dump = env.s3.object_path(m["dump"]["key"].as_str().unwrap());
+    let shell = env.dir.path().join("shell.sqlite");
+    let loaded = std::process::Command::new("sqlite3")
+        .arg("-bail")
+        .arg(&shell)
+        .arg(format!(".read '{}'", dump.display()))
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "sqlite3 could not load the dump: {}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert_eq!(searches(&shell), expected);
+    assert_eq!(note_rows(&shell), expected_notes);
 }
 
 /// A write between the export and the reads that complete it (the emulator writes right after the

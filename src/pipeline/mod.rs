@@ -1,7 +1,7 @@
 //! The streaming backup path:
 //!
 //! ```text
-//! source (D1 download | SQLite dump thread)
+//! source (D1 download, completed by `completion` when the database has virtual tables | SQLite dump thread)
 //!   -> feed (the backup task): 256 KiB chunks, each shared by
 //!        -> InspectorThread  (validates the dump, sha256 + size of the SQL, row counts, migrations)
 //!        -> Compressor       (zstd | gzip | none on a thread of its own; sha256 + size of the stored bytes)

@@ -1,7 +1,9 @@
 //! Full-text search (issue 16): a local SQLite source with FTS5 tables (external content fed by triggers,
 //! contentful, trigram; deleted rows, unicode, quotes: `tests/fixtures/fts.sql`) is backed up whole with no
 //! `tables` setting, restores into SQLite and into D1 (the emulator's import) searchable exactly as the
-//! source, passes `verify`, and the emulator's whole-database export of it still ends in D1's refusal.
+//! source, passes `verify`, and the emulator's whole-database export of it still ends in D1's refusal. The
+//! same fixture as a D1 database is backed up without any whole-database export (the ordinary tables by
+//! name, completed from the query API), consistently (a write in between makes it take the backup again).
 //! Everything runs through the `d1vault` binary against the in-process emulator and S3 server.
 
 use std::path::{Path, PathBuf};

@@ -7,6 +7,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{Instrument, info, info_span, warn};
 
+use std::sync::atomic::Ordering;
+
+use super::completion::{self, Completion};
 use super::compress::{Compressor, StoredDigest};
 use super::inspect::{DumpError, DumpInspector, DumpReport, InspectorThread};
 use super::source::sqlite_dump;
@@ -41,6 +44,13 @@ pub enum BackupError {
     /// Another backup of the same database already uses this second's id.
     #[error("{0}")]
     Conflict(String),
+    /// The database holds what no backup could restore (a virtual table of another module than FTS5, a
+    /// contentless FTS5 table ...); the message names it and the `tables` workaround.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The database changed between the export and the reads that complete it, on every attempt.
+    #[error("{0}")]
+    Inconsistent(String),
 }
 
 impl BackupError {
@@ -50,8 +60,8 @@ impl BackupError {
             BackupError::Api(e) => e.is_retryable(),
             BackupError::Storage(e) => e.is_retryable(),
             BackupError::InvalidDump(e) => e.is_retryable(),
-            BackupError::Conflict(_) | BackupError::Read(_) => true,
-            BackupError::Source(_) | BackupError::Config(_) => false,
+            BackupError::Conflict(_) | BackupError::Read(_) | BackupError::Inconsistent(_) => true,
+            BackupError::Source(_) | BackupError::Config(_) | BackupError::Unsupported(_) => false,
         }
     }
 }
@@ -203,64 +213,43 @@ async fn backup_inner(
         tables: database.tables.clone(),
     };
 
-    let (source_kind, database_id, bookmark, body, announced): (
-        _,
-        _,
-        _,
-        Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-        _,
-    ) = match &database.source {
-        Source::D1 { id } => {
-            let client = sources.cloudflare.as_ref().ok_or_else(|| {
-                BackupError::Config(format!(
-                    "database {} is a D1 source but [cloudflare] is not configured",
-                    database.name
-                ))
-            })?;
-            let uuid = match id {
-                Some(id) => id.clone(),
-                None => client.get_database(&database.name).await?.uuid,
-            };
-            let ready = client.export(&uuid, &export).await?;
-            let download = client.download(&ready.signed_url).await?;
-            if let Some(kind) = download.content_type.as_deref() {
-                if kind.to_ascii_lowercase().starts_with("text/html") {
-                    return Err(DumpError::Html {
-                        start: format!("Content-Type: {kind}"),
-                    }
-                    .into());
-                }
+    let mut attempt = 1;
+    let (source_kind, database_id, bookmark, stored) = loop {
+        let completion = Completion::default();
+        let (source_kind, database_id, bookmark, body, announced) =
+            open_source(database, sources, &export, &completion).await?;
+        let result = store_dump(
+            storage.as_ref(),
+            &dump_key,
+            body,
+            announced,
+            database.compression,
+            &database.migrations_table,
+        )
+        .await
+        .map_err(|e| match e {
+            BackupError::Storage(e) if e.kind == StorageErrorKind::AlreadyExists => {
+                conflict(database, backup_id)
             }
-            (
-                "d1",
-                Some(uuid),
-                Some(ready.at_bookmark),
-                download.body,
-                Some(download.content_length),
-            )
-        }
-        Source::Sqlite { path } => {
-            let reader = sqlite_dump(path, export.clone())
-                .map_err(|e| BackupError::Source(e.to_string()))?;
-            ("sqlite", None, None, Box::new(reader), None)
+            other => other,
+        });
+        let moved = completion.moved.load(Ordering::SeqCst);
+        match result {
+            Err(e) if moved && attempt < MAX_CONSISTENCY_ATTEMPTS => {
+                info!(attempt, reason = %e, "the database changed during the backup; taking it again");
+                attempt += 1;
+            }
+            Err(_) if moved => {
+                return Err(BackupError::Inconsistent(format!(
+                    "the database changed during every attempt ({MAX_CONSISTENCY_ATTEMPTS}) between the \
+                     export and the reads of its FTS5 tables; nothing was stored. Try again when it is \
+                     quieter"
+                )));
+            }
+            Err(e) => return Err(e),
+            Ok(stored) => break (source_kind, database_id, bookmark, stored),
         }
     };
-
-    let stored = store_dump(
-        storage.as_ref(),
-        &dump_key,
-        body,
-        announced,
-        database.compression,
-        &database.migrations_table,
-    )
-    .await
-    .map_err(|e| match e {
-        BackupError::Storage(e) if e.kind == StorageErrorKind::AlreadyExists => {
-            conflict(database, backup_id)
-        }
-        other => other,
-    })?;
     let report = stored.report;
 
     let manifest = Manifest {
@@ -310,6 +299,105 @@ async fn backup_inner(
         return Err(e.into());
     }
     Ok(manifest)
+}
+
+/// How many times a backup of a D1 database with virtual tables is taken when the database changes
+/// between its export and the reads that complete it, before it fails.
+pub const MAX_CONSISTENCY_ATTEMPTS: usize = 3;
+
+/// Where one attempt's dump comes from: (source kind, D1 id, bookmark, the dump, its announced size).
+type OpenedSource = (
+    &'static str,
+    Option<String>,
+    Option<String>,
+    Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    Option<u64>,
+);
+
+/// Opens the dump of `database`: a D1 export download (completed with its virtual tables, see
+/// [`super::completion`]), or a local SQLite file's dump.
+async fn open_source(
+    database: &DatabaseConfig,
+    sources: &BackupSources,
+    export: &DumpOptions,
+    completion: &Completion,
+) -> Result<OpenedSource, BackupError> {
+    match &database.source {
+        Source::D1 { id } => {
+            let client = sources.cloudflare.as_ref().ok_or_else(|| {
+                BackupError::Config(format!(
+                    "database {} is a D1 source but [cloudflare] is not configured",
+                    database.name
+                ))
+            })?;
+            let uuid = match id {
+                Some(id) => id.clone(),
+                None => client.get_database(&database.name).await?.uuid,
+            };
+            // D1 refuses a whole export of a database with virtual tables (and may then answer every query
+            // with "Currently processing a long-running export"): read the schema first, never ask for it.
+            let planned = if export.tables.is_empty() {
+                let schema = completion::read_schema(client, &uuid).await?;
+                completion::plan(&schema, export)
+                    .map_err(|e| BackupError::Unsupported(e.to_string()))?
+            } else {
+                None
+            };
+            let before = match &planned {
+                Some(_) => Some(client.bookmark(&uuid).await?),
+                None => None,
+            };
+            let by_tables = planned.as_ref().map(|plan| DumpOptions {
+                tables: plan.export_tables.clone(),
+                ..export.clone()
+            });
+            let ready = client
+                .export(&uuid, by_tables.as_ref().unwrap_or(export))
+                .await?;
+            let download = client.download(&ready.signed_url).await?;
+            if let Some(kind) = download.content_type.as_deref() {
+                if kind.to_ascii_lowercase().starts_with("text/html") {
+                    return Err(DumpError::Html {
+                        start: format!("Content-Type: {kind}"),
+                    }
+                    .into());
+                }
+            }
+            match (planned, before) {
+                (Some(plan), Some(before)) => {
+                    let body = completion::complete(
+                        client.clone(),
+                        uuid.clone(),
+                        plan,
+                        export.clone(),
+                        before,
+                        download,
+                        completion,
+                    );
+                    // The completed dump is longer than the download: no size to announce.
+                    Ok((
+                        "d1",
+                        Some(uuid),
+                        Some(ready.at_bookmark),
+                        Box::new(body),
+                        None,
+                    ))
+                }
+                _ => Ok((
+                    "d1",
+                    Some(uuid),
+                    Some(ready.at_bookmark),
+                    download.body,
+                    Some(download.content_length),
+                )),
+            }
+        }
+        Source::Sqlite { path } => {
+            let reader = sqlite_dump(path, export.clone())
+                .map_err(|e| BackupError::Source(e.to_string()))?;
+            Ok(("sqlite", None, None, Box::new(reader), None))
+        }
+    }
 }
 
 /// The error for a backup id another writer holds.

@@ -1,7 +1,7 @@
 //! The streaming backup path:
 //!
 //! ```text
-//! source (D1 download | SQLite dump thread)
+//! source (D1 download, completed by `completion` when the database has virtual tables | SQLite dump thread)
 //!   -> feed (the backup task): 256 KiB chunks, each shared by
 //!        -> InspectorThread  (validates the dump, sha256 + size of the SQL, row counts, migrations)
 //!        -> Compressor       (zstd | gzip | none on a thread of its own; sha256 + size of the stored bytes)
@@ -13,6 +13,7 @@
 //! only after the inspector accepted the whole dump; a bad or interrupted dump ends it with an error, so
 //! the store keeps nothing of it.
 
+pub mod completion;
 pub mod compress;
 pub mod hashing;
 pub mod inspect;
@@ -22,6 +23,6 @@ pub mod unchanged;
 mod backup;
 
 pub use backup::{
-    BackupError, MAX_ID_ATTEMPTS, STALE_UPLOAD_AGE, StoredDump, next_start, run_backup,
-    run_backup_from, run_backup_now, run_backup_with_clock, store_dump,
+    BackupError, MAX_CONSISTENCY_ATTEMPTS, MAX_ID_ATTEMPTS, STALE_UPLOAD_AGE, StoredDump,
+    next_start, run_backup, run_backup_from, run_backup_now, run_backup_with_clock, store_dump,
 };

@@ -77,6 +77,20 @@ pub struct SqliteDumpReader {
     done: Option<oneshot::Receiver<Result<(), String>>>,
 }
 
+impl SqliteDumpReader {
+    /// A reader of `inner` that ends cleanly only when `done` reports success: the shape of every dump
+    /// written by a task of its own (the D1 backup's completed dump too).
+    pub(crate) fn from_parts(
+        inner: DuplexStream,
+        done: oneshot::Receiver<Result<(), String>>,
+    ) -> SqliteDumpReader {
+        SqliteDumpReader {
+            inner,
+            done: Some(done),
+        }
+    }
+}
+
 impl AsyncRead for SqliteDumpReader {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -34,7 +34,10 @@ mod virtual_table;
 mod writer;
 
 pub use classify::{StatementKind, classify};
-pub use insert::{InsertStatement, SqlValue, insert_head, parse_insert, quote_identifier};
+pub use insert::{
+    InsertStatement, SqlValue, insert_head, parse_insert, parse_quoted, quote_identifier,
+    row_statement,
+};
 pub use lexer::words;
 pub use options::DumpOptions;
 pub use scratch::{ScratchSchema, split_statements_by_sqlite};
@@ -43,4 +46,7 @@ pub use virtual_table::{
     FTS5, FtsContent, VirtualTable, VirtualTableRows, is_rebuild, parse_virtual_table,
     rebuild_statement,
 };
-pub use writer::{DumpError, DumpSummary, TableRows, VirtualTables, write_dump, write_dump_with};
+pub use writer::{
+    DumpError, DumpSummary, TableRows, VirtualTables, complete_virtual_table, write_dump,
+    write_dump_with,
+};

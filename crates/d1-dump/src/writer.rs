@@ -279,9 +279,12 @@ fn is_stat_table(name: &str) -> bool {
     name.len() > "sqlite_stat".len() && name.starts_with("sqlite_stat")
 }
 
-/// Checks that the dump can hold virtual table `name` (an FTS5 table with readable contents, whose
-/// content table, if any, is an ordinary table in the dump) and reads its definition.
-fn complete_virtual_table(
+/// Checks that a dump can hold virtual table `name` (an FTS5 table with readable contents, whose
+/// content table, if any, is an ordinary table in the dump) and reads its definition. `tables` are the
+/// database's tables (name, `sql`) from `sqlite_schema`, `wanted` the dump's table filter and `shadow` the
+/// shadow tables `PRAGMA table_list` reports. Shared by the local writer and the D1 backup, which completes
+/// its per-table export by the same rules.
+pub fn complete_virtual_table(
     name: &str,
     sql: &str,
     tables: &[(String, String)],

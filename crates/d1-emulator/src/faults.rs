@@ -49,6 +49,16 @@ pub enum DownloadFault {
     Stall,
 }
 
+/// A write the emulator makes after exports (see [`Faults::write_after_export`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteAfterExport {
+    /// The SQL to run (one `/query` request's worth).
+    pub sql: String,
+    /// After how many exports (the next ones) it runs.
+    pub exports: u32,
+}
+
 /// Faults to inject; every field is optional. POST this as JSON to `/__emulator/faults` or set it with
 /// [`FaultInjector::set`]; fields present replace the current ones, absent fields are left as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +72,9 @@ pub struct Faults {
     pub export_active_polls: Option<u32>,
     /// The next export ends with status `error` and this message.
     pub export_error: Option<String>,
+    /// A concurrent writer: right after each of the next exports is written, this SQL runs on the
+    /// exported database (a new bookmark), as a write from an application between a backup's requests.
+    pub write_after_export: Option<WriteAfterExport>,
     /// The next export download misbehaves this way.
     pub download: Option<DownloadFault>,
     /// The next import answers `active` to this many polls (the starting request counts as one) first.
@@ -113,6 +126,9 @@ impl FaultInjector {
         }
         if faults.export_error.is_some() {
             current.export_error = faults.export_error;
+        }
+        if faults.write_after_export.is_some() {
+            current.write_after_export = faults.write_after_export;
         }
         if faults.download.is_some() {
             current.download = faults.download;
@@ -193,6 +209,18 @@ impl FaultInjector {
             faults.export_active_polls.take().unwrap_or(0),
             faults.export_error.take(),
         )
+    }
+
+    /// The write to make after a starting export, counting it against [`Faults::write_after_export`].
+    pub(crate) fn take_write_after_export(&self) -> Option<String> {
+        let mut faults = self.lock();
+        let write = faults.write_after_export.as_mut()?;
+        if write.exports == 0 {
+            faults.write_after_export = None;
+            return None;
+        }
+        write.exports -= 1;
+        Some(write.sql.clone())
     }
 
     /// Consumes the import fault for a starting import: polls to stay active.

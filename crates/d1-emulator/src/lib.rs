@@ -45,7 +45,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-pub use faults::{DownloadFault, FaultInjector, Faults, RateLimitFault, ServerErrorFault};
+pub use faults::{
+    DownloadFault, FaultInjector, Faults, RateLimitFault, ServerErrorFault, WriteAfterExport,
+};
 pub use registry::{BookmarkEntry, database_id};
 pub use stats::RequestStats;
 

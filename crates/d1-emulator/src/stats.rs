@@ -18,6 +18,9 @@ pub struct RequestStats {
     pub peak_per_second: u64,
     /// Most requests seen within any 300 seconds (Cloudflare allows 1200).
     pub peak_per_300_seconds: u64,
+    /// Exports refused because the database has virtual tables (D1's "cannot export databases with
+    /// Virtual Tables"): a client that reads the schema first never causes one.
+    pub refused_exports: u64,
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +57,12 @@ impl StatsRecorder {
         let in_300 = slide(&mut r.last_300_seconds, now, Duration::from_secs(300));
         r.stats.peak_per_second = r.stats.peak_per_second.max(in_second);
         r.stats.peak_per_300_seconds = r.stats.peak_per_300_seconds.max(in_300);
+    }
+
+    /// Records an export refused for virtual tables.
+    pub(crate) fn record_refused_export(&self) {
+        let mut r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        r.stats.refused_exports += 1;
     }
 
     /// A copy of the counters.

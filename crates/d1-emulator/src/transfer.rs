@@ -215,8 +215,13 @@ pub(crate) async fn export(
         };
         let state = state.clone();
         let db = db.clone();
+        let write_after = state.faults.take_write_after_export();
         tokio::task::spawn_blocking(move || {
             let outcome = run_export(&state, &db, &options, &at_bookmark, &filename);
+            if let Some(sql) = write_after {
+                // A fault: another writer commits once the export is written (a new bookmark).
+                let _ = crate::engine::run_batch(&db, &[(sql, Vec::new())], true);
+            }
             let _ = sender.send(outcome);
         });
     }
@@ -269,7 +274,12 @@ fn run_export(
                 "signed_url": format!("http://{}/__emulator/exports/{token}", state.addr),
             }))
         }
-        Err(e) => Outcome::Failed(e.to_string()),
+        Err(e) => {
+            if matches!(e, DumpError::VirtualTables) {
+                state.stats.record_refused_export();
+            }
+            Outcome::Failed(e.to_string())
+        }
     }
 }
 

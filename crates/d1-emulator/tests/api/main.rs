@@ -827,6 +827,96 @@ async fn import_creates_fts5_tables_and_only_per_table_exports_work_then() {
 }
 
 #[tokio::test]
+async fn the_reads_a_backup_completes_fts5_with_work_and_refusals_and_writes_are_seen() {
+    // Proves what d1vault's D1 backup relies on: sqlite_schema and PRAGMA table_list (shadow tables) read
+    // through /query, paged quote() reads of a contentful FTS5 table, a refused whole export counted in
+    // the stats, and the write_after_export fault moving the bookmark after a per-table export.
+    let h = Harness::new().await;
+    let id = h.create("search").await;
+    h.query(
+        &id,
+        json!({ "sql": "CREATE TABLE posts (id INTEGER PRIMARY KEY, t); \
+                        CREATE VIRTUAL TABLE notes USING fts5(body); \
+                        INSERT INTO notes(rowid, body) VALUES (9007199254740993, 'it''s'), (2, NULL)" }),
+    )
+    .await;
+    let answer = h
+        .query(
+            &id,
+            json!({ "sql": "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid; \
+                            PRAGMA table_list; \
+                            SELECT quote(rowid) AS r, quote(body) AS v0 FROM \"notes\" WHERE rowid > 2 \
+                            ORDER BY rowid LIMIT 200" }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    let schema = answer.body["result"][0]["results"].as_array().unwrap();
+    assert!(schema.iter().any(|r| {
+        r["name"] == "notes"
+            && r["sql"]
+                .as_str()
+                .unwrap()
+                .starts_with("CREATE VIRTUAL TABLE")
+    }));
+    let shadow: Vec<&str> = answer.body["result"][1]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["type"] == "shadow")
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        shadow.contains(&"notes_data") && shadow.contains(&"notes_content"),
+        "{shadow:?}"
+    );
+    assert_eq!(
+        answer.body["result"][2]["results"],
+        json!([{ "r": "9007199254740993", "v0": "'it''s'" }])
+    );
+
+    let (result, _) = h.export(&id, json!({})).await;
+    assert_eq!(result["status"], "error");
+    assert_eq!(h.emulator.stats().refused_exports, 1);
+
+    let bookmark = |answer: Answer| {
+        answer.body["result"]["bookmark"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before = bookmark(
+        h.call(Method::GET, &format!("/{id}/time_travel/bookmark"), None)
+            .await,
+    );
+    h.emulator.faults().set(Faults {
+        write_after_export: Some(d1_emulator::WriteAfterExport {
+            sql: "INSERT INTO posts (t) VALUES ('late')".into(),
+            exports: 1,
+        }),
+        ..Default::default()
+    });
+    let (result, _) = h.export(&id, json!({ "tables": ["posts"] })).await;
+    assert_eq!(result["status"], "complete", "{result}");
+    let after = bookmark(
+        h.call(Method::GET, &format!("/{id}/time_travel/bookmark"), None)
+            .await,
+    );
+    assert_ne!(
+        before, after,
+        "the write after the export moves the bookmark"
+    );
+    let (result, _) = h.export(&id, json!({ "tables": ["posts"] })).await;
+    assert_eq!(result["status"], "complete", "{result}");
+    let again = bookmark(
+        h.call(Method::GET, &format!("/{id}/time_travel/bookmark"), None)
+            .await,
+    );
+    assert_eq!(after, again, "the fault is used up");
+    assert_eq!(h.emulator.stats().refused_exports, 1);
+    h.emulator.shutdown().await;
+}
+
+#[tokio::test]
 async fn second_export_while_one_runs_is_refused() {
     // Proves one export at a time per database, with D1's message, while the first is still running.
     let h = Harness::new().await;

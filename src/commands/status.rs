@@ -2,19 +2,18 @@
 //! run that found the database unchanged since its newest backup (`skip_unchanged`), and the next
 //! scheduled run, read from the catalog in `state_dir` (works whether or not the daemon runs).
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::Failure;
-use crate::catalog::{Catalog, RunState};
+use crate::catalog::Catalog;
 use crate::cli::StatusArgs;
 use crate::config::Config;
-use crate::schedule::{self, PlannedRun};
+use crate::fleet::Entry;
+use crate::status::{self as engine};
 
-/// How many of a database's newest catalog rows are searched for its latest skip.
-const RECENT_ROWS: usize = 500;
-
-/// One database's status.
+/// One database's status as `status --json` prints it (times RFC 3339 in `daemon.timezone`).
 #[derive(Debug, Serialize)]
 pub struct DatabaseStatus {
     /// The configured database name.
@@ -39,6 +38,25 @@ pub struct DatabaseStatus {
     pub next_run: Option<String>,
 }
 
+impl DatabaseStatus {
+    /// The printed form of a library row.
+    fn from_row(row: &engine::DatabaseStatus, tz: Tz) -> Self {
+        let time = |t: &Option<DateTime<Utc>>| t.map(|t| t.with_timezone(&tz).to_rfc3339());
+        DatabaseStatus {
+            database: row.database.clone(),
+            last_success: time(&row.last_success),
+            last_success_backup_id: row.last_success_backup_id.clone(),
+            last_failure: time(&row.last_failure),
+            last_failure_reason: row.last_failure_reason.clone(),
+            last_unchanged: time(&row.last_unchanged),
+            last_unchanged_backup_id: row.last_unchanged_backup_id.clone(),
+            last_skipped: time(&row.last_skipped),
+            last_skipped_reason: row.last_skipped_reason.clone(),
+            next_run: time(&row.next_run),
+        }
+    }
+}
+
 /// Prints the status table or JSON.
 pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), Failure> {
     let catalog = Catalog::open(&config.daemon.state_dir).await.map_err(|e| {
@@ -47,60 +65,19 @@ pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), Failure> {
             config.daemon.state_dir.display()
         ))
     })?;
-    let now = Utc::now();
+    let databases: Vec<_> = config
+        .databases
+        .iter()
+        .enumerate()
+        .map(|(index, db)| (db.clone(), Entry::Database { index }))
+        .collect();
     let tz = config.daemon.timezone;
-    let mut rows = Vec::new();
-    for db in &config.databases {
-        let success = catalog
-            .last_success(&db.name)
-            .await
-            .map_err(|e| Failure::failed(e.to_string()))?;
-        let failure = catalog
-            .last_failure(&db.name)
-            .await
-            .map_err(|e| Failure::failed(e.to_string()))?;
-        let unchanged = catalog
-            .last_unchanged(&db.name)
-            .await
-            .map_err(|e| Failure::failed(e.to_string()))?;
-        // Skips are rows like runs; the newest one among the recent rows is enough for an on-call glance.
-        let skipped = catalog
-            .recent_runs(&db.name, RECENT_ROWS)
-            .await
-            .map_err(|e| Failure::failed(e.to_string()))?
-            .into_iter()
-            .find(|r| r.outcome == RunState::Skipped);
-        let next = schedule::next_runs(&db.schedule, db.window, tz, now, 1)
-            .into_iter()
-            .find_map(|p| match p {
-                PlannedRun::Run { start, .. } => Some(start),
-                PlannedRun::Skipped { .. } => None,
-            });
-        rows.push(DatabaseStatus {
-            database: db.name.clone(),
-            last_success: success
-                .as_ref()
-                .and_then(|r| r.finished_at)
-                .map(|t| t.with_timezone(&tz).to_rfc3339()),
-            last_success_backup_id: success.as_ref().and_then(|r| r.backup_id.clone()),
-            last_failure: failure
-                .as_ref()
-                .and_then(|r| r.finished_at.or(Some(r.started_at)))
-                .map(|t| t.with_timezone(&tz).to_rfc3339()),
-            last_failure_reason: failure.and_then(|r| r.error),
-            last_unchanged: unchanged
-                .as_ref()
-                .and_then(|r| r.finished_at)
-                .map(|t| t.with_timezone(&tz).to_rfc3339()),
-            last_unchanged_backup_id: unchanged.and_then(|r| r.backup_id),
-            last_skipped: skipped
-                .as_ref()
-                .and_then(|r| r.scheduled_for)
-                .map(|t| t.with_timezone(&tz).to_rfc3339()),
-            last_skipped_reason: skipped.and_then(|r| r.error),
-            next_run: next.map(|t| t.with_timezone(&tz).to_rfc3339()),
-        });
-    }
+    let rows: Vec<DatabaseStatus> = engine::statuses(config, &catalog, &databases, &[], Utc::now())
+        .await
+        .map_err(|e| Failure::failed(e.to_string()))?
+        .iter()
+        .map(|r| DatabaseStatus::from_row(r, tz))
+        .collect();
     if args.json {
         println!(
             "{}",

@@ -94,7 +94,10 @@ pub struct Runs {
 /// `/healthz` does). Pure.
 pub fn condition(db: &DatabaseConfig, runs: &Runs, tz: Tz, now: DateTime<Utc>) -> Condition {
     let latest_good = std::cmp::max(runs.success.map(|s| s.0), runs.unchanged.map(|u| u.0));
-    if runs.failure.is_some_and(|f| latest_good.is_none_or(|g| f > g)) {
+    if runs
+        .failure
+        .is_some_and(|f| latest_good.is_none_or(|g| f > g))
+    {
         return Condition::Failing;
     }
     let Some(as_of) = latest_good else {
@@ -126,7 +129,8 @@ pub async fn statuses(
     let tz = config.daemon.timezone;
     let mut rows = Vec::with_capacity(databases.len() + gone.len());
     for (db, entry) in databases {
-        let (mut row, runs) = from_catalog(catalog, &db.name, Origin::Governed(entry.clone())).await?;
+        let (mut row, runs) =
+            from_catalog(catalog, &db.name, Origin::Governed(entry.clone())).await?;
         row.condition = condition(db, &runs, tz, now);
         row.next_run = schedule::next_runs(&db.schedule, db.window, tz, now, 1)
             .into_iter()

@@ -6,7 +6,7 @@ use crate::support::run::{after_backup_id, list_json, run, stderr, stdout};
 use d1vault::fleet::{self, DiscoveryError, Entry};
 
 /// `[[fleet]]` tables for tenant databases: `tenant-*` without the staging ones, then everything.
-const FLEETS: &str = "[[fleet]]\nmatch = \"tenant-*\"\nexclude = [\"tenant-staging-*\"]\nschedule = \"@daily\"\ncompression = \"none\"\n\n[[fleet]]\nmatch = \"tenant-staging-*\"\nschedule = \"@weekly\"\n";
+const FLEETS: &str = "[[fleet]]\nmatch = \"tenant-*\"\nexclude = [\"tenant-staging-*\"]\nschedule = \"@daily\"\nskip_unchanged = false\ncompression = \"none\"\n\n[[fleet]]\nmatch = \"tenant-staging-*\"\nschedule = \"@weekly\"\n";
 
 /// Adds an empty database `name` to the emulator's account (every `d1/NAME.sqlite` is one).
 fn add_empty(bed: &Bed, name: &str) {
@@ -192,7 +192,8 @@ async fn backup_with_no_names_backs_up_every_configured_database_and_fleet_membe
     bed.set_faults(serde_json::json!({ "list_error_from_page": 1 }))
         .await;
     after_backup_id(&stdout(&one)[..16]).await;
-    let failed = run(&config, &["backup"], &bed.secrets()).await;
+    // `--force`: `blog` is unchanged since the first run, and the point is that it is exported.
+    let failed = run(&config, &["backup", "--force"], &bed.secrets()).await;
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
     assert!(
         stdout(&failed).trim_end().ends_with(" blog"),
@@ -239,7 +240,7 @@ async fn the_daemon_finds_new_members_at_the_next_discovery_and_keeps_them_throu
         "daemon",
         "listen = \"\"\ndiscovery_interval = \"10m\"",
         "type = \"filesystem\"\npath = \"store\"\nprefix = \"p\"",
-        "[[fleet]]\nmatch = \"tenant-*\"\nschedule = \"*/5 * * * *\"\ncompression = \"none\"\n",
+        "[[fleet]]\nmatch = \"tenant-*\"\nschedule = \"*/5 * * * *\"\nskip_unchanged = false\ncompression = \"none\"\n",
     );
     let config = d1vault::config::load(&path).unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -320,7 +321,7 @@ async fn a_reload_applies_new_fleet_rules_to_the_members_already_found() {
             "listen = \"\"\ndiscovery_interval = \"1h\"",
             "type = \"filesystem\"\npath = \"store\"\nprefix = \"p\"",
             &format!(
-                "[[fleet]]\nmatch = \"tenant-*\"\nexclude = [{exclude}]\nschedule = \"*/5 * * * *\"\n"
+                "[[fleet]]\nmatch = \"tenant-*\"\nexclude = [{exclude}]\nschedule = \"*/5 * * * *\"\nskip_unchanged = false\n"
             ),
         )
     };

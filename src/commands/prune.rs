@@ -17,6 +17,20 @@ pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
     let sources = open_sources(config).await?;
     let selection = fleet::select(config, &sources, &args.databases).await;
     if !selection.unknown.is_empty() {
+        if selection.listed.is_some()
+            && let Ok(stored) =
+                backups::database_names(sources.storage.as_ref(), &sources.prefix).await
+        {
+            let gone = selection.gone(config, &stored);
+            if let Some(name) = selection.unknown.iter().find(|n| gone.contains(n)) {
+                return Err(Failure::usage(format!(
+                    "{name} is gone from the account: prune never deletes a gone database's backups \
+                     (they may be its last copy); delete its directory in {} by hand when you no \
+                     longer want them",
+                    sources.storage.describe()
+                )));
+            }
+        }
         return Err(super::unknown_databases(config, &selection.unknown));
     }
     for warning in &selection.warnings {

@@ -150,6 +150,16 @@ async fn status_prune_and_verify_cover_members_and_a_gone_member_keeps_its_backu
         "a gone member is never pruned: {out}"
     );
 
+    let named = run(&config, &["prune", "tenant-c"], &secrets).await;
+    assert_eq!(named.status.code(), Some(2), "{}", stderr(&named));
+    assert!(
+        stderr(&named).contains("tenant-c is gone from the account: prune never deletes"),
+        "{}",
+        stderr(&named)
+    );
+    let listed = list_json(&config, &secrets).await;
+    assert_eq!(of(&listed, "tenant-c").len(), 2, "named, still not pruned");
+
     let verify = run(&config, &["verify"], &secrets).await;
     assert!(verify.status.success(), "{}", stderr(&verify));
     let mut verified: Vec<String> = stdout(&verify)

@@ -115,7 +115,7 @@ pub struct RestoreArgs {
 /// `verify`: which backups to prove.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Databases to verify (default: every configured database).
+    /// Databases to verify (default: every configured database and fleet member).
     pub databases: Vec<String>,
     /// Verify this backup id instead of the newest.
     #[arg(long, value_name = "ID", conflicts_with = "all")]
@@ -128,7 +128,8 @@ pub struct VerifyArgs {
 /// `prune`: which databases, and whether to change anything.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Databases to prune (default: every configured database).
+    /// Databases to prune (default: every configured database and fleet member; a database gone from
+    /// the account is never pruned).
     pub databases: Vec<String>,
     /// Print the decisions and change nothing.
     #[arg(long)]

@@ -186,6 +186,9 @@ pub struct Resolution {
     pub members: Vec<Member>,
     /// A fleet that governs nothing, a listed name that cannot be a storage directory.
     pub warnings: Vec<String>,
+    /// The names of every database of the account, when it was listed completely ([`discover`] with a
+    /// fleet configured); `None` when it was not listed: then no database can be called gone.
+    pub listed: Option<Vec<String>>,
 }
 
 impl Resolution {
@@ -279,7 +282,28 @@ pub async fn discover(
         .as_ref()
         .ok_or(DiscoveryError::NoClient)?;
     let listed = list_all(client, LIST_PAGE_SIZE).await?;
-    Ok(resolve(config, &listed))
+    let mut resolution = resolve(config, &listed);
+    resolution.listed = Some(listed.into_iter().map(|db| db.name).collect());
+    Ok(resolution)
+}
+
+/// The databases of `stored` (directory names in storage) that are gone from the account: no
+/// `[[database]]` names them and the complete listing `listed` does not hold them. Their backups are
+/// kept; they are shown as gone, never as an error. Pure; sorted by name.
+pub fn gone<'a>(
+    config: &Config,
+    listed: &[String],
+    stored: impl IntoIterator<Item = &'a String>,
+) -> Vec<String> {
+    let listed: HashSet<&str> = listed.iter().map(String::as_str).collect();
+    let mut gone: Vec<String> = stored
+        .into_iter()
+        .filter(|name| config.database(name).is_none() && !listed.contains(name.as_str()))
+        .cloned()
+        .collect();
+    gone.sort();
+    gone.dedup();
+    gone
 }
 
 /// The databases a one-shot operation (`backup`) covers, chosen by name or all of them.
@@ -294,6 +318,26 @@ pub struct Selection {
     pub discovery: Option<DiscoveryError>,
     /// The resolution's warnings (a fleet that governs nothing).
     pub warnings: Vec<String>,
+    /// The entry governing each of `databases`, in the same order.
+    pub entries: Vec<Entry>,
+    /// The names of every database of the account, when it was listed completely; `None` when no
+    /// listing was needed or it failed (then no database can be called gone).
+    pub listed: Option<Vec<String>>,
+}
+
+impl Selection {
+    /// The databases of `stored` (directory names in storage) gone from the account ([`gone`]); none
+    /// unless the account was listed completely.
+    pub fn gone<'a>(
+        &self,
+        config: &Config,
+        stored: impl IntoIterator<Item = &'a String>,
+    ) -> Vec<String> {
+        match &self.listed {
+            Some(listed) => gone(config, listed, stored),
+            None => Vec::new(),
+        }
+    }
 }
 
 /// The databases `names` asks for (every configured database and fleet member when empty). The account
@@ -314,15 +358,17 @@ pub async fn select(config: &Config, sources: &BackupSources, names: &[String]) 
         resolve(config, &[])
     };
     if names.is_empty() {
-        selection.databases = resolution
-            .members
-            .iter()
-            .map(|m| m.config.clone())
-            .collect();
+        for m in &resolution.members {
+            selection.databases.push(m.config.clone());
+            selection.entries.push(m.entry.clone());
+        }
     } else {
         for name in names {
             match resolution.member(name) {
-                Some(m) => selection.databases.push(m.config.clone()),
+                Some(m) => {
+                    selection.databases.push(m.config.clone());
+                    selection.entries.push(m.entry.clone());
+                }
                 // Unknown only when the listing could tell; after a failed listing it may be a member.
                 None if selection.discovery.is_none() => selection.unknown.push(name.clone()),
                 None => {}
@@ -331,6 +377,7 @@ pub async fn select(config: &Config, sources: &BackupSources, names: &[String]) 
     }
     if selection.discovery.is_none() {
         selection.warnings = resolution.warnings;
+        selection.listed = resolution.listed;
     }
     selection
 }
@@ -445,6 +492,24 @@ mod tests {
         assert!(
             all.contains("\"x/../y\" is not a D1 database name"),
             "{all}"
+        );
+    }
+
+    #[test]
+    fn gone_is_a_stored_database_neither_configured_nor_listed() {
+        // Proves the rule: `old-tenant` is in storage only (gone); `blog` is configured (never gone, even
+        // when the account does not list it, as a SQLite source would not be); `other` is listed but
+        // governed by no entry (not gone: it is still in the account).
+        let c = config("[[database]]\nname = \"blog\"\n\n[[fleet]]\nmatch = \"tenant-*\"\n");
+        let stored: Vec<String> = ["tenant-a", "old-tenant", "blog", "other"]
+            .map(String::from)
+            .to_vec();
+        let listed = ["tenant-a".to_string(), "other".to_string()];
+        assert_eq!(gone(&c, &listed, &stored), ["old-tenant"]);
+        let unknown = Selection::default();
+        assert!(
+            unknown.gone(&c, &stored).is_empty(),
+            "without a complete listing nothing is gone"
         );
     }
 }

@@ -23,6 +23,7 @@
 //! * [`restore`]: reading a backup back (proven before it runs) into SQLite or D1: plan, install, replace.
 //! * [`verify`]: proving that backups restore, in scratch SQLite databases.
 //! * [`migrations`]: wrangler-compatible migrations, applied all or nothing.
+//! * [`status`]: what `status` reports: per database its runs and condition, per fleet a summary.
 //! * [`catalog`]: the daemon's run history in `state_dir/catalog.sqlite`, and the `state_dir` lock.
 //! * [`daemon`]: the scheduler: one task per database, `/healthz` and `/metrics`, reload and shutdown.
 //! * [`logging`]: tracing to stderr, text or JSON.
@@ -49,6 +50,7 @@ pub mod retry;
 pub mod schedule;
 pub mod secret;
 pub mod sources;
+pub mod status;
 pub mod storage;
 #[cfg(test)]
 mod test_time;

@@ -86,3 +86,18 @@ pub fn select_databases<'a>(
         })
         .collect()
 }
+
+/// The usage error for names that are neither configured nor fleet members of the account.
+pub fn unknown_databases(config: &Config, unknown: &[String]) -> Failure {
+    let known: Vec<&str> = config.databases.iter().map(|d| d.name.as_str()).collect();
+    Failure::usage(format!(
+        "no database named {} in {} nor among its fleets' members; configured: {}",
+        unknown
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        config.path.display(),
+        known.join(", ")
+    ))
+}

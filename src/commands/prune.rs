@@ -1,20 +1,60 @@
 //! `d1vault prune [DB...] [--dry-run]`: apply the retention policy now and print every backup with
-//! keep/delete and the reasons. `--dry-run` changes nothing.
+//! keep/delete and the reasons. `--dry-run` changes nothing. With no names: every configured database
+//! and fleet member (each by its entry's retention). A database gone from the account is never pruned
+//! automatically: its backups are the last copy of it, so `prune` says it keeps them (`gone` lines).
 
 use chrono::Utc;
 
-use super::{Failure, open_sources, select_databases};
+use super::{Failure, open_sources};
 use crate::cli::PruneArgs;
 use crate::config::Config;
+use crate::fleet;
+use crate::repository::backups;
 use crate::repository::prune::{self, PrunePlan};
 
 /// Plans, prints, and (unless `--dry-run`) executes.
 pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
-    let databases = select_databases(config, &args.databases)?;
     let sources = open_sources(config).await?;
+    let selection = fleet::select(config, &sources, &args.databases).await;
+    if !selection.unknown.is_empty() {
+        if selection.listed.is_some()
+            && let Ok(stored) =
+                backups::database_names(sources.storage.as_ref(), &sources.prefix).await
+        {
+            let gone = selection.gone(config, &stored);
+            if let Some(name) = selection.unknown.iter().find(|n| gone.contains(n)) {
+                return Err(Failure::usage(format!(
+                    "{name} is gone from the account: prune never deletes a gone database's backups \
+                     (they may be its last copy); delete its directory in {} by hand when you no \
+                     longer want them",
+                    sources.storage.describe()
+                )));
+            }
+        }
+        return Err(super::unknown_databases(config, &selection.unknown));
+    }
+    for warning in &selection.warnings {
+        tracing::warn!("{warning}");
+    }
     let now = Utc::now();
     let mut failures = Vec::new();
-    for db in databases {
+    if let Some(e) = &selection.discovery {
+        failures.push(format!("fleet members were not pruned: {e}"));
+    }
+    if args.databases.is_empty() && selection.listed.is_some() {
+        match backups::database_names(sources.storage.as_ref(), &sources.prefix).await {
+            Ok(stored) => {
+                for name in selection.gone(config, &stored) {
+                    println!(
+                        "{:<12} {name}  (gone from the account: its backups are kept, prune never deletes them)",
+                        "gone"
+                    );
+                }
+            }
+            Err(e) => failures.push(format!("listing storage for gone databases: {e}")),
+        }
+    }
+    for db in &selection.databases {
         let plan = match prune::plan(
             sources.storage.as_ref(),
             &sources.prefix,

@@ -1,22 +1,34 @@
 //! `d1vault verify [DB...] [--backup ID] [--all]`: prove that backups restore ([`crate::verify`]), one
-//! line per backup. Exit 1 on any mismatch.
+//! line per backup. Exit 1 on any mismatch. With no names: every configured database and fleet member
+//! (a failed listing of the account still verifies the configured ones, then exits 1).
 
 use super::present::TerminalProgress;
 use super::{Failure, open_sources};
 use crate::cli::VerifyArgs;
 use crate::config::Config;
+use crate::fleet;
 use crate::restore::Progress;
 use crate::verify::{self, Selection, Verdict, VerifyRequest};
 
 /// Verifies the selected backups and prints one line per backup.
 pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
     let sources = open_sources(config).await?;
+    let mut failures = Vec::new();
+    let databases = if args.databases.is_empty() {
+        let selection = fleet::select(config, &sources, &[]).await;
+        for warning in &selection.warnings {
+            tracing::warn!("{warning}");
+        }
+        if let Some(e) = &selection.discovery {
+            failures.push(format!("fleet members were not verified: {e}"));
+        }
+        selection.databases.into_iter().map(|d| d.name).collect()
+    } else {
+        // Any name with backups in storage, configured or not (a gone database's backups too).
+        args.databases.clone()
+    };
     let request = VerifyRequest {
-        databases: if args.databases.is_empty() {
-            config.databases.iter().map(|d| d.name.clone()).collect()
-        } else {
-            args.databases.clone()
-        },
+        databases,
         selection: match (&args.backup, args.all) {
             (Some(id), _) => Selection::Backup(id.clone()),
             (None, true) => Selection::All,
@@ -33,7 +45,7 @@ pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
     )
     .await
     .map_err(|e| Failure::failed(e.to_string()))?;
-    let failures: Vec<String> = verdicts.iter().filter_map(failure_line).collect();
+    failures.extend(verdicts.iter().filter_map(failure_line));
     if failures.is_empty() {
         Ok(())
     } else {

@@ -245,3 +245,31 @@ pub async fn newest_manifest(
         },
     )
 }
+
+/// The names of the database directories under `prefix` that hold at least one backup directory
+/// (complete or not), sorted: what storage keeps, whether or not anything still backs it up. One
+/// listing of the prefix; no manifest is read.
+pub async fn database_names(
+    storage: &dyn Storage,
+    prefix: &str,
+) -> Result<std::collections::BTreeSet<String>, StorageError> {
+    let base = manifest::join_key(&[prefix]);
+    let list_prefix = if base.is_empty() {
+        String::new()
+    } else {
+        format!("{base}/")
+    };
+    let mut names = std::collections::BTreeSet::new();
+    for object in storage.list(&list_prefix).await? {
+        let Some(rest) = object.key.strip_prefix(&list_prefix) else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, '/');
+        if let (Some(db), Some(id), Some(_file)) = (parts.next(), parts.next(), parts.next())
+            && manifest::parse_backup_id(id).is_some()
+        {
+            names.insert(db.to_string());
+        }
+    }
+    Ok(names)
+}

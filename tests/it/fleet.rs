@@ -6,7 +6,7 @@ use crate::support::run::{after_backup_id, list_json, run, stderr, stdout};
 use d1vault::fleet::{self, DiscoveryError, Entry};
 
 /// `[[fleet]]` tables for tenant databases: `tenant-*` without the staging ones, then everything.
-const FLEETS: &str = "[[fleet]]\nmatch = \"tenant-*\"\nexclude = [\"tenant-staging-*\"]\nschedule = \"@daily\"\ncompression = \"none\"\n\n[[fleet]]\nmatch = \"tenant-staging-*\"\nschedule = \"@weekly\"\n";
+const FLEETS: &str = "[[fleet]]\nmatch = \"tenant-*\"\nexclude = [\"tenant-staging-*\"]\nschedule = \"@daily\"\nskip_unchanged = false\ncompression = \"none\"\n\n[[fleet]]\nmatch = \"tenant-staging-*\"\nschedule = \"@weekly\"\n";
 
 /// Adds an empty database `name` to the emulator's account (every `d1/NAME.sqlite` is one).
 fn add_empty(bed: &Bed, name: &str) {
@@ -192,6 +192,7 @@ async fn backup_with_no_names_backs_up_every_configured_database_and_fleet_membe
     bed.set_faults(serde_json::json!({ "list_error_from_page": 1 }))
         .await;
     after_backup_id(&stdout(&one)[..16]).await;
+    // `--force`: `blog` is unchanged since the first run, and the point is that it is exported.
     let failed = run(&config, &["backup", "--force"], &bed.secrets()).await;
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
     assert!(

@@ -9,6 +9,7 @@ mod config;
 mod daemon;
 mod faults;
 mod fleet;
+mod fleet_members;
 mod fts;
 mod migrations;
 mod restore;

@@ -5,7 +5,7 @@
 
 use futures_util::StreamExt;
 
-use super::{Failure, open_sources};
+use super::{Failure, open_sources, unknown_databases};
 use crate::cli::BackupArgs;
 use crate::config::Config;
 use crate::fleet;
@@ -17,18 +17,7 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
     let sources = open_sources(config).await?;
     let selection = fleet::select(config, &sources, &args.databases).await;
     if !selection.unknown.is_empty() {
-        let known: Vec<&str> = config.databases.iter().map(|d| d.name.as_str()).collect();
-        return Err(Failure::usage(format!(
-            "no database named {} in {} nor among its fleets' members; configured: {}",
-            selection
-                .unknown
-                .iter()
-                .map(|n| format!("{n:?}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            config.path.display(),
-            known.join(", ")
-        )));
+        return Err(unknown_databases(config, &selection.unknown));
     }
     for warning in &selection.warnings {
         tracing::warn!("{warning}");

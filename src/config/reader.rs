@@ -16,7 +16,7 @@ mod units;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use toml_edit::Item;
+use toml_edit::{Item, TableLike, Value};
 
 use crate::config::ConfigError;
 
@@ -315,5 +315,51 @@ fn config_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
+    }
+}
+
+impl Reader<'_> {
+    /// The tables of `key` written as `[[key]]` or as an inline array of tables, each with its offset, for
+    /// the sections that repeat (`[[database]]`, `[[fleet]]`). Anything else is reported under `key` and
+    /// gives `Err` with its offset; an element that is not a table is reported and left out.
+    pub(crate) fn array_of_tables<'t>(
+        &mut self,
+        key: &str,
+        item: &'t Item,
+        offset: usize,
+    ) -> Result<Vec<(usize, &'t dyn TableLike)>, usize> {
+        match item {
+            Item::ArrayOfTables(array) => Ok(array
+                .iter()
+                .map(|t| (t.span().map_or(0, |s| s.start), t as &dyn TableLike))
+                .collect()),
+            Item::Value(Value::Array(array)) => {
+                let mut tables = Vec::new();
+                for value in array.iter() {
+                    let at = value.span().map_or(offset, |s| s.start);
+                    match value.as_inline_table() {
+                        Some(t) => tables.push((at, t as &dyn TableLike)),
+                        None => self.error(
+                            at,
+                            key,
+                            format!("expected a table, found {}", value.type_name()),
+                        ),
+                    }
+                }
+                Ok(tables)
+            }
+            Item::Table(_) => {
+                self.error(
+                    offset,
+                    key,
+                    format!("write each {key} as [[{key}]] (double brackets), not [{key}]"),
+                );
+                Err(offset)
+            }
+            item => {
+                self.wrong_type(offset, key, &format!("[[{key}]] tables"), item);
+                Err(offset)
+            }
+        }
     }
 }

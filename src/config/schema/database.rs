@@ -1,7 +1,7 @@
 //! `[[database]]`: one database to back up, its own keys (`name`, `id`, `sqlite_path`) plus the job keys
 //! that override `[defaults]` (docs/configuration.md "`[defaults]` and `[[database]]`").
 
-use toml_edit::{Item, TableLike, Value};
+use toml_edit::TableLike;
 
 use super::{job, retention};
 use crate::config::reader::{Reader, Schema, Section, with};
@@ -52,37 +52,10 @@ pub(super) fn read_all(
             );
             return databases;
         }
-        Some((Item::ArrayOfTables(array), _)) => array
-            .iter()
-            .map(|t| (t.span().map_or(0, |s| s.start), t as &dyn TableLike))
-            .collect(),
-        Some((Item::Value(Value::Array(array)), offset)) => {
-            let mut tables = Vec::new();
-            for value in array.iter() {
-                let at = value.span().map_or(offset, |s| s.start);
-                match value.as_inline_table() {
-                    Some(t) => tables.push((at, t as &dyn TableLike)),
-                    None => reader.error(
-                        at,
-                        "database",
-                        format!("expected a table, found {}", value.type_name()),
-                    ),
-                }
-            }
-            tables
-        }
-        Some((Item::Table(_), offset)) => {
-            reader.error(
-                offset,
-                "database",
-                "write each database as [[database]] (double brackets), not [database]",
-            );
-            return databases;
-        }
-        Some((item, offset)) => {
-            reader.wrong_type(offset, "database", "[[database]] tables", item);
-            return databases;
-        }
+        Some((item, offset)) => match reader.array_of_tables("database", item, offset) {
+            Ok(tables) => tables,
+            Err(_) => return databases,
+        },
     };
     if tables.is_empty() && !fleets {
         reader.error(

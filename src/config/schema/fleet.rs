@@ -2,7 +2,7 @@
 //! `exclude`) plus the job keys that override `[defaults]`, as in a `[[database]]` (docs/configuration.md
 //! "`[defaults]`, `[[database]]` and `[[fleet]]`"). Members are found at run time (`crate::fleet`).
 
-use toml_edit::{Item, TableLike, Value};
+use toml_edit::TableLike;
 
 use super::{job, retention};
 use crate::config::reader::{At, Reader, Schema, Section};
@@ -28,37 +28,10 @@ pub(super) fn read_all(
 ) -> (Vec<FleetConfig>, Option<usize>) {
     let tables: Vec<(usize, &dyn TableLike)> = match root.get("fleet") {
         None => return (Vec::new(), None),
-        Some((Item::ArrayOfTables(array), _)) => array
-            .iter()
-            .map(|t| (t.span().map_or(0, |s| s.start), t as &dyn TableLike))
-            .collect(),
-        Some((Item::Value(Value::Array(array)), offset)) => {
-            let mut tables = Vec::new();
-            for value in array.iter() {
-                let at = value.span().map_or(offset, |s| s.start);
-                match value.as_inline_table() {
-                    Some(t) => tables.push((at, t as &dyn TableLike)),
-                    None => reader.error(
-                        at,
-                        "fleet",
-                        format!("expected a table, found {}", value.type_name()),
-                    ),
-                }
-            }
-            tables
-        }
-        Some((Item::Table(_), offset)) => {
-            reader.error(
-                offset,
-                "fleet",
-                "write each fleet as [[fleet]] (double brackets), not [fleet]",
-            );
-            return (Vec::new(), Some(offset));
-        }
-        Some((item, offset)) => {
-            reader.wrong_type(offset, "fleet", "[[fleet]] tables", item);
-            return (Vec::new(), Some(offset));
-        }
+        Some((item, offset)) => match reader.array_of_tables("fleet", item, offset) {
+            Ok(tables) => tables,
+            Err(offset) => return (Vec::new(), Some(offset)),
+        },
     };
     let first = tables.first().map(|(offset, _)| *offset);
     let names: Vec<String> = (0..tables.len()).map(|i| format!("fleet[{i}]")).collect();

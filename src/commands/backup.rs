@@ -40,7 +40,11 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
             Ok(BackupRun::Unchanged(u)) => {
                 println!("unchanged {} (newest backup {})", db.name, u.backup_id)
             }
-            Err(e) => failures.push(format!("backup of {} failed: {e}", db.name)),
+            Err(e) => {
+                // The failure is final: an ERROR event, where alerting on error level sees it.
+                tracing::error!(database = %db.name, error = %e, "backup failed");
+                failures.push(format!("backup of {} failed: {e}", db.name))
+            }
         }
     }
     if failures.is_empty() {

@@ -3,7 +3,7 @@
 //! three cannot disagree about what happened.
 
 use chrono::{DateTime, Utc};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::metrics::{Metrics, RunResult};
 use crate::catalog::{Catalog, CatalogError, RunId, RunOutcome, RunState};
@@ -57,14 +57,22 @@ impl RunFinished {
         }
     }
 
-    /// The log line. The backup itself already logged its success or failure inside its own span; an
-    /// abort is only known here, so it is the one told at WARN.
+    /// The log line. The backup itself already logged its success inside its own span; a failure is final
+    /// only here (the run is over, the next try is the next due time), so it is the one told at ERROR, where
+    /// alerting on error level (journald priority `err`) sees it; an abort at shutdown is told at WARN.
     pub(crate) fn log(&self) {
         match self.outcome {
             RunOutcome::Aborted => {
                 warn!(database = %self.database, backup_id = %self.backup_id, "backup aborted at shutdown")
             }
-            RunOutcome::Success | RunOutcome::Failed | RunOutcome::Unchanged => debug!(
+            RunOutcome::Failed => error!(
+                database = %self.database,
+                backup_id = %self.backup_id,
+                error = self.error.as_deref().unwrap_or("unknown"),
+                duration_seconds = self.duration_seconds(),
+                "backup failed"
+            ),
+            RunOutcome::Success | RunOutcome::Unchanged => debug!(
                 database = %self.database,
                 backup_id = %self.backup_id,
                 outcome = RunState::Finished(self.outcome).as_str(),
@@ -161,6 +169,60 @@ mod tests {
                 stored: 40,
             }),
             error: None,
+        }
+    }
+
+    /// The JSON lines `f` logs at any level.
+    fn logged(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        use std::sync::{Arc, Mutex};
+        let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || Writer(writer.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// A writer into a shared buffer, for [`logged`].
+    struct Writer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Writer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_run_is_an_error_event_and_a_success_is_not() {
+        // Proves a failed scheduled run is logged at ERROR with its reason (alerting on error level sees
+        // it), and a success or an unchanged run logs nothing at WARN or above.
+        let mut failed = finished(RunOutcome::Failed);
+        failed.error = Some("export failed: boom".into());
+        let lines = logged(|| failed.log());
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["level"], "ERROR");
+        assert_eq!(lines[0]["message"], "backup failed");
+        assert_eq!(lines[0]["error"], "export failed: boom");
+        assert_eq!(lines[0]["database"], "blog");
+        for outcome in [RunOutcome::Success, RunOutcome::Unchanged] {
+            let lines = logged(|| finished(outcome).log());
+            assert!(
+                lines
+                    .iter()
+                    .all(|l| l["level"] == "DEBUG" || l["level"] == "INFO"),
+                "{lines:?}"
+            );
         }
     }
 

@@ -98,7 +98,9 @@ pub async fn run_backup_with_clock(
                 "backup complete"
             ),
             Err(BackupError::Conflict(e)) => info!(reason = %e, "backup id taken"),
-            Err(e) => warn!(error = %e, "backup failed"),
+            // Not the failure's report: the caller decides whether it is final (the daemon's run event and
+            // the one-shot `backup` log it at ERROR) or tried again (another id after a conflict).
+            Err(e) => info!(error = %e, "backup attempt ended with an error"),
         }
         result
     }

@@ -732,3 +732,38 @@ async fn the_next_backup_aborts_a_killed_runs_multipart_upload() {
         "the killed run's multipart upload is still open"
     );
 }
+
+/// The log lines of a `--log-format json` run: one JSON object per line of stderr (other lines, such as the
+/// final `error:` summary, left out).
+fn json_log_lines(stderr: &str) -> Vec<Value> {
+    stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .collect()
+}
+
+/// A failed one-shot `backup` is an ERROR event in the JSON log (what alerting on error level, or journald
+/// priority `err`, sees), and no WARN line calls it "backup failed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_backup_is_logged_at_error_level() {
+    let env = Bed::start().await;
+    let databases = env.sqlite_database("blog", "no-such-file.sqlite", "zstd");
+    let config = env.write_s3_config("json-log", &env.s3.endpoint, "test", &databases);
+    let child = crate::support::run::command_json(&config, &["backup"])
+        .spawn()
+        .unwrap();
+    let output = crate::support::run::finish(child, &env.secrets()).await;
+    let err = crate::support::run::stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    let lines = json_log_lines(&err);
+    let failed: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "backup failed")
+        .collect();
+    assert!(!failed.is_empty(), "no \"backup failed\" event:\n{err}");
+    for line in &failed {
+        assert_eq!(line["level"], "ERROR", "{line}");
+        assert_eq!(line["database"], "blog", "{line}");
+    }
+    assert!(err.contains("\"level\":\"ERROR\""), "{err}");
+}

@@ -22,8 +22,18 @@ fn log_args() -> [&'static str; 3] {
 
 /// The `d1vault` binary with `--config`, maximal verbosity and `args`, ready to spawn.
 pub(crate) fn command(config: &Path, args: &[&str]) -> tokio::process::Command {
+    command_logging(config, &log_args(), args)
+}
+
+/// [`command`] always logging JSON (`-vv --log-format json`), for tests that read the log's levels.
+pub(crate) fn command_json(config: &Path, args: &[&str]) -> tokio::process::Command {
+    command_logging(config, &["-vv", "--log-format", "json"], args)
+}
+
+/// The `d1vault` binary with `--config`, the logging flags `log` and `args`, ready to spawn.
+fn command_logging(config: &Path, log: &[&str], args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_d1vault"));
-    cmd.arg("--config").arg(config).args(log_args()).args(args);
+    cmd.arg("--config").arg(config).args(log).args(args);
     cmd.current_dir(config.parent().unwrap());
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -52,6 +52,9 @@ pub enum DiscoveryError {
     /// The configuration has a `[[fleet]]` but no Cloudflare client could be opened.
     #[error("a [[fleet]] needs the [cloudflare] section to list the account's databases")]
     NoClient,
+    /// `[cloudflare]` is written but its credentials did not resolve (the loader's errors, one a line).
+    #[error("the account's D1 databases cannot be listed, fleet members are not known: {0}")]
+    Unavailable(String),
 }
 
 impl DiscoveryError {
@@ -61,7 +64,7 @@ impl DiscoveryError {
         match self {
             DiscoveryError::Page { source, .. } => source.is_retryable(),
             DiscoveryError::Unstable { .. } => true,
-            DiscoveryError::NoClient => false,
+            DiscoveryError::NoClient | DiscoveryError::Unavailable(_) => false,
         }
     }
 }
@@ -276,6 +279,9 @@ pub async fn discover(
 ) -> Result<Resolution, DiscoveryError> {
     if config.fleets.is_empty() {
         return Ok(resolve(config, &[]));
+    }
+    if let Err(errors) = config.require_cloudflare() {
+        return Err(DiscoveryError::Unavailable(errors.to_string()));
     }
     let client = sources
         .cloudflare

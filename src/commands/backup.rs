@@ -14,6 +14,9 @@ use crate::pipeline::unchanged::{BackupRun, backup_unless_unchanged};
 /// Runs the backups, up to `daemon.max_concurrent` at once: the named databases, or every configured
 /// database and every fleet member found in the account.
 pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
+    if config.backup_needs_d1(&args.databases) {
+        super::require_d1(config)?;
+    }
     let sources = open_sources(config).await?;
     let selection = fleet::select(config, &sources, &args.databases).await;
     if !selection.unknown.is_empty() {

@@ -17,6 +17,11 @@ const UPCOMING_RUNS: usize = 3;
 /// Fails with exit 2 when a schedule never fires (for example `0 0 30 2 *`), which the loader cannot know
 /// without a clock.
 pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<(), Failure> {
+    // Unresolved Cloudflare credentials are an error here as at any D1 command: exit 2, the loader's
+    // errors exactly as a file error is shown.
+    if let Some(errors) = &config.cloudflare_unavailable {
+        return Err(Failure::usage(errors.to_string()));
+    }
     let (report, problems) = report(config, now);
     print!("{report}");
     if problems.is_empty() {

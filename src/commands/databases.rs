@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{Failure, open_sources};
+use super::{Failure, open_sources, require_d1};
 use crate::cli::DatabasesArgs;
 use crate::config::{Config, Source};
 use crate::fleet::{self, Entry};
@@ -27,6 +27,7 @@ pub struct DatabaseRow {
 
 /// Lists the account when a fleet is configured, then prints the table or JSON.
 pub async fn run(config: &Config, args: &DatabasesArgs) -> Result<(), Failure> {
+    require_d1(config)?;
     let sources = open_sources(config).await?;
     let resolution = fleet::discover(config, &sources)
         .await

@@ -12,12 +12,18 @@ use crate::migrations::{self, ApplyEvent, ApplyOutcome, ApplyRequest, MigrationE
 pub async fn run(config: &Config, command: &MigrationsCommand) -> Result<(), Failure> {
     match command {
         MigrationsCommand::Create { database, name } => create(config, database, name),
-        MigrationsCommand::List { database } => list(config, database).await,
+        MigrationsCommand::List { database } => {
+            super::require_d1(config)?;
+            list(config, database).await
+        }
         MigrationsCommand::Apply {
             database,
             no_backup,
             dry_run,
-        } => apply(config, database, *no_backup, *dry_run).await,
+        } => {
+            super::require_d1(config)?;
+            apply(config, database, *no_backup, *dry_run).await
+        }
     }
 }
 

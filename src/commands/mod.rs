@@ -63,6 +63,17 @@ pub async fn open_sources(config: &Config) -> Result<BackupSources, Failure> {
         .map_err(|e| Failure::failed(e.to_string()))
 }
 
+/// For a command that talks to D1: exit 2 with the loader's own errors when `[cloudflare]` is written but
+/// its credentials did not resolve (the commands that only read storage run without them).
+pub fn require_d1(config: &Config) -> Result<(), Failure> {
+    config.require_cloudflare().map_err(|errors| {
+        Failure::usage(format!(
+            "{errors}\nthis command needs the Cloudflare API; list, verify, restore --to-sqlite and prune \
+             run without it"
+        ))
+    })
+}
+
 /// The databases named on the command line (all configured ones when none is named); an unknown name is a
 /// usage error that lists the configured ones.
 pub fn select_databases<'a>(

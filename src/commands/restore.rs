@@ -16,6 +16,9 @@ use crate::restore::{
 
 /// Runs the restore described by `args`.
 pub async fn run(config: &Config, args: &RestoreArgs) -> Result<(), Failure> {
+    if args.to_d1.is_some() {
+        super::require_d1(config)?;
+    }
     let sources = open_sources(config).await?;
     let target = if let Some(path) = &args.to_sqlite {
         RestoreTarget::Sqlite(path.clone())

@@ -13,6 +13,8 @@ use crate::daemon::{self, Clock, DaemonOptions, Signal};
 
 /// Runs until stopped by a signal.
 pub async fn run(config_path: &Path, config: Config) -> Result<(), Failure> {
+    // The daemon backs up D1 and lists fleets: unresolved Cloudflare credentials are found at start.
+    super::require_d1(&config)?;
     // One daemon per state_dir, decided before anything else (a second daemon on the same config would
     // otherwise fail on the port instead); exit 2: a state_dir shared by two daemons is a configuration error.
     let lock = crate::catalog::lock_state_dir(&config.daemon.state_dir)

@@ -66,7 +66,10 @@ pub fn load_str(
     };
     let config = schema::config(&mut reader, document.as_table());
     match config {
-        Some(config) if !reader.has_errors() => Ok(config),
+        Some(mut config) if !reader.has_errors() => {
+            config.cloudflare_unavailable = reader.take_unresolved();
+            Ok(config)
+        }
         _ => Err(reader.finish()),
     }
 }

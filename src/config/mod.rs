@@ -31,8 +31,14 @@ pub struct Config {
     pub path: PathBuf,
     /// `[daemon]`: catalog location, HTTP listener, time zone, concurrency, shutdown.
     pub daemon: DaemonConfig,
-    /// Absent when no database uses the D1 source (for example the SQLite-only quickstart).
+    /// Absent when no database uses the D1 source (for example the SQLite-only quickstart), or when the
+    /// section's credentials could not be resolved (then `cloudflare_unavailable` says why).
     pub cloudflare: Option<CloudflareConfig>,
+    /// Set when `[cloudflare]` is written but its account id or token did not resolve from the
+    /// environment (a variable not set, a secret file missing or empty): the errors, exactly as the loader
+    /// words them. Commands that only read storage run regardless; those that need D1 fail with these
+    /// ([`Config::require_cloudflare`]), and `check-config` reports them.
+    pub cloudflare_unavailable: Option<ConfigErrors>,
     /// `[storage]`: where backups are kept.
     pub storage: StorageConfig,
     /// Every `[[database]]`, with `[defaults]` applied, in file order.
@@ -45,6 +51,26 @@ impl Config {
     /// The configured database called `name`, if any.
     pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {
         self.databases.iter().find(|d| d.name == name)
+    }
+
+    /// For an operation that needs the D1 API: the reason it cannot have it when `[cloudflare]` is written
+    /// but its credentials did not resolve. `Ok` also when no `[cloudflare]` is written (the operation then
+    /// says what is missing, as before).
+    pub fn require_cloudflare(&self) -> Result<(), &ConfigErrors> {
+        self.cloudflare_unavailable.as_ref().map_or(Ok(()), Err)
+    }
+
+    /// Whether backing up `names` (every configured database and fleet member when empty) needs the D1
+    /// API: a D1 database among them, or a name found only among fleet members. Pure.
+    pub fn backup_needs_d1(&self, names: &[String]) -> bool {
+        let is_d1 = |db: &DatabaseConfig| matches!(db.source, Source::D1 { .. });
+        if names.is_empty() {
+            return !self.fleets.is_empty() || self.databases.iter().any(is_d1);
+        }
+        names.iter().any(|name| match self.database(name) {
+            Some(db) => is_d1(db),
+            None => !self.fleets.is_empty(),
+        })
     }
 }
 

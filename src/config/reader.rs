@@ -33,6 +33,12 @@ pub(crate) struct Reader<'a> {
     base: PathBuf,
     env: &'a dyn Fn(&str) -> Option<String>,
     errors: Vec<ConfigError>,
+    /// Set while reading the `[cloudflare]` credentials ([`Reader::deferring`]): a problem of the
+    /// environment (a variable not set, a secret file missing or empty) then goes to `unresolved`.
+    deferring: bool,
+    /// The environment's problems met while `deferring`: they make `[cloudflare]` unavailable rather than
+    /// the file invalid, so that commands that only read storage still run.
+    unresolved: Vec<ConfigError>,
     secrets: Vec<String>,
     /// Every `${NAME}` substituted so far, as (name, value): the value is shown as `${NAME}` in messages,
     /// since a variable referenced from an ordinary key may still hold a secret.
@@ -53,6 +59,8 @@ impl<'a> Reader<'a> {
             base: config_dir(file),
             env,
             errors: Vec::new(),
+            deferring: false,
+            unresolved: Vec::new(),
             secrets: Vec::new(),
             substitutions: Vec::new(),
         }
@@ -118,7 +126,11 @@ impl<'a> Reader<'a> {
             Ok(value) => Some(value),
             Err(problems) => {
                 for problem in problems {
-                    self.error(offset, key, problem);
+                    if problem.unset {
+                        self.unresolved_error(offset, key, problem.message);
+                    } else {
+                        self.error(offset, key, problem.message);
+                    }
                 }
                 None
             }

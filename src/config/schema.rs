@@ -97,6 +97,7 @@ pub(super) fn config(reader: &mut Reader<'_>, root: &toml_edit::Table) -> Option
         path: reader.file().to_path_buf(),
         daemon,
         cloudflare,
+        cloudflare_unavailable: None,
         storage: storage?,
         databases: databases.configs,
         fleets,

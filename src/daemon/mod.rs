@@ -170,6 +170,11 @@ pub async fn run_locked(
         tokio::select! {
             signal = signals.recv() => match signal {
                 Some(Signal::Reload) => match config::load(&config_path) {
+                    // Unresolved Cloudflare credentials would fail every D1 backup: keep what runs.
+                    Ok(new) if new.cloudflare_unavailable.is_some() => {
+                        let errors = new.cloudflare_unavailable.as_ref().map(ToString::to_string).unwrap_or_default();
+                        error!(errors = %errors, "configuration reload failed; keeping the previous configuration")
+                    }
                     Ok(new) => {
                         info!(path = %config_path.display(), "configuration reloaded");
                         grace = new.daemon.shutdown_grace;

@@ -15,6 +15,7 @@ mod migrations;
 mod restore;
 mod ship;
 mod storage;
+mod storage_only;
 mod support;
 mod unchanged;
 mod wrangler;

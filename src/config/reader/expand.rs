@@ -1,13 +1,32 @@
 //! `${VAR}` expansion in configuration strings. Kept apart from the other readers so that the rules (what is a
 //! variable, how `$` is escaped) live in one small place with their own tests.
 
+/// One problem found while expanding a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Problem {
+    /// What is wrong, naming the variable but never quoting the string.
+    pub(super) message: String,
+    /// The problem is the environment's (a variable that is not set), not the file's: a `[cloudflare]`
+    /// secret with this problem leaves the section unavailable instead of failing the whole file.
+    pub(super) unset: bool,
+}
+
+impl Problem {
+    fn syntax(message: &str) -> Self {
+        Problem {
+            message: message.to_string(),
+            unset: false,
+        }
+    }
+}
+
 /// Expands every `${NAME}` in `raw` from `env`; `$$` is a literal `$`, and a `$` followed by anything else
-/// stays as written. On failure returns one message per problem. Messages name variables but never quote
+/// stays as written. On failure returns one problem each. Messages name variables but never quote
 /// the string itself, which may be a secret.
 pub(super) fn expand(
     raw: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, Vec<String>> {
+) -> Result<String, Vec<Problem>> {
     if !raw.contains('$') {
         return Ok(raw.to_string());
     }
@@ -22,25 +41,26 @@ pub(super) fn expand(
             rest = tail;
         } else if let Some(tail) = after.strip_prefix('{') {
             let Some(close) = tail.find('}') else {
-                problems.push(
-                    "unterminated `${`: close it with `}`, or write `$$` for a literal `$`"
-                        .to_string(),
-                );
+                problems.push(Problem::syntax(
+                    "unterminated `${`: close it with `}`, or write `$$` for a literal `$`",
+                ));
                 return Err(problems);
             };
             let name = &tail[..close];
             if is_variable_name(name) {
                 match env(name) {
                     Some(value) => out.push_str(&value),
-                    None => problems.push(format!("environment variable {name} is not set")),
+                    None => problems.push(Problem {
+                        message: format!("environment variable {name} is not set"),
+                        unset: true,
+                    }),
                 }
             } else {
                 // The text between the braces is not quoted: in a secret it could be the secret itself.
-                problems.push(
+                problems.push(Problem::syntax(
                     "invalid variable name inside `${...}`: use letters, digits and `_` (not starting \
-                     with a digit), or write `$$` for a literal `$`"
-                        .to_string(),
-                );
+                     with a digit), or write `$$` for a literal `$`",
+                ));
             }
             rest = &tail[close + 1..];
         } else {
@@ -90,15 +110,19 @@ mod tests {
     fn reports_every_missing_variable_and_bad_syntax() {
         // Proves each missing variable is named, and malformed references are errors, not literal text.
         let errs = expand("${A}-${B}", &env).unwrap_err();
+        let messages: Vec<&str> = errs.iter().map(|p| p.message.as_str()).collect();
         assert_eq!(
-            errs,
+            messages,
             vec![
-                "environment variable A is not set".to_string(),
-                "environment variable B is not set".to_string()
+                "environment variable A is not set",
+                "environment variable B is not set"
             ]
         );
-        assert!(expand("${HOME", &env).unwrap_err()[0].contains("unterminated"));
-        assert!(expand("${1X}", &env).unwrap_err()[0].contains("invalid variable name"));
-        assert!(expand("${}", &env).unwrap_err()[0].contains("invalid variable name"));
+        assert!(errs.iter().all(|p| p.unset));
+        let first = |raw| expand(raw, &env).unwrap_err().remove(0);
+        assert!(first("${HOME").message.contains("unterminated"));
+        assert!(first("${1X}").message.contains("invalid variable name"));
+        assert!(first("${}").message.contains("invalid variable name"));
+        assert!(!first("${HOME").unset && !first("${}").unset);
     }
 }

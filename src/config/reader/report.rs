@@ -20,6 +20,40 @@ impl Reader<'_> {
         });
     }
 
+    /// Records a problem of the environment rather than of the file (a variable not set, a secret file
+    /// missing or empty): kept apart while [`Reader::deferring`], an ordinary error otherwise.
+    pub(crate) fn unresolved_error(
+        &mut self,
+        offset: usize,
+        key: &str,
+        message: impl Into<String>,
+    ) {
+        if self.deferring {
+            let before = self.errors.len();
+            self.error(offset, key, message);
+            let error = self.errors.remove(before);
+            self.unresolved.push(error);
+        } else {
+            self.error(offset, key, message);
+        }
+    }
+
+    /// Runs `read` with the environment's problems kept apart ([`Reader::unresolved_error`]): the
+    /// `[cloudflare]` credentials, which only the commands that talk to D1 need.
+    pub(crate) fn deferring<T>(&mut self, read: impl FnOnce(&mut Self) -> T) -> T {
+        self.deferring = true;
+        let value = read(self);
+        self.deferring = false;
+        value
+    }
+
+    /// The environment's problems kept apart by [`Reader::deferring`], scrubbed like [`Reader::finish`];
+    /// `None` when there were none. Only asked when the file has no error of its own.
+    pub(crate) fn take_unresolved(&mut self) -> Option<ConfigErrors> {
+        let unresolved = std::mem::take(&mut self.unresolved);
+        (!unresolved.is_empty()).then(|| self.scrub(unresolved))
+    }
+
     /// Whether any problem was recorded so far.
     pub(crate) fn has_errors(&self) -> bool {
         !self.errors.is_empty()
@@ -34,6 +68,12 @@ impl Reader<'_> {
     /// databases) removed, and any secret value that slipped into a message redacted.
     pub(crate) fn finish(mut self) -> ConfigErrors {
         let mut errors = std::mem::take(&mut self.errors);
+        errors.append(&mut self.unresolved);
+        self.scrub(errors)
+    }
+
+    /// `errors` in file order, deduplicated, with secret values redacted.
+    fn scrub(&self, mut errors: Vec<ConfigError>) -> ConfigErrors {
         errors.sort_by(|a, b| {
             (a.line, a.column, &a.key, &a.message).cmp(&(b.line, b.column, &b.key, &b.message))
         });

@@ -38,7 +38,7 @@ impl Reader<'_> {
     fn inline_secret(&mut self, item: &Item, offset: usize, key: &str) -> Result<Secret, ()> {
         let value = self.string_value(item, offset, key).ok_or(())?;
         if value.is_empty() {
-            self.error(
+            self.unresolved_error(
                 offset,
                 key,
                 "is empty; set the secret or its environment variable",
@@ -55,7 +55,7 @@ impl Reader<'_> {
         let value = match std::fs::read_to_string(&at.value) {
             Ok(value) => value,
             Err(e) => {
-                self.error(
+                self.unresolved_error(
                     at.offset,
                     &at.key,
                     format!("cannot read secret file {}: {e}", at.value.display()),
@@ -65,7 +65,7 @@ impl Reader<'_> {
         };
         let value = value.trim_end_matches(['\n', '\r']).to_string();
         if value.is_empty() {
-            self.error(
+            self.unresolved_error(
                 at.offset,
                 &at.key,
                 format!("secret file {} is empty", at.value.display()),

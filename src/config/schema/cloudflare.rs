@@ -28,12 +28,17 @@ const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// `[cloudflare]` with its defaults applied; `None` when a required key is missing or invalid.
 pub(super) fn read(reader: &mut Reader<'_>, section: Section<'_>) -> Option<CloudflareConfig> {
     reader.check_keys(section);
-    let account_id = reader.required_string(
-        section,
-        "account_id",
-        "set account_id = \"${CLOUDFLARE_ACCOUNT_ID}\" (the 32-character id in the dashboard URL)",
-    );
-    let api_token = match reader.secret(section, "api_token") {
+    // A variable not set or a secret file missing makes the section unavailable, not the file invalid:
+    // the commands that only read storage run without it (see `Config::cloudflare_unavailable`).
+    let (account_id, api_token) = reader.deferring(|reader| {
+        let account_id = reader.required_string(
+            section,
+            "account_id",
+            "set account_id = \"${CLOUDFLARE_ACCOUNT_ID}\" (the 32-character id in the dashboard URL)",
+        );
+        (account_id, reader.secret(section, "api_token"))
+    });
+    let api_token = match api_token {
         Ok(Some(token)) => Some(token),
         Ok(None) => {
             reader.error(

@@ -1,6 +1,7 @@
 //! `d1vault check-config`: the configuration has already been loaded and validated by the time this runs
-//! (a broken file exits 2 with every error before any command starts); this prints what d1vault understood,
-//! so the user can check that the schedule means what they meant.
+//! (a broken file exits 2 with every error before any command starts); this adds the checks plain loading
+//! leaves out (unresolved Cloudflare credentials, the local paths' [`config::preflight`], reading only),
+//! then prints what d1vault understood, so the user can check that the schedule means what they meant.
 
 use std::fmt::Write as _;
 
@@ -8,7 +9,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::Failure;
-use crate::config::{Config, DatabaseConfig, Source, StorageConfig};
+use crate::config::{self, Config, DatabaseConfig, Source, StorageConfig};
 
 /// How many upcoming runs are shown per database.
 const UPCOMING_RUNS: usize = 3;
@@ -17,9 +18,16 @@ const UPCOMING_RUNS: usize = 3;
 /// Fails with exit 2 when a schedule never fires (for example `0 0 30 2 *`), which the loader cannot know
 /// without a clock.
 pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<(), Failure> {
-    // Unresolved Cloudflare credentials are an error here as at any D1 command: exit 2, the loader's
-    // errors exactly as a file error is shown.
-    if let Some(errors) = &config.cloudflare_unavailable {
+    // Unresolved Cloudflare credentials are an error here as at any D1 command, and so is a local path
+    // that is not what the file says (read-only checks): exit 2, in the loader's form, as a file error.
+    let mut errors = config::preflight(config);
+    if let Some(unavailable) = &config.cloudflare_unavailable {
+        errors.0.extend(unavailable.0.iter().cloned());
+        errors
+            .0
+            .sort_by(|a, b| (a.line, a.column, &a.key).cmp(&(b.line, b.column, &b.key)));
+    }
+    if !errors.0.is_empty() {
         return Err(Failure::usage(errors.to_string()));
     }
     let (report, problems) = report(config, now);

@@ -68,6 +68,7 @@ pub fn load_str(
     match config {
         Some(mut config) if !reader.has_errors() => {
             config.cloudflare_unavailable = reader.take_unresolved();
+            config.preflight = reader.take_path_checks();
             Ok(config)
         }
         _ => Err(reader.finish()),

@@ -6,11 +6,13 @@
 
 mod error;
 mod load;
+mod preflight;
 mod reader;
 mod schema;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{find_config_path, load, load_str};
+pub use preflight::preflight;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +41,9 @@ pub struct Config {
     /// words them. Commands that only read storage run regardless; those that need D1 fail with these
     /// ([`Config::require_cloudflare`]), and `check-config` reports them.
     pub cloudflare_unavailable: Option<ConfigErrors>,
+    /// The local paths the file names (`sqlite_path`, a filesystem `storage.path`, a written
+    /// `state_dir`), with their positions, for `check-config`'s [`preflight`]; never checked at load.
+    pub(crate) preflight: Vec<preflight::PathCheck>,
     /// `[storage]`: where backups are kept.
     pub storage: StorageConfig,
     /// Every `[[database]]`, with `[defaults]` applied, in file order.

@@ -19,6 +19,7 @@ use std::time::Duration;
 use toml_edit::{Item, TableLike, Value};
 
 use crate::config::ConfigError;
+use crate::config::preflight::{Expect, PathCheck};
 
 pub(crate) use report::closest;
 pub(crate) use section::{At, Schema, Section, with};
@@ -40,6 +41,8 @@ pub(crate) struct Reader<'a> {
     /// the file invalid, so that commands that only read storage still run.
     unresolved: Vec<ConfigError>,
     secrets: Vec<String>,
+    /// The local paths to check in `check-config`'s preflight, with where they were written.
+    path_checks: Vec<PathCheck>,
     /// Every `${NAME}` substituted so far, as (name, value): the value is shown as `${NAME}` in messages,
     /// since a variable referenced from an ordinary key may still hold a secret.
     substitutions: Vec<(String, String)>,
@@ -62,6 +65,7 @@ impl<'a> Reader<'a> {
             deferring: false,
             unresolved: Vec::new(),
             secrets: Vec::new(),
+            path_checks: Vec::new(),
             substitutions: Vec::new(),
         }
     }
@@ -271,6 +275,23 @@ impl<'a> Reader<'a> {
             offset: at.offset,
             key: at.key,
         })
+    }
+
+    /// Remembers that the path `at` must be what `expect` says, for `check-config`'s preflight (the
+    /// loader itself never looks at the filesystem for it).
+    pub(crate) fn expect_path(&mut self, at: &At<PathBuf>, expect: Expect) {
+        let mut site = self.error_at(at.offset, &at.key, String::new());
+        site.message.clear();
+        self.path_checks.push(PathCheck {
+            path: at.value.clone(),
+            expect,
+            site,
+        });
+    }
+
+    /// The paths remembered by [`Reader::expect_path`].
+    pub(crate) fn take_path_checks(&mut self) -> Vec<PathCheck> {
+        std::mem::take(&mut self.path_checks)
     }
 
     /// `path` resolved against the config file's directory when relative.

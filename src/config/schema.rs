@@ -98,6 +98,7 @@ pub(super) fn config(reader: &mut Reader<'_>, root: &toml_edit::Table) -> Option
         daemon,
         cloudflare,
         cloudflare_unavailable: None,
+        preflight: Vec::new(),
         storage: storage?,
         databases: databases.configs,
         fleets,

@@ -10,14 +10,20 @@ use crate::config::{ConfigError, ConfigErrors};
 impl Reader<'_> {
     /// Records a problem at byte `offset` of the file.
     pub(crate) fn error(&mut self, offset: usize, key: &str, message: impl Into<String>) {
+        let error = self.error_at(offset, key, message);
+        self.errors.push(error);
+    }
+
+    /// A problem at byte `offset` of the file, not recorded.
+    pub(crate) fn error_at(&self, offset: usize, key: &str, message: impl Into<String>) -> ConfigError {
         let (line, column) = line_column(self.text, offset);
-        self.errors.push(ConfigError {
+        ConfigError {
             file: self.file.to_path_buf(),
             line,
             column,
             key: key.to_string(),
             message: message.into(),
-        });
+        }
     }
 
     /// Records a problem of the environment rather than of the file (a variable not set, a secret file

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::DaemonConfig;
+use crate::config::preflight::Expect;
 use crate::config::reader::{Reader, Schema, Section, closest};
 
 /// The keys `[daemon]` accepts.
@@ -55,6 +56,7 @@ pub(super) fn read(reader: &mut Reader<'_>, section: Option<Section<'_>>) -> Dae
     };
     reader.check_keys(section);
     if let Some(at) = reader.path(section, "state_dir") {
+        reader.expect_path(&at, Expect::StateDir);
         daemon.state_dir = at.value;
     }
     if let Some(at) = reader.string(section, "listen") {

@@ -5,6 +5,7 @@ use toml_edit::TableLike;
 
 use super::{job, retention};
 use crate::config::reader::{Reader, Schema, Section, with};
+use crate::config::preflight::Expect;
 use crate::config::{DatabaseConfig, Source};
 
 /// The keys only a `[[database]]` has.
@@ -164,7 +165,10 @@ fn read(
             );
             None
         }
-        (_, Some(path)) => Some(Source::Sqlite { path: path.value }),
+        (_, Some(path)) => {
+            reader.expect_path(&path, Expect::SqliteFile);
+            Some(Source::Sqlite { path: path.value })
+        }
         // An invalid sqlite_path was reported; guessing "D1" would add a spurious [cloudflare] error.
         (_, None) if section.contains("sqlite_path") => None,
         (id, None) => {

@@ -3,6 +3,7 @@
 
 use super::http_url;
 use crate::config::reader::{Reader, Schema, Section, closest, parse_size};
+use crate::config::preflight::Expect;
 use crate::config::{FilesystemConfig, S3Config, StorageConfig};
 
 /// Keys of both storage types.
@@ -113,6 +114,9 @@ pub(super) fn read(reader: &mut Reader<'_>, section: Section<'_>) -> Option<Stor
             } else {
                 reader.path(section, "path")
             };
+            if let Some(at) = &path {
+                reader.expect_path(at, Expect::StorageRoot);
+            }
             Some(StorageConfig::Filesystem(FilesystemConfig {
                 path: path?.value,
                 prefix,

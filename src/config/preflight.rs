@@ -94,10 +94,18 @@ fn problem(path: &Path, expect: Expect) -> Option<String> {
                             format!("{shown} does not exist and cannot be created: {why}")
                         });
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => match dir.parent() {
-                        Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
-                        _ => return Some(format!("{shown} does not exist")),
-                    },
+                    // Not there, or under a file: climb to the nearest thing that exists.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                        ) =>
+                    {
+                        match dir.parent() {
+                            Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
+                            _ => return Some(format!("{shown} does not exist")),
+                        }
+                    }
                     Err(e) => return Some(format!("cannot read {dir:?}: {e}", dir = dir.display())),
                 }
             }

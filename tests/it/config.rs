@@ -585,3 +585,59 @@ fn an_overlong_database_name_is_a_configuration_error_naming_the_key() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("database[0].name"), "{stderr}");
 }
+
+#[test]
+fn check_config_reports_a_missing_sqlite_file_and_a_missing_storage_root_at_their_lines() {
+    // Proves check-config's preflight (issue 21): a `sqlite_path` that does not exist, a text file given as
+    // a SQLite database and a filesystem storage root that does not exist exit 2 at once, each with its
+    // FILE:LINE and key, instead of `(ok)` and a failure at the first backup; once the paths are right, the
+    // same file passes. Nothing is created on the way.
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "plain text, not a database").unwrap();
+    let text = "[daemon]\nstate_dir = \"state\"\n\
+                [storage]\ntype = \"filesystem\"\npath = \"backups\"\n\
+                [[database]]\nname = \"app\"\nsqlite_path = \"app.sqlite\"\n\
+                [[database]]\nname = \"notes\"\nsqlite_path = \"notes.txt\"\n";
+    let path = dir.path().join("d1vault.toml");
+    std::fs::write(&path, text).unwrap();
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_d1vault"))
+            .arg("--config")
+            .arg(&path)
+            .arg("check-config")
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let shown = path.display().to_string();
+    assert!(
+        stderr.contains(&format!("{shown}:5:8: storage.path:")) && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{shown}:8:15: database[0].sqlite_path:")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{shown}:11:15: database[1].sqlite_path:"))
+            && stderr.contains("is not a SQLite database"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("backups").exists(), "check-config created the storage root");
+    assert!(!dir.path().join("state").exists(), "check-config created the state_dir");
+
+    std::fs::create_dir(dir.path().join("backups")).unwrap();
+    for name in ["app.sqlite", "notes.txt"] {
+        let _ = std::fs::remove_file(dir.path().join(name));
+        rusqlite::Connection::open(dir.path().join(name))
+            .unwrap()
+            .execute_batch("CREATE TABLE t(x)")
+            .unwrap();
+    }
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

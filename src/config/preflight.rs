@@ -67,7 +67,9 @@ fn problem(path: &Path, expect: Expect) -> Option<String> {
                 Err(e) => return Some(format!("cannot read {shown}: {e}")),
             };
             if !file.metadata().is_ok_and(|m| m.is_file()) {
-                return Some(format!("{shown} is not a file; sqlite_path names a SQLite file"));
+                return Some(format!(
+                    "{shown} is not a file; sqlite_path names a SQLite file"
+                ));
             }
             let mut header = [0u8; 16];
             match file.read_exact(&mut header) {
@@ -106,7 +108,9 @@ fn problem(path: &Path, expect: Expect) -> Option<String> {
                             _ => return Some(format!("{shown} does not exist")),
                         }
                     }
-                    Err(e) => return Some(format!("cannot read {dir:?}: {e}", dir = dir.display())),
+                    Err(e) => {
+                        return Some(format!("cannot read {dir:?}: {e}", dir = dir.display()));
+                    }
                 }
             }
         }
@@ -147,14 +151,38 @@ mod tests {
         std::fs::write(&text, "hello, not a database at all").unwrap();
         let missing = dir.path().join("missing");
         assert_eq!(problem(&db, Expect::SqliteFile), None);
-        assert!(problem(&text, Expect::SqliteFile).unwrap().contains("not a SQLite database"));
-        assert!(problem(dir.path(), Expect::SqliteFile).unwrap().contains("not a file"));
-        assert!(problem(&missing, Expect::SqliteFile).unwrap().contains("does not exist"));
+        assert!(
+            problem(&text, Expect::SqliteFile)
+                .unwrap()
+                .contains("not a SQLite database")
+        );
+        assert!(
+            problem(dir.path(), Expect::SqliteFile)
+                .unwrap()
+                .contains("not a file")
+        );
+        assert!(
+            problem(&missing, Expect::SqliteFile)
+                .unwrap()
+                .contains("does not exist")
+        );
         assert_eq!(problem(dir.path(), Expect::StorageRoot), None);
-        assert!(problem(&missing, Expect::StorageRoot).unwrap().contains("does not exist"));
-        assert!(problem(&text, Expect::StorageRoot).unwrap().contains("not a directory"));
+        assert!(
+            problem(&missing, Expect::StorageRoot)
+                .unwrap()
+                .contains("does not exist")
+        );
+        assert!(
+            problem(&text, Expect::StorageRoot)
+                .unwrap()
+                .contains("not a directory")
+        );
         assert_eq!(problem(&missing.join("deeper"), Expect::StateDir), None);
-        assert!(problem(&text, Expect::StateDir).unwrap().contains("not a directory"));
+        assert!(
+            problem(&text, Expect::StateDir)
+                .unwrap()
+                .contains("not a directory")
+        );
         let under_file = problem(&text.join("state"), Expect::StateDir).unwrap();
         assert!(under_file.contains("cannot be created"), "{under_file}");
     }

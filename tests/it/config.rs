@@ -614,7 +614,8 @@ fn check_config_reports_a_missing_sqlite_file_and_a_missing_storage_root_at_thei
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let shown = path.display().to_string();
     assert!(
-        stderr.contains(&format!("{shown}:5:8: storage.path:")) && stderr.contains("does not exist"),
+        stderr.contains(&format!("{shown}:5:8: storage.path:"))
+            && stderr.contains("does not exist"),
         "{stderr}"
     );
     assert!(
@@ -626,8 +627,14 @@ fn check_config_reports_a_missing_sqlite_file_and_a_missing_storage_root_at_thei
             && stderr.contains("is not a SQLite database"),
         "{stderr}"
     );
-    assert!(!dir.path().join("backups").exists(), "check-config created the storage root");
-    assert!(!dir.path().join("state").exists(), "check-config created the state_dir");
+    assert!(
+        !dir.path().join("backups").exists(),
+        "check-config created the storage root"
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "check-config created the state_dir"
+    );
 
     std::fs::create_dir(dir.path().join("backups")).unwrap();
     for name in ["app.sqlite", "notes.txt"] {

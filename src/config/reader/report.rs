@@ -15,7 +15,12 @@ impl Reader<'_> {
     }
 
     /// A problem at byte `offset` of the file, not recorded.
-    pub(crate) fn error_at(&self, offset: usize, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn error_at(
+        &self,
+        offset: usize,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let (line, column) = line_column(self.text, offset);
         ConfigError {
             file: self.file.to_path_buf(),

@@ -4,8 +4,8 @@
 use toml_edit::TableLike;
 
 use super::{job, retention};
-use crate::config::reader::{Reader, Schema, Section, with};
 use crate::config::preflight::Expect;
+use crate::config::reader::{Reader, Schema, Section, with};
 use crate::config::{DatabaseConfig, Source};
 
 /// The keys only a `[[database]]` has.

@@ -2,8 +2,8 @@
 //! "`[storage]`", CONTRACT.md "Storage layout").
 
 use super::http_url;
-use crate::config::reader::{Reader, Schema, Section, closest, parse_size};
 use crate::config::preflight::Expect;
+use crate::config::reader::{Reader, Schema, Section, closest, parse_size};
 use crate::config::{FilesystemConfig, S3Config, StorageConfig};
 
 /// Keys of both storage types.

@@ -13,6 +13,7 @@
 //! * [`schedule`]: when backups are due: cron, start window, jitter; pure functions of `now`.
 //! * [`glob`]: the shell-style patterns `[[fleet]]` matches database names with.
 //! * [`fleet`]: fleet members: the account listed page by page, and which entry governs each database.
+//! * [`budget`]: whether the API budget holds every backup the schedules make due; pure.
 //! * [`retry`]: the retry policy shared by the Cloudflare client and storage.
 //! * [`idle`]: idle timeouts for download and storage streams: no read waits forever.
 //! * [`cloudflare`]: the D1 REST API client (retries, rate limiting, the export polling protocol).
@@ -32,6 +33,7 @@
 //!   (`commands::present` draws sizes and progress). No library module imports either; `main.rs` only
 //!   parses arguments and dispatches.
 
+pub mod budget;
 pub mod catalog;
 pub mod cli;
 pub mod cloudflare;

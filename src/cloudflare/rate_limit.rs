@@ -27,7 +27,8 @@ impl RateLimiter {
         RateLimiter {
             limit,
             window,
-            starts: Mutex::new(VecDeque::with_capacity(limit)),
+            // Grown on demand: a loopback budget may be far larger than any 5 minutes hold.
+            starts: Mutex::new(VecDeque::with_capacity(limit.min(1200))),
         }
     }
 

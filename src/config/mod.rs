@@ -242,6 +242,9 @@ pub struct DatabaseConfig {
     /// Skip a D1 export when the database's current Time Travel bookmark equals the one in its newest
     /// complete backup (`skip_unchanged`, default true): an export blocks the database and costs API budget.
     pub skip_unchanged: bool,
+    /// The `[[fleet]]` (its position in the file, from 0) that found this database; `None` for a
+    /// `[[database]]`. Members of one fleet share its settings, and `/metrics` summarises them by fleet.
+    pub fleet: Option<usize>,
 }
 
 /// One `[[fleet]]`: every D1 database of the account whose name fits `pattern` and no `exclude`, backed up

@@ -10,6 +10,7 @@ use tracing::warn;
 
 use super::events::{RunFinished, RunSkipped};
 use super::shared::Shared;
+use super::slots::Slots;
 use crate::catalog::Catalog;
 use crate::sources::BackupSources;
 
@@ -21,8 +22,8 @@ pub(super) struct TaskContext {
     pub(super) sources: BackupSources,
     /// The run history.
     pub(super) catalog: Catalog,
-    /// `daemon.max_concurrent` permits: a backup runs only while holding one.
-    pub(super) slots: Arc<Semaphore>,
+    /// `daemon.max_concurrent` slots, longest-unprotected first: a backup runs only while holding one.
+    pub(super) slots: Arc<Slots>,
     /// Cancelled by the first stop signal: sleeping tasks end, nothing new starts.
     pub(super) stop_new: CancellationToken,
     /// Cancelled when the shutdown grace is over: running backups are dropped.

@@ -154,6 +154,7 @@ impl RunSkipped {
 mod tests {
     use super::*;
     use crate::test_time::utc;
+    use crate::daemon::metrics::Standing;
 
     fn finished(outcome: RunOutcome) -> RunFinished {
         RunFinished {
@@ -244,7 +245,7 @@ mod tests {
             reason: "window closed".into(),
         }
         .update(&metrics);
-        let text = metrics.render();
+        let text = metrics.render(&Standing::configured(["blog"]));
         for line in [
             "d1vault_last_success_timestamp_seconds{database=\"blog\"} 1736046002",
             "d1vault_backups_total{database=\"blog\",result=\"success\"} 1",

@@ -84,12 +84,20 @@ pub fn health(
     started_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Health {
+    // Members of one fleet share its schedule and window: their limit is worked out once per fleet,
+    // not once per member (a fleet may have 100,000).
+    let mut fleet_limits: HashMap<usize, Duration> = HashMap::new();
     let databases: Vec<DatabaseHealth> = config
         .databases
         .iter()
         .map(|db| {
-            let limit =
-                schedule::freshness_limit(&db.schedule, db.window, config.daemon.timezone, now);
+            let limit_of = || {
+                schedule::freshness_limit(&db.schedule, db.window, config.daemon.timezone, now)
+            };
+            let limit = match db.fleet {
+                Some(index) => *fleet_limits.entry(index).or_insert_with(limit_of),
+                None => limit_of(),
+            };
             let newest_backup = newest.get(&db.name).copied();
             let unchanged_at = unchanged.get(&db.name).copied();
             // Option's order puts None first: the later of the two known times.

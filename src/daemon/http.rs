@@ -40,6 +40,6 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.metrics.render(),
+        shared.metrics_text(),
     )
 }

@@ -1,7 +1,8 @@
 //! `d1vault run`: the scheduler daemon.
 //!
 //! One `DatabaseTask` per configured database sleeps until its next allowed start (cron in
-//! `daemon.timezone`, inside its window, plus jitter), waits for one of `max_concurrent` slots, runs the
+//! `daemon.timezone`, inside its window, plus jitter), waits for one of `max_concurrent` slots (the
+//! longest-unprotected database first when runs queue), runs the
 //! backup, publishes the run as one event (catalog row, metrics, log line), and applies retention. Because
 //! each database has exactly one task, a database never has two backups running at once.
 //!
@@ -15,6 +16,7 @@
 //! * this module: start-up, the signal loop, reloads, and the shutdown sequence;
 //! * `discovery`: fleet members found by listing the account, at start and every `discovery_interval`;
 //! * `task`: one database's loop; `context`: what the tasks share and where their events are published;
+//! * `slots`: the `max_concurrent` slots, handed out longest-unprotected first;
 //! * `events`: the named events of a run (`RunFinished`, `RunSkipped`);
 //! * `retention`: retention after a successful backup;
 //! * [`health`]: the pure freshness rule behind `/healthz`; `shared`: the state the HTTP handlers read;
@@ -29,6 +31,7 @@ mod http;
 pub mod metrics;
 mod retention;
 mod shared;
+mod slots;
 mod task;
 
 pub use clock::{Clock, MAX_SLEEP};
@@ -43,7 +46,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::budget;
 use crate::catalog::Catalog;
+use slots::Slots;
 use crate::cloudflare::DatabaseInfo;
 use crate::config::{self, Config};
 use crate::fleet;
@@ -139,8 +144,7 @@ pub async fn run_locked(
             http_stop.clone(),
         )));
     }
-    let mut slot_count = config.daemon.max_concurrent.max(1);
-    let slots = Arc::new(Semaphore::new(slot_count));
+    let slots = Slots::new(config.daemon.max_concurrent);
     let context = Arc::new(TaskContext {
         shared: shared.clone(),
         sources,
@@ -154,6 +158,7 @@ pub async fn run_locked(
     let mut running: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
     reconcile(&context, &config, &mut tasks, &mut running);
     info!(databases = config.databases.len(), "daemon started");
+    report_budget(&context, &config, 0);
     // Fleet members: the file's configuration plus the newest complete listing of the account.
     let mut file_config = config;
     let mut listing: Option<Vec<DatabaseInfo>> = None;
@@ -178,10 +183,11 @@ pub async fn run_locked(
                     Ok(new) => {
                         info!(path = %config_path.display(), "configuration reloaded");
                         grace = new.daemon.shutdown_grace;
-                        resize_slots(&context.slots, &mut slot_count, new.daemon.max_concurrent.max(1));
+                        context.slots.resize(new.daemon.max_concurrent);
                         file_config = new;
                         let effective = with_members(&file_config, listing.as_deref());
                         reconcile(&context, &effective, &mut tasks, &mut running);
+                        report_budget(&context, &effective, listing.as_ref().map_or(0, Vec::len));
                         let _ = config_tx.send(Arc::new(effective));
                         kick.notify_one();
                     }
@@ -213,6 +219,7 @@ pub async fn run_locked(
                         "fleet members changed; a database gone from the account keeps its backups"
                     );
                     reconcile(&context, &effective, &mut tasks, &mut running);
+                    report_budget(&context, &effective, listing.as_ref().map_or(0, Vec::len));
                     let _ = config_tx.send(Arc::new(effective));
                     let ctx = context.clone();
                     tokio::spawn(async move {
@@ -250,22 +257,47 @@ pub async fn run_locked(
     Ok(())
 }
 
-/// Applies a reloaded `max_concurrent`. Growing adds permits at once; shrinking takes permits away as
-/// running backups release them (a background task acquires and forgets them), so no running backup is
-/// interrupted by a reload.
-fn resize_slots(slots: &Arc<Semaphore>, current: &mut usize, wanted: usize) {
-    if wanted > *current {
-        slots.add_permits(wanted - *current);
-    } else if wanted < *current {
-        let surplus = u32::try_from(*current - wanted).unwrap_or(u32::MAX);
-        let slots = slots.clone();
-        tokio::spawn(async move {
-            if let Ok(permits) = slots.acquire_many_owned(surplus).await {
-                permits.forget();
-            }
-        });
+/// Works out whether the API budget holds every backup `config` makes due ([`budget::assess`]), sets the
+/// budget gauges, and says so: one INFO line with the numbers, and a WARN per group of databases that
+/// cannot all be exported within their window, with what to change.
+fn report_budget(context: &TaskContext, config: &Config, listed: usize) {
+    let assessment = budget::assess(config, listed, context.shared.clock.now());
+    context.shared.metrics.set_budget(&assessment);
+    if assessment.groups.is_empty() {
+        return;
     }
-    *current = wanted;
+    info!(
+        groups = assessment.groups.len(),
+        worst_per_5min = assessment.worst_total().round(),
+        unchanged_per_5min = assessment.unchanged_total().round(),
+        discovery_per_5min = assessment.discovery.round(),
+        requests_per_5min = assessment.limit,
+        "API budget: requests per 5 minutes the schedules need if every database changed, and if none did"
+    );
+    let available = assessment.available();
+    for group in assessment.over_budget() {
+        let hours = group.span.num_minutes() as f64 / 60.0;
+        if group.unchanged > available {
+            error!(
+                group = %group.label,
+                databases = group.databases,
+                span_hours = hours,
+                unchanged_per_5min = group.unchanged.round(),
+                available_per_5min = available.round(),
+                "the API budget cannot even check these databases for changes within their span; most                  runs will wait past their window and be skipped: widen the window, spread the schedule,                  or raise cloudflare.requests_per_5min (Cloudflare allows 1200)"
+            );
+        } else {
+            warn!(
+                group = %group.label,
+                databases = group.databases,
+                span_hours = hours,
+                worst_per_5min = group.worst.round(),
+                unchanged_per_5min = group.unchanged.round(),
+                available_per_5min = available.round(),
+                "the API budget cannot export all of these databases within their span if many changed;                  the rest wait (longest-unprotected first) and may be skipped at their window's close:                  widen the window, spread the schedule, or raise cloudflare.requests_per_5min"
+            );
+        }
+    }
 }
 
 /// Starts a task for each configured database that has none (after start-up or a reload). Tasks of

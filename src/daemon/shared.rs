@@ -1,5 +1,6 @@
 //! The state the database tasks and the HTTP handlers share: metrics, the clock, the configuration in
-//! force, and the newest complete backup of each database (what `/healthz` judges).
+//! force, and the newest complete backup of each database (what `/healthz` judges and `/metrics`
+//! summarises per fleet).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,7 @@ use tokio::sync::watch;
 
 use super::clock::Clock;
 use super::health::{self, Health};
-use super::metrics::Metrics;
+use super::metrics::{Metrics, Standing};
 use crate::config::Config;
 
 /// State shared by the database tasks and the HTTP handlers, behind one `Arc`.
@@ -62,6 +63,19 @@ impl Shared {
         *entry = std::cmp::max(*entry, at);
     }
 
+    /// Since when storage has held `database`'s current data: the later of its newest backup and its
+    /// latest unchanged check (`None`: no backup known). Waiting runs get slots oldest first.
+    pub(crate) fn protected_since(&self, database: &str) -> Option<DateTime<Utc>> {
+        let newest = self.newest.lock().expect("newest lock").get(database).copied();
+        let unchanged = self
+            .unchanged
+            .lock()
+            .expect("unchanged lock")
+            .get(database)
+            .copied();
+        std::cmp::max(newest, unchanged)
+    }
+
     /// The `/healthz` answer now: [`health::health`] over the configuration in force and the newest
     /// backups known.
     pub(crate) fn health(&self) -> Health {
@@ -70,5 +84,93 @@ impl Shared {
         let newest = self.newest.lock().expect("newest lock").clone();
         let unchanged = self.unchanged.lock().expect("unchanged lock").clone();
         health::health(&config, &newest, &unchanged, self.started_at, now)
+    }
+
+    /// The `/metrics` answer now: the counters of the databases in force, with each fleet summarised
+    /// from its members' `/healthz` states.
+    pub(crate) fn metrics_text(&self) -> String {
+        let config = self.config.borrow().clone();
+        let health = self.health();
+        let standing = Standing {
+            fleets: config
+                .fleets
+                .iter()
+                .map(|f| (f.index, f.pattern.as_str().to_string()))
+                .collect(),
+            // health() judges config.databases in order, one entry each.
+            databases: config
+                .databases
+                .iter()
+                .zip(health.databases)
+                .map(|(db, judged)| (judged.name, (db.fleet, judged.state)))
+                .collect(),
+        };
+        self.metrics.render(&standing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::cloudflare::DatabaseInfo;
+    use crate::daemon::metrics::RunResult;
+    use crate::test_time::utc;
+
+    #[tokio::test(start_paused = true)]
+    async fn metrics_summarise_fleet_members_by_their_health_and_name_the_stale_ones() {
+        // Proves the composition behind `GET /metrics`: the configuration in force (a configured
+        // database plus the members a listing gave a daily fleet) and each member's newest backup decide
+        // the fleet summary, and only the member whose backup is too old is named.
+        let text = "[cloudflare]\naccount_id = \"a\"\napi_token = \"t\"\n\
+                    [storage]\ntype = \"filesystem\"\npath = \"/srv\"\n\
+                    [[database]]\nname = \"blog\"\nschedule = \"0 3 * * *\"\n\
+                    [[fleet]]\nmatch = \"tenant-*\"\nschedule = \"0 3 * * *\"\n";
+        let file = crate::config::load_str(text, Path::new("/etc/d1vault/d1vault.toml"), &|_| None)
+            .unwrap();
+        let listed: Vec<DatabaseInfo> = ["tenant-a", "tenant-b", "tenant-c", "other"]
+            .map(|name| DatabaseInfo {
+                uuid: format!("id-{name}"),
+                name: name.into(),
+                version: None,
+            })
+            .into();
+        let effective = crate::fleet::resolve(&file, &listed).effective(&file);
+        let now = utc("2026-01-10T12:00:00Z");
+        let (_tx, rx) = watch::channel(Arc::new(effective));
+        let shared = Shared::new(Clock::tokio_at(now), utc("2026-01-01T00:00:00Z"), rx);
+        for (db, newest) in [
+            ("blog", "2026-01-10T03:00:00Z"),
+            ("tenant-a", "2026-01-10T03:00:00Z"),
+            ("tenant-b", "2026-01-09T03:00:00Z"),
+            ("tenant-c", "2026-01-05T03:00:00Z"),
+        ] {
+            shared.set_newest(db, utc(newest));
+            shared.metrics.record(
+                db,
+                RunResult::Success,
+                1.0,
+                Some((10, 5)),
+                utc(newest).timestamp() as f64,
+            );
+        }
+        let metrics = shared.metrics_text();
+        let fleet = "fleet=\"0\",match=\"tenant-*\"";
+        for line in [
+            format!("d1vault_fleet_databases{{{fleet},state=\"fresh\"}} 2"),
+            format!("d1vault_fleet_databases{{{fleet},state=\"stale\"}} 1"),
+            format!("d1vault_fleet_oldest_success_timestamp_seconds{{{fleet}}} 1767582000"),
+            "d1vault_last_success_timestamp_seconds{database=\"blog\"}".to_string(),
+            "d1vault_last_success_timestamp_seconds{database=\"tenant-c\"}".to_string(),
+        ] {
+            assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+        }
+        for member in ["tenant-a", "tenant-b", "other"] {
+            assert!(
+                !metrics.contains(&format!("database=\"{member}\"")),
+                "{member} is named in\n{metrics}"
+            );
+        }
     }
 }

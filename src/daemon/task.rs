@@ -134,7 +134,7 @@ impl DatabaseTask {
                 }
             };
             let permit = tokio::select! {
-                permit = ctx.slots.clone().acquire_owned() => permit.expect("semaphore never closes"),
+                permit = ctx.slots.acquire(ctx.shared.protected_since(name)) => permit,
                 _ = window_closed => {
                     warn!(database = %name, due = %due, "window closed while waiting for a free backup slot");
                     self.skip(due, NO_SLOT_BEFORE_CLOSE).await;

@@ -191,5 +191,6 @@ pub fn safety_backup_config(
     };
     safety.no_data = false;
     safety.tables = Vec::new();
+    safety.fleet = None;
     safety
 }

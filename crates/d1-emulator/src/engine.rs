@@ -333,7 +333,7 @@ pub(crate) fn run_batch(
     statements: &[(String, Vec<Value>)],
     enforce_foreign_keys: bool,
 ) -> Result<Vec<StatementResult>, String> {
-    let conn = db.connection();
+    let conn = db.connection().map_err(|e| e.to_string())?;
     set_foreign_keys(&conn, enforce_foreign_keys)?;
     let schema_before = schema_version(&conn);
     // Any request may write; keep the state it starts from for Time Travel (once per bookmark).

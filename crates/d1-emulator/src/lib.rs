@@ -344,16 +344,20 @@ fn version(time_travel: bool) -> &'static str {
 
 /// A database's details, as `GET …/database/{id}` answers them.
 fn details(db: &Database, time_travel: bool) -> Value {
-    let conn = db.connection();
-    let num_tables: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
-             AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap_or(0);
-    let size = engine::database_size(&conn);
+    // A file that cannot be opened has no tables to count; its queries answer the error.
+    let (num_tables, size): (i64, _) = match db.connection() {
+        Ok(conn) => (
+            conn.query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+                 AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or(0),
+            engine::database_size(&conn),
+        ),
+        Err(_) => (0, Default::default()),
+    };
     json!({
         "uuid": db.uuid.to_string(), "name": db.name, "created_at": db.created_at,
         "version": version(time_travel), "num_tables": num_tables, "file_size": size, "running_in_region": "WEUR",

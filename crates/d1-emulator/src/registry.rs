@@ -82,7 +82,9 @@ pub(crate) struct Database {
     pub(crate) uuid: Uuid,
     pub(crate) path: PathBuf,
     pub(crate) created_at: String,
-    conn: Mutex<Connection>,
+    /// Opened at first use, not when the file is found: an account of 100,000 databases
+    /// (scripts/bench-fleet) would otherwise hold 100,000 open files to answer a listing.
+    conn: Mutex<Option<Connection>>,
     /// Bookmarks, oldest first; a new one after every change.
     history: Mutex<Vec<BookmarkEntry>>,
     /// Where this database's Time Travel copies live.
@@ -93,6 +95,31 @@ pub(crate) struct Database {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Exclusive use of a database's open connection (see [`Database::connection`]).
+pub(crate) struct ConnectionGuard<'a> {
+    guard: MutexGuard<'a, Option<Connection>>,
+}
+
+impl std::ops::Deref for ConnectionGuard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.guard.as_ref().expect("Database::connection opens it")
+    }
+}
+
+impl std::ops::DerefMut for ConnectionGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.guard.as_mut().expect("Database::connection opens it")
+    }
+}
+
+/// Opens the database file (creating it when absent) as the emulator uses it.
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    Ok(conn)
 }
 
 /// The D1-style bookmark for `at` and the database `uuid`: seconds, microseconds, a sequence, and a hash.
@@ -113,11 +140,10 @@ fn make_bookmark(at: DateTime<Utc>, sequence: u32, uuid: &Uuid) -> String {
 }
 
 impl Database {
-    /// Opens (creating when absent) the database file; Time Travel copies of an earlier run are dropped.
-    fn open(name: &str, path: PathBuf, snapshot_dir: PathBuf) -> rusqlite::Result<Database> {
+    /// The database of the file at `path` (the file is opened, or created, at first use); Time Travel
+    /// copies of an earlier run are dropped.
+    fn open(name: &str, path: PathBuf, snapshot_dir: PathBuf) -> Database {
         let _ = std::fs::remove_dir_all(&snapshot_dir);
-        let conn = Connection::open(&path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
         let modified: DateTime<Utc> = std::fs::metadata(&path)
             .and_then(|m| m.modified())
             .map(DateTime::from)
@@ -127,7 +153,7 @@ impl Database {
             .map(DateTime::from)
             .unwrap_or(modified);
         let uuid = database_id(name);
-        Ok(Database {
+        Database {
             name: name.to_owned(),
             uuid,
             created_at: created.to_rfc3339_opts(SecondsFormat::Micros, true),
@@ -136,16 +162,20 @@ impl Database {
                 bookmark: make_bookmark(modified, 0, &uuid),
             }]),
             path,
-            conn: Mutex::new(conn),
+            conn: Mutex::new(None),
             snapshot_dir,
             snapshots: Mutex::new(VecDeque::new()),
-        })
+        }
     }
 
     /// Exclusive use of the connection (blocking: call from a blocking task). Holding it blocks the
     /// database, as D1's imports and exports do.
-    pub(crate) fn connection(&self) -> MutexGuard<'_, Connection> {
-        lock(&self.conn)
+    pub(crate) fn connection(&self) -> rusqlite::Result<ConnectionGuard<'_>> {
+        let mut guard = lock(&self.conn);
+        if guard.is_none() {
+            *guard = Some(open_connection(&self.path)?);
+        }
+        Ok(ConnectionGuard { guard })
     }
 
     /// The newest bookmark.
@@ -234,7 +264,7 @@ impl Database {
     /// the change; returns `(new bookmark, bookmark before the restore)`. The state before the restore is
     /// kept too, so the returned previous bookmark undoes the restore.
     pub(crate) fn restore(&self, point: &RestorePoint) -> Result<(String, String), RestoreError> {
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         let previous = self.current_bookmark();
         let target = {
             let history = lock(&self.history);
@@ -274,7 +304,7 @@ impl Database {
     /// into place, and a new connection opened.
     fn replace_file(
         &self,
-        conn: &mut MutexGuard<'_, Connection>,
+        conn: &mut ConnectionGuard<'_>,
         source: &Path,
     ) -> Result<(), RestoreError> {
         let mut staging = self.path.clone().into_os_string();
@@ -289,9 +319,7 @@ impl Database {
         }
         let renamed = std::fs::rename(&staging, &self.path);
         // Reopen whatever is in place, so the database stays usable even when the rename failed.
-        let reopened = Connection::open(&self.path)?;
-        reopened.busy_timeout(std::time::Duration::from_secs(30))?;
-        **conn = reopened;
+        **conn = open_connection(&self.path)?;
         renamed?;
         Ok(())
     }
@@ -363,18 +391,14 @@ impl Registry {
             }
         }
         let mut databases = lock(&self.databases);
-        databases.retain(|name, _| on_disk.iter().any(|(n, _)| n == name));
+        // A set, not a scan per database: a fleet benchmark holds 10,000 of them.
+        let names: std::collections::HashSet<&str> = on_disk.iter().map(|(n, _)| n.as_str()).collect();
+        databases.retain(|name, _| names.contains(name.as_str()));
         for (name, path) in on_disk {
             if let std::collections::btree_map::Entry::Vacant(slot) = databases.entry(name) {
                 let name = slot.key();
-                match Database::open(name, path, self.snapshot_dir(name)) {
-                    Ok(db) => {
-                        slot.insert(Arc::new(db));
-                    }
-                    Err(e) => {
-                        tracing::warn!(database = %name, error = %e, "cannot open database file")
-                    }
-                }
+                let db = Database::open(name, path, self.snapshot_dir(name));
+                slot.insert(Arc::new(db));
             }
         }
     }
@@ -415,16 +439,14 @@ impl Registry {
         if databases.contains_key(name) {
             return Err(CreateError::Exists);
         }
-        let db = Arc::new(
-            Database::open(
-                name,
-                self.dir.join(format!("{name}.sqlite")),
-                self.snapshot_dir(name),
-            )
-            .map_err(CreateError::Sqlite)?,
-        );
+        let db = Arc::new(Database::open(
+            name,
+            self.dir.join(format!("{name}.sqlite")),
+            self.snapshot_dir(name),
+        ));
         // Write the header now so the file is a valid SQLite database even before any table exists.
         db.connection()
+            .map_err(CreateError::Sqlite)?
             .execute_batch("PRAGMA user_version = 0; VACUUM;")
             .map_err(CreateError::Sqlite)?;
         databases.insert(name.to_owned(), db.clone());

@@ -298,7 +298,7 @@ fn write_export(
     let result = (|| -> Result<u64, DumpError> {
         std::fs::create_dir_all(path.parent().expect("export path has a parent"))?;
         let mut file = std::fs::File::create(&path)?;
-        let conn = db.connection();
+        let conn = db.connection()?;
         // A read transaction gives the dump one consistent snapshot (the lock already keeps writers out);
         // the guard ends it however the dump ends, a panic included.
         let snapshot = TransactionGuard::begin_read(&conn)?;
@@ -611,7 +611,7 @@ fn run_import(
 ) -> Result<Value, String> {
     use std::io::Read;
     let started = Instant::now();
-    let conn = db.connection();
+    let conn = db.connection().map_err(|e| e.to_string())?;
     set_foreign_keys(&conn, enforce_foreign_keys)?;
     db.before_write(&conn);
     // Rolls back on any failure, and on a panic half-way, when dropped uncommitted.

@@ -23,6 +23,9 @@ pub(super) static SCHEMA: Schema = Schema {
 const DEFAULT_REQUESTS_PER_5MIN: u32 = 1000;
 /// Cloudflare's documented global limit: 1,200 requests per 5 minutes per user.
 const MAX_REQUESTS_PER_5MIN: i64 = 1200;
+/// The budget's ceiling for an `api_base_url` on loopback (a d1-emulator), where Cloudflare's limit does
+/// not apply.
+const MAX_LOOPBACK_REQUESTS_PER_5MIN: i64 = 1_000_000;
 const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// `[cloudflare]` with its defaults applied; `None` when a required key is missing or invalid.
@@ -58,8 +61,15 @@ pub(super) fn read(reader: &mut Reader<'_>, section: Section<'_>) -> Option<Clou
             Err(message) => reader.error(at.offset, &at.key, message),
         }
     }
+    // Cloudflare's limit binds only Cloudflare's API: a d1-emulator on loopback (tests, scripts/bench-fleet)
+    // may take a larger budget.
+    let max = if is_loopback(&api_base_url) {
+        MAX_LOOPBACK_REQUESTS_PER_5MIN
+    } else {
+        MAX_REQUESTS_PER_5MIN
+    };
     let requests_per_5min = reader
-        .integer_in(section, "requests_per_5min", 1, MAX_REQUESTS_PER_5MIN)
+        .integer_in(section, "requests_per_5min", 1, max)
         .map_or(DEFAULT_REQUESTS_PER_5MIN, |at| at.value as u32);
     let mut export_timeout = DEFAULT_EXPORT_TIMEOUT;
     if let Some(at) = reader.duration(section, "export_timeout") {
@@ -76,4 +86,13 @@ pub(super) fn read(reader: &mut Reader<'_>, section: Section<'_>) -> Option<Clou
         requests_per_5min,
         export_timeout,
     })
+}
+
+/// Whether `url` names a loopback host (`127.0.0.0/8`, `::1`, `localhost`): an emulator, not Cloudflare.
+fn is_loopback(url: &str) -> bool {
+    let Some(host) = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)) else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

@@ -93,13 +93,20 @@ pub fn assess(config: &Config, listed: usize, now: DateTime<Utc>) -> Assessment 
         if !matches!(db.source, Source::D1 { .. }) {
             continue;
         }
-        let label = match db.fleet.and_then(|i| config.fleets.iter().find(|f| f.index == i)) {
+        let label = match db
+            .fleet
+            .and_then(|i| config.fleets.iter().find(|f| f.index == i))
+        {
             Some(fleet) => format!("fleet[{}] match {:?}", fleet.index, fleet.pattern.as_str()),
             None => format!(
                 "configured databases with schedule {:?}{}",
                 db.schedule.expr(),
                 db.window
-                    .map(|w| format!(" and window {}-{}", w.start.format("%H:%M"), w.end.format("%H:%M")))
+                    .map(|w| format!(
+                        " and window {}-{}",
+                        w.start.format("%H:%M"),
+                        w.end.format("%H:%M")
+                    ))
                     .unwrap_or_default()
             ),
         };
@@ -159,8 +166,9 @@ mod tests {
              [[database]]\nname = \"local\"\nsqlite_path = \"/srv/a.sqlite\"\n\
              [[fleet]]\nmatch = \"tenant-*\"\n{fleet}\n"
         );
-        let file = crate::config::load_str(&text, Path::new("/etc/d1vault/d1vault.toml"), &|_| None)
-            .unwrap();
+        let file =
+            crate::config::load_str(&text, Path::new("/etc/d1vault/d1vault.toml"), &|_| None)
+                .unwrap();
         let listed: Vec<DatabaseInfo> = (0..10_000)
             .map(|i| DatabaseInfo {
                 uuid: format!("id-{i}"),
@@ -178,7 +186,11 @@ mod tests {
         // every 10 minutes: 5 per 5 minutes); without the window the same fleet needs 4 x 10,000 / 288
         // (138.9) and fits. Unchanged databases need a quarter of that. The configured D1 database every 6
         // hours is its own group; the local SQLite source needs no API and is in none.
-        let tight = assess(&config("schedule = \"0 1 * * *\"\nwindow = \"01:00-03:00\"", 1000), 10_000, utc("2026-01-10T12:00:00Z"));
+        let tight = assess(
+            &config("schedule = \"0 1 * * *\"\nwindow = \"01:00-03:00\"", 1000),
+            10_000,
+            utc("2026-01-10T12:00:00Z"),
+        );
         assert_eq!(tight.limit, 1000);
         assert!((tight.discovery - 5.0).abs() < 1e-9, "{tight:?}");
         assert_eq!(tight.groups.len(), 2, "{tight:?}");
@@ -186,16 +198,26 @@ mod tests {
         assert_eq!(fleet.label, "fleet[0] match \"tenant-*\"");
         assert_eq!((fleet.databases, fleet.span), (10_000, Duration::hours(2)));
         assert!((fleet.worst - 40_000.0 / 24.0).abs() < 1e-6, "{fleet:?}");
-        assert!((fleet.unchanged - 10_000.0 / 24.0).abs() < 1e-6, "{fleet:?}");
+        assert!(
+            (fleet.unchanged - 10_000.0 / 24.0).abs() < 1e-6,
+            "{fleet:?}"
+        );
         let blog = &tight.groups[1];
         assert_eq!(blog.databases, 1);
         assert_eq!(blog.span, Duration::hours(6));
         assert_eq!(
-            tight.over_budget().map(|g| g.label.as_str()).collect::<Vec<_>>(),
+            tight
+                .over_budget()
+                .map(|g| g.label.as_str())
+                .collect::<Vec<_>>(),
             ["fleet[0] match \"tenant-*\""]
         );
 
-        let daily = assess(&config("schedule = \"0 1 * * *\"", 1000), 10_000, utc("2026-01-10T12:00:00Z"));
+        let daily = assess(
+            &config("schedule = \"0 1 * * *\"", 1000),
+            10_000,
+            utc("2026-01-10T12:00:00Z"),
+        );
         assert_eq!(daily.groups[0].span, Duration::days(1));
         assert!((daily.groups[0].worst - 40_000.0 / 288.0).abs() < 1e-6);
         assert_eq!(daily.over_budget().count(), 0);

@@ -153,8 +153,8 @@ impl RunSkipped {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_time::utc;
     use crate::daemon::metrics::Standing;
+    use crate::test_time::utc;
 
     fn finished(outcome: RunOutcome) -> RunFinished {
         RunFinished {

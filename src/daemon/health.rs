@@ -91,9 +91,8 @@ pub fn health(
         .databases
         .iter()
         .map(|db| {
-            let limit_of = || {
-                schedule::freshness_limit(&db.schedule, db.window, config.daemon.timezone, now)
-            };
+            let limit_of =
+                || schedule::freshness_limit(&db.schedule, db.window, config.daemon.timezone, now);
             let limit = match db.fleet {
                 Some(index) => *fleet_limits.entry(index).or_insert_with(limit_of),
                 None => limit_of(),

@@ -231,7 +231,9 @@ fn label(value: &str) -> String {
 
 /// The contract's per-database series, for the databases named.
 fn render_named(out: &mut String, dbs: &[(&String, &DatabaseMetrics)]) {
-    out.push_str("# HELP d1vault_last_success_timestamp_seconds Unix time of the newest complete backup.\n");
+    out.push_str(
+        "# HELP d1vault_last_success_timestamp_seconds Unix time of the newest complete backup.\n",
+    );
     out.push_str("# TYPE d1vault_last_success_timestamp_seconds gauge\n");
     for (db, m) in dbs {
         if let Some(t) = m.last_success {
@@ -313,7 +315,11 @@ fn render_budget(out: &mut String, a: &Assessment) {
     }
     out.push_str("# HELP d1vault_api_budget_groups_over Groups of databases due together that the budget cannot all export within their window even alone (see the WARN line at start).\n");
     out.push_str("# TYPE d1vault_api_budget_groups_over gauge\n");
-    let _ = writeln!(out, "d1vault_api_budget_groups_over {}", a.over_budget().count());
+    let _ = writeln!(
+        out,
+        "d1vault_api_budget_groups_over {}",
+        a.over_budget().count()
+    );
 }
 
 /// The `d1vault_fleet_*` series: a fleet of 100,000 members costs a handful of series, not 100,000.
@@ -321,18 +327,29 @@ fn render_fleets(out: &mut String, fleets: &BTreeMap<usize, FleetSummary>) {
     if fleets.is_empty() {
         return;
     }
-    let id = |index: &usize, f: &FleetSummary| format!("fleet=\"{index}\",match=\"{}\"", label(&f.pattern));
+    let id = |index: &usize, f: &FleetSummary| {
+        format!("fleet=\"{index}\",match=\"{}\"", label(&f.pattern))
+    };
     out.push_str("# HELP d1vault_fleet_databases Members of each fleet by /healthz state (a stale member is also named in the per-database series).\n");
     out.push_str("# TYPE d1vault_fleet_databases gauge\n");
     for (index, f) in fleets {
         for (state, n) in &f.by_state {
-            let _ = writeln!(out, "d1vault_fleet_databases{{{},state=\"{state}\"}} {n}", id(index, f));
+            let _ = writeln!(
+                out,
+                "d1vault_fleet_databases{{{},state=\"{state}\"}} {n}",
+                id(index, f)
+            );
         }
     }
     out.push_str("# HELP d1vault_fleet_failing_databases Members of each fleet whose latest run failed (each is also named in the per-database series).\n");
     out.push_str("# TYPE d1vault_fleet_failing_databases gauge\n");
     for (index, f) in fleets {
-        let _ = writeln!(out, "d1vault_fleet_failing_databases{{{}}} {}", id(index, f), f.failing);
+        let _ = writeln!(
+            out,
+            "d1vault_fleet_failing_databases{{{}}} {}",
+            id(index, f),
+            f.failing
+        );
     }
     out.push_str("# HELP d1vault_fleet_backups_total Backup runs of each fleet's current members since the daemon started, by result.\n");
     out.push_str("# TYPE d1vault_fleet_backups_total counter\n");
@@ -397,7 +414,13 @@ mod tests {
         for db in ["blog", "tenant-a", "tenant-b", "tenant-c", "removed"] {
             m.record(db, RunResult::Success, 1.0, Some((10, 5)), 1_700_000_000.0);
         }
-        m.record("tenant-a", RunResult::Success, 1.0, Some((10, 5)), 1_700_000_500.0);
+        m.record(
+            "tenant-a",
+            RunResult::Success,
+            1.0,
+            Some((10, 5)),
+            1_700_000_500.0,
+        );
         m.record("tenant-c", RunResult::Failure, 1.0, None, 1_700_000_600.0);
         let mut standing = Standing::configured(["blog"]);
         standing.fleets.push((0, "tenant-*".into()));
@@ -409,8 +432,15 @@ mod tests {
             standing.databases.insert(db.into(), (Some(0), state));
         }
         let text = m.render(&standing);
-        let named = |db: &str| text.contains(&format!("d1vault_backups_total{{database=\"{db}\",result=\"success\"}}"));
-        assert!(named("blog") && named("tenant-b") && named("tenant-c"), "{text}");
+        let named = |db: &str| {
+            text.contains(&format!(
+                "d1vault_backups_total{{database=\"{db}\",result=\"success\"}}"
+            ))
+        };
+        assert!(
+            named("blog") && named("tenant-b") && named("tenant-c"),
+            "{text}"
+        );
         assert!(!named("tenant-a") && !named("removed"), "{text}");
         let fleet = "fleet=\"0\",match=\"tenant-*\"";
         for line in [
@@ -424,7 +454,10 @@ mod tests {
         ] {
             assert!(text.contains(&line), "{line} missing from\n{text}");
         }
-        assert!(!text.contains("d1vault_api_budget"), "no budget before an assessment: {text}");
+        assert!(
+            !text.contains("d1vault_api_budget"),
+            "no budget before an assessment: {text}"
+        );
         m.set_budget(&Assessment {
             limit: 1000,
             discovery: 5.0,
@@ -445,7 +478,13 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
-        m.record("tenant-c", RunResult::Success, 1.0, Some((10, 5)), 1_700_000_700.0);
+        m.record(
+            "tenant-c",
+            RunResult::Success,
+            1.0,
+            Some((10, 5)),
+            1_700_000_700.0,
+        );
         assert!(
             !m.render(&standing).contains("database=\"tenant-c\""),
             "a member whose latest run succeeded is no longer named"

@@ -48,7 +48,6 @@ use tracing::{error, info, warn};
 
 use crate::budget;
 use crate::catalog::Catalog;
-use slots::Slots;
 use crate::cloudflare::DatabaseInfo;
 use crate::config::{self, Config};
 use crate::fleet;
@@ -56,6 +55,7 @@ use crate::repository::backups;
 use crate::sources::BackupSources;
 use context::TaskContext;
 use shared::Shared;
+use slots::Slots;
 use task::DatabaseTask;
 
 /// Control messages from signal handlers (or tests) to the daemon.

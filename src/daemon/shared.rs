@@ -66,7 +66,12 @@ impl Shared {
     /// Since when storage has held `database`'s current data: the later of its newest backup and its
     /// latest unchanged check (`None`: no backup known). Waiting runs get slots oldest first.
     pub(crate) fn protected_since(&self, database: &str) -> Option<DateTime<Utc>> {
-        let newest = self.newest.lock().expect("newest lock").get(database).copied();
+        let newest = self
+            .newest
+            .lock()
+            .expect("newest lock")
+            .get(database)
+            .copied();
         let unchanged = self
             .unchanged
             .lock()

@@ -138,6 +138,7 @@ impl Slots {
     }
 
     /// How many runs wait for a slot now.
+    #[cfg(test)]
     pub(crate) fn waiting(&self) -> usize {
         self.lock().waiting.len()
     }
@@ -245,7 +246,11 @@ mod tests {
         slots.resize(1);
         drop(a);
         tokio::task::yield_now().await;
-        assert_eq!(slots.waiting(), 1, "after a shrink to 1, one held slot is the limit");
+        assert_eq!(
+            slots.waiting(),
+            1,
+            "after a shrink to 1, one held slot is the limit"
+        );
         drop(_b);
         let _c = tokio::time::timeout(Duration::from_secs(1), third)
             .await

@@ -52,7 +52,8 @@ impl DatabaseTask {
         let name = &self.name;
         let clock = ctx.shared.clock.clone();
         let mut config_rx = ctx.shared.config.clone();
-        let Some(mut catch_up) = self.missed_run().await else {
+        // Boxed for the same reason as the run below: only needed once, at start.
+        let Some(mut catch_up) = Box::pin(self.missed_run()).await else {
             return;
         };
         let mut after = clock.now();
@@ -150,7 +151,10 @@ impl DatabaseTask {
                 drop(permit);
                 continue;
             }
-            self.run_once(&db, tz, due).await;
+            // Boxed: a run's state (export, compression, upload) is large, and the task spends nearly
+            // all its life asleep; unboxed, every one of a fleet's tasks would reserve that state while
+            // it sleeps.
+            Box::pin(self.run_once(&db, tz, due)).await;
             drop(permit);
             after = std::cmp::max(due, clock.now());
             if ctx.stop_new.is_cancelled() {

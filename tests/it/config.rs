@@ -647,7 +647,9 @@ fn check_config_reports_a_missing_sqlite_file_and_a_missing_storage_root_at_thei
     let out = check();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
 
+#[test]
 fn a_request_budget_above_cloudflares_limit_needs_an_api_on_loopback() {
     // Proves `requests_per_5min` stays within Cloudflare's 1,200 for Cloudflare's API (and any other
     // host), and may be larger only for an emulator on loopback (scripts/bench-fleet).
@@ -657,15 +659,27 @@ fn a_request_budget_above_cloudflares_limit_needs_an_api_on_loopback() {
              [storage]\ntype = \"filesystem\"\npath = \"/srv\"\n[[database]]\nname = \"blog\"\n"
         )
     };
-    for base in ["", "api_base_url = \"https://cf-proxy.example.com/client/v4\"\n"] {
+    for base in [
+        "",
+        "api_base_url = \"https://cf-proxy.example.com/client/v4\"\n",
+    ] {
         let errors = load_text(&text(base), &[]).unwrap_err().to_string();
         assert!(
-            errors.contains("cloudflare.requests_per_5min") && errors.contains("between 1 and 1200"),
+            errors.contains("cloudflare.requests_per_5min")
+                && errors.contains("between 1 and 1200"),
             "{errors}"
         );
     }
-    for base in ["http://127.0.0.1:8787/client/v4", "http://localhost:9/client/v4", "http://[::1]:9/client/v4"] {
+    for base in [
+        "http://127.0.0.1:8787/client/v4",
+        "http://localhost:9/client/v4",
+        "http://[::1]:9/client/v4",
+    ] {
         let config = load_text(&text(&format!("api_base_url = \"{base}\"\n")), &[]).unwrap();
-        assert_eq!(config.cloudflare.unwrap().requests_per_5min, 50000, "{base}");
+        assert_eq!(
+            config.cloudflare.unwrap().requests_per_5min,
+            50000,
+            "{base}"
+        );
     }
 }

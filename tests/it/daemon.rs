@@ -1638,3 +1638,61 @@ async fn two_backup_processes_started_together_print_distinct_ids_that_both_veri
         assert_eq!(code, 0, "verify {backup_id}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_too_large_for_its_window_and_budget_is_said_at_start_with_the_numbers() {
+    // Proves the budget planner in the real daemon: 30 tenants due daily in a one-minute window need
+    // 30 x 4 x 5 = 600 requests per 5 minutes if every one changed, 150 if none did; with a budget of 300
+    // the daemon says so at WARN as soon as discovery finds them (not when the window closes), and
+    // /metrics carries the same numbers, with the fleet summarised rather than 30 named members.
+    let names: Vec<String> = (1..=30).map(|i| format!("tenant-{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let env = Bed::with_emulator(&names).await;
+    let path = env.write_daemon_config(
+        "d1vault",
+        "listen = \"127.0.0.1:0\"\ntimezone = \"UTC\"",
+        &env.s3_storage(&env.s3.endpoint, "test"),
+        "[[fleet]]\nmatch = \"tenant-*\"\nschedule = \"0 3 * * *\"\nwindow = \"03:00-03:01\"\n",
+    );
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[storage]",
+        "requests_per_5min = 300\n\n[storage]",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut daemon = DaemonProcess::spawn(&path);
+    let addr = daemon.http_addr().await;
+    let warning = daemon
+        .wait_for_line("the API budget cannot export all", Duration::from_secs(30))
+        .await;
+    for field in [
+        "WARN",
+        "fleet[0] match \"tenant-*\"",
+        "databases=30",
+        "worst_per_5min=600",
+        "unchanged_per_5min=150",
+        "requests_per_5min",
+    ] {
+        assert!(warning.contains(field), "{field} missing from {warning}");
+    }
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "d1vault_api_budget_requests_per_5min{need=\"limit\"} 300.0",
+        "d1vault_api_budget_requests_per_5min{need=\"worst\"} 600.0",
+        "d1vault_api_budget_groups_over 1",
+        "d1vault_fleet_databases{fleet=\"0\",match=\"tenant-*\",state=\"pending\"} 30",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("database=\"tenant-01\""),
+        "a pending member is named:\n{metrics}"
+    );
+    let (code, _) = daemon.terminate(Duration::from_secs(25)).await;
+    assert_eq!(code, 0, "stderr:\n{}", daemon.log.join("\n"));
+}

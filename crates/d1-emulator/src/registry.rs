@@ -392,7 +392,8 @@ impl Registry {
         }
         let mut databases = lock(&self.databases);
         // A set, not a scan per database: a fleet benchmark holds 10,000 of them.
-        let names: std::collections::HashSet<&str> = on_disk.iter().map(|(n, _)| n.as_str()).collect();
+        let names: std::collections::HashSet<&str> =
+            on_disk.iter().map(|(n, _)| n.as_str()).collect();
         databases.retain(|name, _| names.contains(name.as_str()));
         for (name, path) in on_disk {
             if let std::collections::btree_map::Entry::Vacant(slot) = databases.entry(name) {

@@ -90,9 +90,15 @@ pub(super) fn read(reader: &mut Reader<'_>, section: Section<'_>) -> Option<Clou
 
 /// Whether `url` names a loopback host (`127.0.0.0/8`, `::1`, `localhost`): an emulator, not Cloudflare.
 fn is_loopback(url: &str) -> bool {
-    let Some(host) = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)) else {
+    let Some(host) = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+    else {
         return false;
     };
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -50,12 +50,40 @@ pub struct Config {
     pub databases: Vec<DatabaseConfig>,
     /// Every `[[fleet]]`, with `[defaults]` applied, in file order (the first that fits a name governs it).
     pub fleets: Vec<FleetConfig>,
+    /// `databases` by name, for [`Config::database`]: every daemon task looks itself up there, and a
+    /// fleet may put 100,000 members in `databases`.
+    pub(crate) index: DatabaseIndex,
+}
+
+/// A name-to-position index over [`Config::databases`], built at the first lookup. A clone starts
+/// empty, so a configuration made from another by struct update (`Config { databases, ..other.clone()
+/// }`, as the configuration with fleet members is) never inherits an index of other databases. Each hit
+/// is checked against `databases` and a miss falls back to a scan, so an index made stale by a later
+/// change to the public `databases` field is slower, never wrong.
+#[derive(Debug, Default)]
+pub(crate) struct DatabaseIndex(std::sync::OnceLock<std::collections::HashMap<String, usize>>);
+
+impl Clone for DatabaseIndex {
+    fn clone(&self) -> Self {
+        DatabaseIndex::default()
+    }
 }
 
 impl Config {
     /// The configured database called `name`, if any.
     pub fn database(&self, name: &str) -> Option<&DatabaseConfig> {
-        self.databases.iter().find(|d| d.name == name)
+        let index = self.index.0.get_or_init(|| {
+            self.databases
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.name.clone(), i))
+                .collect()
+        });
+        index
+            .get(name)
+            .and_then(|&i| self.databases.get(i))
+            .filter(|d| d.name == name)
+            .or_else(|| self.databases.iter().find(|d| d.name == name))
     }
 
     /// For an operation that needs the D1 API: the reason it cannot have it when `[cloudflare]` is written
@@ -285,4 +313,41 @@ impl FleetConfig {
 /// storage directory: listed names are checked with it before they become paths.
 pub fn is_database_name(name: &str) -> bool {
     schema::is_database_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn lookups_by_name_survive_struct_update_and_later_changes_to_databases() {
+        // Proves the index behind Config::database is never wrong: a configuration built from another by
+        // struct update finds its own databases (not the other's), and a database pushed after the index
+        // was built, or one removed, is still answered correctly.
+        let text = "[storage]\ntype = \"filesystem\"\npath = \"/srv\"\n\
+                    [[database]]\nname = \"blog\"\nsqlite_path = \"/srv/blog.sqlite\"\n";
+        let file = load_str(text, Path::new("/etc/d1vault/d1vault.toml"), &|_| None).unwrap();
+        assert!(file.database("blog").is_some());
+        let template = file.databases[0].clone();
+        let named = |name: &str| DatabaseConfig {
+            name: name.to_string(),
+            ..template.clone()
+        };
+        let mut members = Config {
+            databases: vec![named("tenant-b"), named("tenant-a")],
+            ..file.clone()
+        };
+        assert_eq!(members.database("tenant-a").unwrap().name, "tenant-a");
+        assert!(
+            members.database("blog").is_none(),
+            "the file's index leaked"
+        );
+        members.databases.push(named("tenant-c"));
+        members.databases.remove(0);
+        assert_eq!(members.database("tenant-c").unwrap().name, "tenant-c");
+        assert_eq!(members.database("tenant-a").unwrap().name, "tenant-a");
+        assert!(members.database("tenant-b").is_none());
+    }
 }

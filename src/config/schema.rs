@@ -102,6 +102,7 @@ pub(super) fn config(reader: &mut Reader<'_>, root: &toml_edit::Table) -> Option
         storage: storage?,
         databases: databases.configs,
         fleets,
+        index: Default::default(),
     })
 }
 

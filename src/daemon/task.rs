@@ -39,11 +39,17 @@ impl DatabaseTask {
         DatabaseTask { ctx, name }
     }
 
-    /// Runs the database's schedule until shutdown or its removal from the configuration, inside a
-    /// `database` span naming it.
+    /// Runs the database's schedule until shutdown or its removal from the configuration. Each run (and
+    /// the catch-up check at start) is inside a `database` span naming it; the sleeps between runs are
+    /// not, since a fleet's tasks sleep nearly all the time and a live span costs each of them memory
+    /// (the lines logged while sleeping name the database themselves).
     pub(super) async fn run(self) {
-        let span = info_span!("database", database = %self.name);
-        self.schedule_loop().instrument(span).await
+        self.schedule_loop().await
+    }
+
+    /// The `database` span of this task's work.
+    fn span(&self) -> tracing::Span {
+        info_span!("database", database = %self.name)
     }
 
     /// Plan, sleep, run, repeat.
@@ -53,13 +59,14 @@ impl DatabaseTask {
         let clock = ctx.shared.clock.clone();
         let mut config_rx = ctx.shared.config.clone();
         // Boxed for the same reason as the run below: only needed once, at start.
-        let Some(mut catch_up) = Box::pin(self.missed_run()).await else {
+        let Some(mut catch_up) = Box::pin(self.missed_run().instrument(self.span())).await else {
             return;
         };
         let mut after = clock.now();
         loop {
             let config = config_rx.borrow_and_update().clone();
-            let Some(db) = config.database(name).cloned() else {
+            // Borrowed from the configuration in force, not copied: one copy per fleet member is enough.
+            let Some(db) = config.database(name) else {
                 info!(database = %name, "database removed from the configuration");
                 return;
             };
@@ -154,7 +161,7 @@ impl DatabaseTask {
             // Boxed: a run's state (export, compression, upload) is large, and the task spends nearly
             // all its life asleep; unboxed, every one of a fleet's tasks would reserve that state while
             // it sleeps.
-            Box::pin(self.run_once(&db, tz, due)).await;
+            Box::pin(self.run_once(db, tz, due).instrument(self.span())).await;
             drop(permit);
             after = std::cmp::max(due, clock.now());
             if ctx.stop_new.is_cancelled() {

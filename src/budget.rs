@@ -17,7 +17,8 @@ use crate::config::{Config, Source};
 use crate::fleet::LIST_PAGE_SIZE;
 
 /// API requests of a scheduled run that exports: the bookmark check, the schema read, the export request
-/// and (for a small database) one poll. Measured on d1-emulator (`scripts/bench-fleet`).
+/// and one poll. d1-emulator answers a small export at once (`scripts/bench-fleet` counts 3); D1 polls
+/// at least once, and more for a large database.
 pub const REQUESTS_PER_EXPORT: u64 = 4;
 /// API requests of a scheduled run that finds the database unchanged: the bookmark check.
 pub const REQUESTS_PER_UNCHANGED: u64 = 1;

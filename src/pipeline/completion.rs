@@ -64,7 +64,9 @@ pub struct CompletionPlan {
     pub others: Vec<(String, String)>,
 }
 
-/// Reads the schema through `/query`: `sqlite_schema` and `PRAGMA table_list` (both allowed on D1).
+/// Reads the schema through `/query`: `sqlite_schema` and `PRAGMA table_list` (both allowed on D1), in
+/// one request (D1's `sql` takes statements joined by semicolons and answers one result each): a fleet's
+/// every changed database pays for it out of the API budget.
 pub async fn read_schema(client: &Client, database_id: &str) -> Result<D1Schema, ApiError> {
     let text = |row: &serde_json::Map<String, Value>, key: &str| {
         row.get(key).and_then(Value::as_str).map(str::to_owned)
@@ -72,7 +74,7 @@ pub async fn read_schema(client: &Client, database_id: &str) -> Result<D1Schema,
     let results = client
         .query(
             database_id,
-            "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid",
+            "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid; PRAGMA table_list",
             &[],
         )
         .await?;
@@ -88,11 +90,15 @@ pub async fn read_schema(client: &Client, database_id: &str) -> Result<D1Schema,
             sql: text(row, "sql"),
         })
         .collect();
-    let results = client.query(database_id, "PRAGMA table_list", &[]).await?;
-    let shadow = results
-        .first()
-        .map(|r| r.results.as_slice())
-        .unwrap_or_default()
+    // Without the second answer the shadow tables are unknown, and exporting them as ordinary tables
+    // would store a dump that cannot restore: refuse rather than guess.
+    let table_list = results.get(1).ok_or_else(|| {
+        ApiError::permanent(
+            "reading the schema: D1 answered one result for two statements (sqlite_schema; PRAGMA              table_list); the virtual tables' shadow tables cannot be told apart",
+        )
+    })?;
+    let shadow = table_list
+        .results
         .iter()
         .filter(|row| {
             text(row, "schema").as_deref() == Some("main")

@@ -82,8 +82,22 @@ async fn backup_skips_an_unchanged_database_until_it_is_written_or_forced() {
     after_backup_id(&forced).await;
 
     write_a_row(&bed, &config).await;
+    let counts = || ["bookmark", "query", "export"].map(|route| requests(&bed, route));
+    let before = counts();
     let changed = printed_id(&run(&path, &["backup"], &secrets).await);
     assert_ne!(changed, forced);
+    // A changed database costs one bookmark check, one schema read (both statements in one request)
+    // and one export: each changed member of a fleet pays this out of the API budget.
+    let after = counts();
+    assert_eq!(
+        [
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2]
+        ],
+        [1, 1, 1],
+        "bookmark, query, export requests"
+    );
     assert_eq!(
         ids(&list_json(&path, &secrets).await),
         [changed.clone(), forced, first]

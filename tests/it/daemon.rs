@@ -957,6 +957,16 @@ async fn wait_for_running_backup(state_dir: &Path) {
     .await;
 }
 
+/// The daemon's `GET /metrics` answer at `addr`.
+async fn metrics_text(addr: impl std::fmt::Display) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Polls `check` every 200 ms until it returns Some, for at most `limit`.
 async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
@@ -1439,12 +1449,7 @@ async fn after_a_restart_an_unchanged_run_in_the_catalog_keeps_its_database_fres
         "{body}"
     );
     assert!(body["databases"][0]["unchanged_at"].is_string(), "{body}");
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&addr).await;
     assert!(
         metrics.contains("d1vault_last_unchanged_timestamp_seconds{database=\"blog\"}")
             && !metrics.contains("d1vault_last_unchanged_timestamp_seconds{database=\"shop\"}"),
@@ -1675,12 +1680,7 @@ async fn a_fleet_too_large_for_its_window_and_budget_is_said_at_start_with_the_n
     ] {
         assert!(warning.contains(field), "{field} missing from {warning}");
     }
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&addr).await;
     for line in [
         "d1vault_api_budget_requests_per_5min{need=\"limit\"} 300.0",
         "d1vault_api_budget_requests_per_5min{need=\"worst\"} 600.0",

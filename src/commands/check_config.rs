@@ -20,13 +20,11 @@ const UPCOMING_RUNS: usize = 3;
 pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<(), Failure> {
     // Unresolved Cloudflare credentials are an error here as at any D1 command, and so is a local path
     // that is not what the file says (read-only checks): exit 2, in the loader's form, as a file error.
-    let mut errors = config::preflight(config);
+    let mut found = config::preflight(config).0;
     if let Some(unavailable) = &config.cloudflare_unavailable {
-        errors.0.extend(unavailable.0.iter().cloned());
-        errors
-            .0
-            .sort_by(|a, b| (a.line, a.column, &a.key).cmp(&(b.line, b.column, &b.key)));
+        found.extend(unavailable.0.iter().cloned());
     }
+    let errors = config::ConfigErrors::in_file_order(found);
     if !errors.0.is_empty() {
         return Err(Failure::usage(errors.to_string()));
     }

@@ -41,6 +41,18 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
+impl ConfigErrors {
+    /// `errors` in file order (line, column, key, message) without repeats: how every list of problems
+    /// is shown, whichever checks found them.
+    pub fn in_file_order(mut errors: Vec<ConfigError>) -> ConfigErrors {
+        errors.sort_by(|a, b| {
+            (a.line, a.column, &a.key, &a.message).cmp(&(b.line, b.column, &b.key, &b.message))
+        });
+        errors.dedup();
+        ConfigErrors(errors)
+    }
+}
+
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, error) in self.0.iter().enumerate() {

@@ -37,7 +37,7 @@ const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// Checks every local path of `config` against the filesystem, reading only; the problems found, in file
 /// order, in the loader's `FILE:LINE:COLUMN: KEY: MESSAGE` form.
 pub fn preflight(config: &Config) -> ConfigErrors {
-    let mut errors: Vec<ConfigError> = config
+    let errors: Vec<ConfigError> = config
         .preflight
         .iter()
         .filter_map(|check| {
@@ -47,9 +47,7 @@ pub fn preflight(config: &Config) -> ConfigErrors {
             })
         })
         .collect();
-    errors.sort_by(|a, b| (a.line, a.column, &a.key).cmp(&(b.line, b.column, &b.key)));
-    errors.dedup();
-    ConfigErrors(errors)
+    ConfigErrors::in_file_order(errors)
 }
 
 /// What is wrong with `path` for `expect`, if anything.

@@ -280,8 +280,7 @@ impl<'a> Reader<'a> {
     /// Remembers that the path `at` must be what `expect` says, for `check-config`'s preflight (the
     /// loader itself never looks at the filesystem for it).
     pub(crate) fn expect_path(&mut self, at: &At<PathBuf>, expect: Expect) {
-        let mut site = self.error_at(at.offset, &at.key, String::new());
-        site.message.clear();
+        let site = self.error_at(at.offset, &at.key, String::new());
         self.path_checks.push(PathCheck {
             path: at.value.clone(),
             expect,

@@ -176,8 +176,7 @@ pub async fn run_locked(
             signal = signals.recv() => match signal {
                 Some(Signal::Reload) => match config::load(&config_path) {
                     // Unresolved Cloudflare credentials would fail every D1 backup: keep what runs.
-                    Ok(new) if new.cloudflare_unavailable.is_some() => {
-                        let errors = new.cloudflare_unavailable.as_ref().map(ToString::to_string).unwrap_or_default();
+                    Ok(Config { cloudflare_unavailable: Some(errors), .. }) => {
                         error!(errors = %errors, "configuration reload failed; keeping the previous configuration")
                     }
                     Ok(new) => {
@@ -284,7 +283,9 @@ fn report_budget(context: &TaskContext, config: &Config, listed: usize) {
                 span_hours = hours,
                 unchanged_per_5min = group.unchanged.round(),
                 available_per_5min = available.round(),
-                "the API budget cannot even check these databases for changes within their span; most                  runs will wait past their window and be skipped: widen the window, spread the schedule,                  or raise cloudflare.requests_per_5min (Cloudflare allows 1200)"
+                "the API budget cannot even check these databases for changes within their span; most \
+                 runs will wait past their window and be skipped: widen the window, spread the schedule, \
+                 or raise cloudflare.requests_per_5min (Cloudflare allows 1200)"
             );
         } else {
             warn!(
@@ -294,7 +295,9 @@ fn report_budget(context: &TaskContext, config: &Config, listed: usize) {
                 worst_per_5min = group.worst.round(),
                 unchanged_per_5min = group.unchanged.round(),
                 available_per_5min = available.round(),
-                "the API budget cannot export all of these databases within their span if many changed;                  the rest wait (longest-unprotected first) and may be skipped at their window's close:                  widen the window, spread the schedule, or raise cloudflare.requests_per_5min"
+                "the API budget cannot export all of these databases within their span if many changed; \
+                 the rest wait (longest-unprotected first) and may be skipped at their window's close: \
+                 widen the window, spread the schedule, or raise cloudflare.requests_per_5min"
             );
         }
     }

@@ -85,17 +85,23 @@ impl Shared {
     /// backups known.
     pub(crate) fn health(&self) -> Health {
         let config = self.config.borrow().clone();
+        self.health_of(&config)
+    }
+
+    /// [`Shared::health`] judged against `config`, so that a caller pairing the answer with the
+    /// configuration's databases sees the same configuration even if a reload lands meanwhile.
+    fn health_of(&self, config: &Config) -> Health {
         let now = self.clock.now();
         let newest = self.newest.lock().expect("newest lock").clone();
         let unchanged = self.unchanged.lock().expect("unchanged lock").clone();
-        health::health(&config, &newest, &unchanged, self.started_at, now)
+        health::health(config, &newest, &unchanged, self.started_at, now)
     }
 
     /// The `/metrics` answer now: the counters of the databases in force, with each fleet summarised
     /// from its members' `/healthz` states.
     pub(crate) fn metrics_text(&self) -> String {
         let config = self.config.borrow().clone();
-        let health = self.health();
+        let health = self.health_of(&config);
         let standing = Standing {
             fleets: config
                 .fleets

@@ -345,7 +345,7 @@ fn version(time_travel: bool) -> &'static str {
 /// A database's details, as `GET …/database/{id}` answers them.
 fn details(db: &Database, time_travel: bool) -> Value {
     // A file that cannot be opened has no tables to count; its queries answer the error.
-    let (num_tables, size): (i64, _) = match db.connection() {
+    let (num_tables, size): (i64, u64) = match db.connection() {
         Ok(conn) => (
             conn.query_row(
                 "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
@@ -356,7 +356,7 @@ fn details(db: &Database, time_travel: bool) -> Value {
             .unwrap_or(0),
             engine::database_size(&conn),
         ),
-        Err(_) => (0, Default::default()),
+        Err(_) => (0, 0),
     };
     json!({
         "uuid": db.uuid.to_string(), "name": db.name, "created_at": db.created_at,

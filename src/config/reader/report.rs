@@ -39,13 +39,11 @@ impl Reader<'_> {
         key: &str,
         message: impl Into<String>,
     ) {
+        let error = self.error_at(offset, key, message);
         if self.deferring {
-            let before = self.errors.len();
-            self.error(offset, key, message);
-            let error = self.errors.remove(before);
             self.unresolved.push(error);
         } else {
-            self.error(offset, key, message);
+            self.errors.push(error);
         }
     }
 
@@ -84,12 +82,9 @@ impl Reader<'_> {
     }
 
     /// `errors` in file order, deduplicated, with secret values redacted.
-    fn scrub(&self, mut errors: Vec<ConfigError>) -> ConfigErrors {
-        errors.sort_by(|a, b| {
-            (a.line, a.column, &a.key, &a.message).cmp(&(b.line, b.column, &b.key, &b.message))
-        });
-        errors.dedup();
-        for error in &mut errors {
+    fn scrub(&self, errors: Vec<ConfigError>) -> ConfigErrors {
+        let mut errors = ConfigErrors::in_file_order(errors);
+        for error in &mut errors.0 {
             for secret in &self.secrets {
                 // Very short values would redact ordinary words; real secrets are longer.
                 if secret.len() >= 4 && error.message.contains(secret.as_str()) {
@@ -104,7 +99,7 @@ impl Reader<'_> {
                 }
             }
         }
-        ConfigErrors(errors)
+        errors
     }
 
     /// Reports a value of the wrong TOML type.

@@ -59,6 +59,9 @@ pub enum Command {
     /// wrangler-compatible schema migrations.
     #[command(subcommand)]
     Migrations(MigrationsCommand),
+    /// Notifications ([[notify]]).
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Ask a running daemon's /healthz (for container HEALTHCHECKs without curl); exit 0 when healthy.
     Healthcheck,
     /// Print shell completions.
@@ -150,6 +153,13 @@ pub struct DatabasesArgs {
     /// Print JSON: an array of {name, id, source, entry, schedule}.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `notify`: the notification subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test event to every [[notify]] target and report each result; exit 1 if any failed.
+    Test,
 }
 
 /// `migrations`: the wrangler-compatible migration subcommands.

@@ -61,6 +61,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Status(args) => commands::status::run(&config, args).await,
         Command::Run => commands::run::run(&path, config).await,
         Command::Healthcheck => commands::healthcheck::run(&config).await,
+        Command::Notify(command) => commands::notify::run(&config, command).await,
         Command::Migrations(command) => commands::migrations::run(&config, command).await,
         Command::Databases(args) => commands::databases::run(&config, args).await,
         Command::CheckConfig => commands::check_config::run(&config, chrono::Utc::now()).await,

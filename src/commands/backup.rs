@@ -9,6 +9,7 @@ use super::{Failure, open_sources, unknown_databases};
 use crate::cli::BackupArgs;
 use crate::config::Config;
 use crate::fleet;
+use crate::notify::{Event, EventKind, Notifier};
 use crate::pipeline::unchanged::{BackupRun, backup_unless_unchanged};
 
 /// Runs the backups, up to `daemon.max_concurrent` at once: the named databases, or every configured
@@ -29,10 +30,17 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
     if let Some(e) = &selection.discovery {
         failures.push(format!("fleet members were not backed up: {e}"));
     }
+    let notifier = Notifier::for_command(&config.notify);
     let results: Vec<_> = futures_util::stream::iter(&selection.databases)
         .map(|db| {
-            let sources = &sources;
-            async move { (db, backup_unless_unchanged(db, sources, args.force).await) }
+            let (sources, notifier) = (&sources, &notifier);
+            async move {
+                let started_at = chrono::Utc::now();
+                notifier.send(&Event::new(EventKind::Start, &db.name, started_at));
+                let result = backup_unless_unchanged(db, sources, args.force).await;
+                notifier.send(&finished(&db.name, &result, started_at));
+                (db, result)
+            }
         })
         .buffered(config.daemon.max_concurrent.max(1))
         .collect()
@@ -50,9 +58,30 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
             }
         }
     }
+    // Bounded: a receiver that hangs delays the exit by at most one delivery's worst case.
+    notifier.finish_in_time().await;
     if failures.is_empty() {
         Ok(())
     } else {
         Err(Failure::failed(failures.join("\n")))
     }
+}
+
+/// The notification of a finished backup of `database`.
+fn finished<E: std::fmt::Display>(
+    database: &str,
+    result: &Result<BackupRun, E>,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> Event {
+    let now = chrono::Utc::now();
+    match result {
+        Ok(BackupRun::Backed(m)) => Event::new(EventKind::Success, database, now)
+            .with_backup(&m.backup_id)
+            .with_sizes(m.dump.raw_size, m.dump.size),
+        Ok(BackupRun::Unchanged(u)) => {
+            Event::new(EventKind::Unchanged, database, now).with_backup(&u.backup_id)
+        }
+        Err(e) => Event::new(EventKind::Failure, database, now).with_error(e.to_string()),
+    }
+    .with_duration_since(started_at)
 }

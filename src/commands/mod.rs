@@ -45,6 +45,7 @@ pub mod databases;
 pub mod healthcheck;
 pub mod list;
 pub mod migrations;
+pub mod notify;
 pub mod present;
 pub mod prune;
 pub mod restore;

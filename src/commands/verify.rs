@@ -7,6 +7,7 @@ use super::{Failure, open_sources};
 use crate::cli::VerifyArgs;
 use crate::config::Config;
 use crate::fleet;
+use crate::notify::{Event, EventKind, Notifier};
 use crate::restore::Progress;
 use crate::verify::{self, Selection, Verdict, VerifyRequest};
 
@@ -46,6 +47,7 @@ pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
     .await
     .map_err(|e| Failure::failed(e.to_string()))?;
     failures.extend(verdicts.iter().filter_map(failure_line));
+    notify_failures(config, &verdicts).await;
     if failures.is_empty() {
         Ok(())
     } else {
@@ -84,6 +86,40 @@ fn print(verdict: &Verdict) {
             println!("        {why}");
         }
         Verdict::Missing { .. } => {}
+    }
+}
+
+/// Sends a `verify_failure` notification for each backup that did not check out, and waits (bounded)
+/// for them to be delivered.
+async fn notify_failures(config: &Config, verdicts: &[Verdict]) {
+    let notifier = Notifier::for_command(&config.notify);
+    for verdict in verdicts {
+        let backup_id = match verdict {
+            Verdict::Failed { backup_id, .. } | Verdict::Refused { backup_id, .. } => {
+                Some(backup_id.clone())
+            }
+            Verdict::Missing { backup_id, .. } => backup_id.clone(),
+            Verdict::Ok { .. } => continue,
+        };
+        let (Some(line), database) = (failure_line(verdict), verdict_database(verdict)) else {
+            continue;
+        };
+        let mut event =
+            Event::new(EventKind::VerifyFailure, database, chrono::Utc::now()).with_error(line);
+        event.backup_id = backup_id;
+        notifier.send(&event);
+    }
+    // Bounded: a receiver that hangs delays the exit by at most one delivery's worst case.
+    notifier.finish_in_time().await;
+}
+
+/// The database a verdict is about.
+fn verdict_database(verdict: &Verdict) -> &str {
+    match verdict {
+        Verdict::Ok { database, .. }
+        | Verdict::Failed { database, .. }
+        | Verdict::Refused { database, .. }
+        | Verdict::Missing { database, .. } => database,
     }
 }
 

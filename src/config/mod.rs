@@ -50,6 +50,8 @@ pub struct Config {
     pub databases: Vec<DatabaseConfig>,
     /// Every `[[fleet]]`, with `[defaults]` applied, in file order (the first that fits a name governs it).
     pub fleets: Vec<FleetConfig>,
+    /// Every `[[notify]]`, in file order: where backups and their failures are told about.
+    pub notify: Vec<crate::notify::NotifyConfig>,
     /// `databases` by name, for [`Config::database`]: every daemon task looks itself up there, and a
     /// fleet may put 100,000 members in `databases`.
     pub(crate) index: DatabaseIndex,

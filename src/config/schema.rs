@@ -8,6 +8,7 @@ mod daemon;
 mod database;
 mod fleet;
 mod job;
+mod notify;
 mod retention;
 mod storage;
 
@@ -26,6 +27,7 @@ pub(super) static ROOT: Schema = Schema {
         "defaults",
         "database",
         "fleet",
+        "notify",
     ]],
     tables: &[
         &daemon::SCHEMA,
@@ -34,6 +36,7 @@ pub(super) static ROOT: Schema = Schema {
         &job::DEFAULTS,
         &database::SCHEMA,
         &fleet::SCHEMA,
+        &notify::SCHEMA,
     ],
 };
 
@@ -60,6 +63,7 @@ pub(super) fn config(reader: &mut Reader<'_>, root: &toml_edit::Table) -> Option
     };
     let databases = database::read_all(reader, root, &defaults);
     let (fleets, first_fleet) = fleet::read_all(reader, root, &defaults);
+    let notify = notify::read_all(reader, root);
 
     let cloudflare = match reader.table(root, &cloudflare::SCHEMA, "cloudflare") {
         Some(section) => cloudflare::read(reader, section),
@@ -102,6 +106,7 @@ pub(super) fn config(reader: &mut Reader<'_>, root: &toml_edit::Table) -> Option
         storage: storage?,
         databases: databases.configs,
         fleets,
+        notify,
         index: Default::default(),
     })
 }

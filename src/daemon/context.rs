@@ -12,6 +12,7 @@ use super::events::{RunFinished, RunSkipped};
 use super::shared::Shared;
 use super::slots::Slots;
 use crate::catalog::Catalog;
+use crate::notify::Notifier;
 use crate::sources::BackupSources;
 
 /// What every database task shares.
@@ -30,6 +31,8 @@ pub(super) struct TaskContext {
     pub(super) abort: CancellationToken,
     /// One catalog call at a time; see [`TaskContext::gated`].
     pub(super) catalog_turn: Semaphore,
+    /// Where events are told to `[[notify]]` targets, off the backups' path.
+    pub(super) notifier: Notifier,
 }
 
 impl TaskContext {
@@ -45,13 +48,14 @@ impl TaskContext {
         call.await
     }
 
-    /// Publishes a finished run: its log line, its catalog row, its metrics.
+    /// Publishes a finished run: its log line, its catalog row, its metrics, its notification.
     pub(super) async fn emit_finished(&self, event: &RunFinished) {
         event.log();
         if let Err(e) = self.gated(event.record(&self.catalog)).await {
             warn!(database = %event.database, error = %e, "catalog write failed");
         }
         event.update(&self.shared.metrics);
+        self.notifier.send(&event.notification());
     }
 
     /// Publishes a skipped due time: its log line, its catalog row, its metrics.

@@ -7,6 +7,7 @@ use tracing::{debug, error, info, warn};
 
 use super::metrics::{Metrics, RunResult};
 use crate::catalog::{Catalog, CatalogError, RunId, RunOutcome, RunState};
+use crate::notify::{Event, EventKind};
 
 /// Sizes of a complete backup: the SQL as exported and the bytes as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +98,25 @@ impl RunFinished {
                 self.finished_at,
             )
             .await
+    }
+
+    /// The `[[notify]]` event: `success`, `unchanged`, or `failure` (an abort too).
+    pub(crate) fn notification(&self) -> Event {
+        let kind = match self.outcome {
+            RunOutcome::Success => EventKind::Success,
+            RunOutcome::Unchanged => EventKind::Unchanged,
+            RunOutcome::Failed | RunOutcome::Aborted => EventKind::Failure,
+        };
+        let mut event = Event::new(kind, &self.database, self.finished_at)
+            .with_backup(&self.backup_id)
+            .with_duration_since(self.started_at);
+        if let Some(sizes) = self.sizes {
+            event = event.with_sizes(sizes.raw, sizes.stored);
+        }
+        if let Some(error) = &self.error {
+            event = event.with_error(error);
+        }
+        event
     }
 
     /// Counts the run in `/metrics`.

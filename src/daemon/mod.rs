@@ -17,7 +17,8 @@
 //! * `discovery`: fleet members found by listing the account, at start and every `discovery_interval`;
 //! * `task`: one database's loop; `context`: what the tasks share and where their events are published;
 //! * `slots`: the `max_concurrent` slots, handed out longest-unprotected first;
-//! * `events`: the named events of a run (`RunFinished`, `RunSkipped`);
+//! * `events`: the named events of a run (`RunFinished`, `RunSkipped`), each also told to the notifier;
+//! * `staleness`: the `stale` notification, once when a database turns stale and once when it recovers;
 //! * `retention`: retention after a successful backup;
 //! * [`health`]: the pure freshness rule behind `/healthz`; `shared`: the state the HTTP handlers read;
 //! * `http`: `/healthz` and `/metrics`; [`metrics`]: the Prometheus counters; `clock`: the injected [`Clock`].
@@ -32,6 +33,7 @@ pub mod metrics;
 mod retention;
 mod shared;
 mod slots;
+mod staleness;
 mod task;
 
 pub use clock::{Clock, MAX_SLEEP};
@@ -51,6 +53,7 @@ use crate::catalog::Catalog;
 use crate::cloudflare::DatabaseInfo;
 use crate::config::{self, Config};
 use crate::fleet;
+use crate::notify::{Notifier, NotifierOptions};
 use crate::repository::backups;
 use crate::sources::BackupSources;
 use context::TaskContext;
@@ -145,7 +148,13 @@ pub async fn run_locked(
         )));
     }
     let slots = Slots::new(config.daemon.max_concurrent);
+    let notifier = Notifier::start(
+        &config.notify,
+        NotifierOptions::default(),
+        shared.notifications.clone(),
+    );
     let context = Arc::new(TaskContext {
+        notifier,
         shared: shared.clone(),
         sources,
         catalog,
@@ -170,6 +179,8 @@ pub async fn run_locked(
         found_tx,
     ));
 
+    let stale_task = tokio::spawn(staleness::watch(context.clone()));
+
     let mut grace = file_config.daemon.shutdown_grace;
     loop {
         tokio::select! {
@@ -183,6 +194,7 @@ pub async fn run_locked(
                         info!(path = %config_path.display(), "configuration reloaded");
                         grace = new.daemon.shutdown_grace;
                         context.slots.resize(new.daemon.max_concurrent);
+                        context.notifier.replace(&new.notify);
                         file_config = new;
                         let effective = with_members(&file_config, listing.as_deref());
                         reconcile(&context, &effective, &mut tasks, &mut running);
@@ -241,6 +253,7 @@ pub async fn run_locked(
     );
     stop_new.cancel();
     let _ = discovery_task.await;
+    let _ = stale_task.await;
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -248,6 +261,8 @@ pub async fn run_locked(
         abort.cancel();
         while tasks.join_next().await.is_some() {}
     }
+    // Bounded: a receiver that hangs delays the stop by at most one delivery's worst case.
+    context.notifier.finish_in_time().await;
     http_stop.cancel();
     if let Some(task) = http_task {
         let _ = task.await;

@@ -12,11 +12,14 @@ use super::clock::Clock;
 use super::health::{self, Health};
 use super::metrics::{Metrics, Standing};
 use crate::config::Config;
+use crate::notify::NotificationCounts;
 
 /// State shared by the database tasks and the HTTP handlers, behind one `Arc`.
 pub(crate) struct Shared {
     /// What `/metrics` renders; updated once per run.
     pub(crate) metrics: Metrics,
+    /// `d1vault_notifications_total`, counted by the notifier.
+    pub(crate) notifications: Arc<NotificationCounts>,
     /// The daemon's notion of now (the wall clock, or paused tokio time in tests).
     pub(crate) clock: Clock,
     /// When the daemon started: a database without a backup is `pending` for its first freshness limit.
@@ -40,6 +43,7 @@ impl Shared {
     ) -> Shared {
         Shared {
             metrics: Metrics::default(),
+            notifications: Arc::default(),
             clock,
             started_at,
             config,
@@ -116,7 +120,9 @@ impl Shared {
                 .map(|(db, judged)| (judged.name, (db.fleet, judged.state)))
                 .collect(),
         };
-        self.metrics.render(&standing)
+        let mut text = self.metrics.render(&standing);
+        text.push_str(&self.notifications.render());
+        text
     }
 }
 

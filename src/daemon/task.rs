@@ -15,6 +15,7 @@ use super::events::{BackupSizes, RunFinished, RunSkipped};
 use super::retention::apply_retention;
 use crate::catalog::{Catalog, RunId, RunOutcome, RunState};
 use crate::config::DatabaseConfig;
+use crate::notify::{Event, EventKind};
 use crate::pipeline::unchanged::{self, Decision, Unchanged};
 use crate::pipeline::{BackupError, MAX_ID_ATTEMPTS, next_start, run_backup_with_clock};
 use crate::repository::manifest;
@@ -237,6 +238,8 @@ impl DatabaseTask {
                 None
             }
         };
+        ctx.notifier
+            .send(&Event::new(EventKind::Start, &db.name, started_at));
         // The id in use, for the abort below: another writer holding this second's id moves the backup on.
         let current_id = Mutex::new(backup_id);
         let outcome = tokio::select! {

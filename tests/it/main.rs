@@ -12,6 +12,7 @@ mod fleet;
 mod fleet_members;
 mod fts;
 mod migrations;
+mod notify;
 mod restore;
 mod ship;
 mod storage;

@@ -11,5 +11,6 @@ pub(crate) mod files;
 pub(crate) mod fixture;
 pub(crate) mod proxy;
 pub(crate) mod readers;
+pub(crate) mod receiver;
 pub(crate) mod run;
 pub(crate) mod s3;

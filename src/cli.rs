@@ -95,8 +95,12 @@ pub struct RestoreArgs {
     /// The configured database whose backups to restore from.
     pub database: String,
     /// Backup id (default: the newest complete backup).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with = "at")]
     pub backup: Option<String>,
+    /// The newest complete backup that started at or before TIME: RFC 3339 (2026-12-01T14:10:00Z, or
+    /// with an offset) or a duration ago (36h, 2d).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     /// Restore into this D1 database (name or UUID).
     #[arg(long, value_name = "NAME_OR_ID")]
     pub to_d1: Option<String>,

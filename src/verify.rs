@@ -131,7 +131,7 @@ pub async fn verify(
                 sources.storage.as_ref(),
                 &sources.prefix,
                 name,
-                Some(id),
+                &restore::BackupChoice::Id(id.clone()),
             )
             .await
             {

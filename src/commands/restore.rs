@@ -1,4 +1,4 @@
-//! `d1vault restore DB [--backup ID] (--to-d1 NAME_OR_ID | --to-sqlite PATH) [--replace] [--yes]
+//! `d1vault restore DB [--backup ID | --at TIME] (--to-d1 NAME_OR_ID | --to-sqlite PATH) [--replace] [--yes]
 //! [--no-safety-backup]`: restore a backup (default: the newest) with [`crate::restore::plan`], after a
 //! confirmation when the restore replaces something. The backup is downloaded and its size and sha256 are
 //! checked before any of it runs or anything on the target changes.
@@ -10,8 +10,8 @@ use super::{Failure, open_sources};
 use crate::cli::RestoreArgs;
 use crate::config::Config;
 use crate::restore::{
-    self, Destructive, Progress, RestoreError, RestoreRequest, RestoreTarget, Restored,
-    RestoredInto,
+    self, BackupChoice, Destructive, Progress, RestoreError, RestoreRequest, RestoreTarget,
+    Restored, RestoredInto, parse_at,
 };
 
 /// Runs the restore described by `args`.
@@ -34,16 +34,38 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<(), Failure> {
         RestoreTarget::Sqlite(_) => "restoring",
         RestoreTarget::D1(_) => "checking",
     };
+    let backup = match (&args.backup, &args.at) {
+        (Some(id), _) => BackupChoice::Id(id.clone()),
+        (None, Some(at)) => {
+            BackupChoice::At(parse_at(at, chrono::Utc::now()).map_err(Failure::usage)?)
+        }
+        (None, None) => BackupChoice::Newest,
+    };
     let request = RestoreRequest {
         database: args.database.clone(),
-        backup: args.backup.clone(),
+        backup,
         target,
         replace: args.replace,
         safety_backup: !args.no_safety_backup,
     };
+    let at = match &request.backup {
+        BackupChoice::At(at) => Some(*at),
+        _ => None,
+    };
     let plan = restore::plan(config, &sources, request)
         .await
         .map_err(failed)?;
+    if let Some(at) = at {
+        let chosen = plan.manifest();
+        eprintln!(
+            "restoring backup {} (started {}), the newest that started at or before {}",
+            chosen.backup_id,
+            chosen
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
     match plan.destructive() {
         Some(Destructive::ReplaceFile(path)) => {
             confirm(args, &format!("replace the SQLite file {}", path.display()))?

@@ -256,6 +256,23 @@ mod utc_seconds {
     }
 }
 
+/// A valid manifest of `blog` (backup `20261129T030012Z`) whose dump is `key`, for tests anywhere in the
+/// crate.
+#[cfg(test)]
+pub(crate) fn example_manifest(key: &str, compression: &str) -> Manifest {
+    let json = serde_json::json!({
+        "format": 1, "tool": "d1vault 0.1.0",
+        "database": { "name": "blog", "id": null, "source": "d1" },
+        "backup_id": "20261129T030012Z",
+        "started_at": "2026-11-29T03:00:12Z", "finished_at": "2026-11-29T03:00:19Z", "bookmark": null,
+        "export": { "no_data": false, "no_schema": false, "tables": [] },
+        "dump": { "key": key, "compression": compression,
+                  "size": 1, "sha256": "ab", "raw_size": 1, "raw_sha256": "cd" },
+        "tables": [], "migrations": []
+    });
+    Manifest::from_json(&serde_json::to_vec(&json).unwrap()).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,17 +301,7 @@ mod tests {
     }
 
     fn example(key: &str, compression: &str) -> Manifest {
-        let json = serde_json::json!({
-            "format": 1, "tool": "d1vault 0.1.0",
-            "database": { "name": "blog", "id": null, "source": "d1" },
-            "backup_id": "20261129T030012Z",
-            "started_at": "2026-11-29T03:00:12Z", "finished_at": "2026-11-29T03:00:19Z", "bookmark": null,
-            "export": { "no_data": false, "no_schema": false, "tables": [] },
-            "dump": { "key": key, "compression": compression,
-                      "size": 1, "sha256": "ab", "raw_size": 1, "raw_sha256": "cd" },
-            "tables": [], "migrations": []
-        });
-        Manifest::from_json(&serde_json::to_vec(&json).unwrap()).unwrap()
+        example_manifest(key, compression)
     }
 
     #[test]

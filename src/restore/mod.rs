@@ -15,6 +15,7 @@
 //! Nothing from storage runs before its hash is proven, and a statement that no D1 dump holds (`ATTACH`,
 //! `VACUUM INTO`, ...) is refused before it runs ([`refusal`]); [`sqlite`] also locks its connection down.
 
+mod choice;
 pub mod d1;
 pub mod install;
 mod plan;
@@ -36,6 +37,7 @@ use crate::repository::manifest::Manifest;
 use crate::storage::Storage;
 use d1_dump::{StatementKind, StatementSplitter, classify};
 
+pub use choice::{BackupChoice, newest_at_or_before, parse_at};
 pub use plan::{
     Destructive, RestorePlan, RestoreRequest, RestoreTarget, Restored, RestoredInto, plan,
 };
@@ -389,23 +391,29 @@ fn storage_read_error(e: io::Error, manifest: &Manifest) -> RestoreError {
     )))
 }
 
-/// Picks the manifest to restore: `backup_id`, or the newest complete backup of `database`. A named backup
-/// whose manifest exists but cannot be trusted is refused with the reason (see [`crate::repository::backups`]).
+/// Picks the manifest to restore: the newest complete backup of `database`, the one started last at or
+/// before a time, or one by id. A named backup whose manifest exists but cannot be trusted is refused with
+/// the reason (see [`crate::repository::backups`]).
 pub async fn select_backup(
     storage: &dyn Storage,
     prefix: &str,
     database: &str,
-    backup_id: Option<&str>,
+    choice: &BackupChoice,
 ) -> Result<Manifest, RestoreError> {
-    let Some(id) = backup_id else {
-        let manifests =
-            crate::repository::backups::complete(storage, prefix, Some(database)).await?;
-        return manifests.into_iter().next().ok_or_else(|| {
-            RestoreError::Refused(format!(
-                "no complete backup of {database} in {}",
-                storage.describe()
-            ))
-        });
+    let id = match choice {
+        BackupChoice::Id(id) => id,
+        BackupChoice::Newest | BackupChoice::At(_) => {
+            let manifests =
+                crate::repository::backups::complete(storage, prefix, Some(database)).await?;
+            let where_ = storage.describe();
+            return match choice {
+                BackupChoice::At(at) => newest_at_or_before(manifests, *at, database)
+                    .map_err(|why| RestoreError::Refused(format!("{why} (in {where_})"))),
+                _ => manifests.into_iter().next().ok_or_else(|| {
+                    RestoreError::Refused(format!("no complete backup of {database} in {where_}"))
+                }),
+            };
+        }
     };
     let found = crate::repository::backups::find(storage, prefix, database, id).await?;
     match found {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::install::SqliteInstall;
 use super::replace::D1Replace;
-use super::{Progress, RestoreError, select_backup};
+use super::{BackupChoice, Progress, RestoreError, select_backup};
 use crate::config::Config;
 use crate::repository::manifest::Manifest;
 use crate::sources::BackupSources;
@@ -25,8 +25,8 @@ pub enum RestoreTarget {
 pub struct RestoreRequest {
     /// The configured database whose backups to restore from.
     pub database: String,
-    /// The backup id; `None`: the newest complete backup.
-    pub backup: Option<String>,
+    /// Which backup: the newest, by id, or by time.
+    pub backup: BackupChoice,
     /// Where the backup goes.
     pub target: RestoreTarget,
     /// Whether a target that is not empty (D1) or an existing regular file (SQLite) may be replaced.
@@ -96,7 +96,7 @@ pub async fn plan<'a>(
         sources.storage.as_ref(),
         &sources.prefix,
         &request.database,
-        request.backup.as_deref(),
+        &request.backup,
     )
     .await?;
     let target = match &request.target {

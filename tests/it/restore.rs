@@ -35,6 +35,7 @@ fn args(database: &str) -> RestoreArgs {
     RestoreArgs {
         database: database.into(),
         backup: None,
+        at: None,
         to_d1: None,
         to_sqlite: None,
         replace: false,
@@ -1195,4 +1196,74 @@ async fn leftovers_of_killed_runs_are_removed_by_the_next_run() {
     );
     drop(held);
     assert_eq!(entries(&dir), ["restored.sqlite", "restored.sqlite.bak"]);
+}
+
+/// `restore --at` takes the newest complete backup that started at or before the time, given as RFC 3339
+/// or as a duration ago, and refuses a time before every backup, saying which is the oldest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_at_a_time_takes_the_newest_backup_started_at_or_before_it() {
+    let (env, config, sources, local) = setup("zstd").await;
+    let db = config.database("local").unwrap();
+    let now = Utc::now();
+    let early = run_backup(db, &sources, now - Duration::hours(2))
+        .await
+        .unwrap();
+    let before_write = contents(&local);
+    rusqlite::Connection::open(&local)
+        .unwrap()
+        .execute_batch("DELETE FROM comments;")
+        .unwrap();
+    let late = run_backup(db, &sources, now - Duration::hours(1))
+        .await
+        .unwrap();
+    assert_ne!(early.backup_id, late.backup_id);
+    for (at, expected) in [
+        ("90m".to_string(), &early),
+        (early.started_at.to_rfc3339(), &early),
+        (
+            (late.started_at - Duration::seconds(1)).to_rfc3339(),
+            &early,
+        ),
+        (late.started_at.to_rfc3339(), &late),
+        ("1s".to_string(), &late),
+    ] {
+        let file = env
+            .dir
+            .path()
+            .join(format!("at-{}.sqlite", at.replace([':', '+'], "_")));
+        let args = RestoreArgs {
+            at: Some(at.clone()),
+            ..to_sqlite("local", &file)
+        };
+        restore::run(&config, &args).await.unwrap();
+        let restored = contents(&file);
+        if expected.backup_id == early.backup_id {
+            assert_eq!(
+                restored, before_write,
+                "--at {at} should restore {}",
+                early.backup_id
+            );
+        } else {
+            assert_eq!(
+                restored,
+                contents(&local),
+                "--at {at} should restore {}",
+                late.backup_id
+            );
+        }
+    }
+    let file = env.dir.path().join("too-early.sqlite");
+    let args = RestoreArgs {
+        at: Some("3h".into()),
+        ..to_sqlite("local", &file)
+    };
+    let err = restore::run(&config, &args).await.unwrap_err();
+    assert_eq!(err.exit_code, 1, "{err}");
+    assert!(err.message.contains("the oldest started at"), "{err}");
+    assert!(!file.exists(), "a refused restore created its target");
+    let args = RestoreArgs {
+        at: Some("last tuesday".into()),
+        ..to_sqlite("local", &file)
+    };
+    assert_eq!(restore::run(&config, &args).await.unwrap_err().exit_code, 2);
 }

@@ -9,7 +9,8 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use d1vault::cli::Cli;
 
-/// Every subcommand the contract promises (CONTRACT.md "Command line"), plus the two shipping helpers.
+/// Every subcommand the contract promises (CONTRACT.md "Command line"), plus the two shipping helpers and
+/// `notify` (`notify test`, which issue 19 asks for; proposed for the contract).
 const SUBCOMMANDS: &[&str] = &[
     "run",
     "backup",
@@ -23,6 +24,7 @@ const SUBCOMMANDS: &[&str] = &[
     "migrations",
     "healthcheck",
     "completions",
+    "notify",
 ];
 
 /// The `migrations` subcommands.

@@ -106,7 +106,7 @@ pub async fn verify(
     sources: &BackupSources,
     request: &VerifyRequest,
     progress: &mut Progress<'_>,
-    mut on_verdict: impl FnMut(&Verdict),
+    on_verdict: impl FnMut(&Verdict),
 ) -> Result<Vec<Verdict>, VerifyError> {
     std::fs::create_dir_all(&config.daemon.state_dir).map_err(|source| VerifyError::StateDir {
         path: config.daemon.state_dir.clone(),
@@ -114,16 +114,11 @@ pub async fn verify(
     })?;
     let spool = restore::spool_dir(config);
     scratch::sweep(&spool, sqlite::VERIFY_PREFIX);
-    let mut verdicts = Vec::new();
-    let mut decided = |verdict: Verdict, verdicts: &mut Vec<Verdict>| {
-        on_verdict(&verdict);
-        verdicts.push(verdict);
+    let mut decided = Decided {
+        verdicts: Vec::new(),
+        on_verdict,
     };
     for name in &request.databases {
-        let listing = |source| VerifyError::Listing {
-            database: name.clone(),
-            source,
-        };
         let manifests = match &request.selection {
             // A named backup is looked up on its own, so that an untrusted manifest is reported with its
             // reason rather than as a missing backup.
@@ -142,14 +137,14 @@ pub async fn verify(
                         backup_id: id.clone(),
                         why,
                     };
-                    decided(verdict, &mut verdicts);
+                    decided.push(verdict);
                     continue;
                 }
-                Err(e) => return Err(listing(e)),
+                Err(e) => return Err(listing_failed(name, e)),
             },
             _ => backups::complete(sources.storage.as_ref(), &sources.prefix, Some(name))
                 .await
-                .map_err(|e| listing(e.into()))?,
+                .map_err(|e| listing_failed(name, e.into()))?,
         };
         let chosen: Vec<&Manifest> = match &request.selection {
             Selection::Backup(id) => manifests.iter().filter(|m| &m.backup_id == id).collect(),
@@ -165,7 +160,7 @@ pub async fn verify(
                 },
                 storage: sources.storage.describe(),
             };
-            decided(verdict, &mut verdicts);
+            decided.push(verdict);
             continue;
         }
         for manifest in chosen {
@@ -182,10 +177,31 @@ pub async fn verify(
                     problems,
                 },
             };
-            decided(verdict, &mut verdicts);
+            decided.push(verdict);
         }
     }
-    Ok(verdicts)
+    Ok(decided.verdicts)
+}
+
+/// The verdicts so far, each shown to `on_verdict` as it is decided.
+struct Decided<F> {
+    verdicts: Vec<Verdict>,
+    on_verdict: F,
+}
+
+impl<F: FnMut(&Verdict)> Decided<F> {
+    fn push(&mut self, verdict: Verdict) {
+        (self.on_verdict)(&verdict);
+        self.verdicts.push(verdict);
+    }
+}
+
+/// The error of a database whose backups could not be listed.
+fn listing_failed(database: &str, source: RestoreError) -> VerifyError {
+    VerifyError::Listing {
+        database: database.to_string(),
+        source,
+    }
 }
 
 /// Downloads, proves, loads and checks one backup in a scratch database under `spool`; the problems found

@@ -272,6 +272,9 @@ pub struct DatabaseConfig {
     /// Skip a D1 export when the database's current Time Travel bookmark equals the one in its newest
     /// complete backup (`skip_unchanged`, default true): an export blocks the database and costs API budget.
     pub skip_unchanged: bool,
+    /// When the daemon verifies the newest backup (downloaded from storage, restored into a scratch
+    /// SQLite database, checked); `None`: never on its own.
+    pub verify_schedule: Option<Schedule>,
     /// The `[[fleet]]` (its position in the file, from 0) that found this database; `None` for a
     /// `[[database]]`. Members of one fleet share its settings, and `/metrics` summarises them by fleet.
     pub fleet: Option<usize>,

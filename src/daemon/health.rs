@@ -4,7 +4,7 @@
 //! still held the current data then. Pure: the caller passes the configuration, the newest backups and
 //! unchanged runs it knows, when the daemon started, and `now`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -22,6 +22,10 @@ pub enum Freshness {
     Fresh,
     /// The newest backup is older than the limit, or there is none and the daemon has run for longer.
     Stale,
+    /// Fresh or pending, but the latest scheduled verification (`verify_schedule`) failed and no backup
+    /// or verification has succeeded since: the backups may not restore.
+    #[serde(rename = "verify_failed")]
+    VerifyFailed,
 }
 
 impl Freshness {
@@ -41,9 +45,19 @@ impl Freshness {
         }
     }
 
-    /// Whether this state lets `/healthz` answer `200` (only `stale` makes it `503`).
+    /// Whether this state lets `/healthz` answer `200` (`stale` and `verify_failed` make it `503`).
     pub fn is_healthy(self) -> bool {
-        self != Freshness::Stale
+        matches!(self, Freshness::Fresh | Freshness::Pending)
+    }
+
+    /// The state as the `/healthz` body and the `state` label of `d1vault_fleet_databases` name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Freshness::Fresh => "fresh",
+            Freshness::Pending => "pending",
+            Freshness::Stale => "stale",
+            Freshness::VerifyFailed => "verify_failed",
+        }
     }
 }
 
@@ -113,6 +127,22 @@ pub fn health(
         .collect();
     let healthy = databases.iter().all(|d| d.state.is_healthy());
     Health { healthy, databases }
+}
+
+/// `health` with each database whose latest scheduled verification failed (`verify_failed`, by name;
+/// cleared by a later success of either kind) marked [`Freshness::VerifyFailed`], unless it is stale
+/// already. Pure.
+pub fn with_verify_failures(mut health: Health, verify_failed: &HashSet<String>) -> Health {
+    if verify_failed.is_empty() {
+        return health;
+    }
+    for db in &mut health.databases {
+        if db.state.is_healthy() && verify_failed.contains(&db.name) {
+            db.state = Freshness::VerifyFailed;
+        }
+    }
+    health.healthy = health.databases.iter().all(|d| d.state.is_healthy());
+    health
 }
 
 #[cfg(test)]
@@ -264,13 +294,46 @@ mod tests {
 
     #[test]
     fn states_serialize_as_the_contract_names_them() {
-        // Proves the JSON text of each state in the /healthz body.
+        // Proves the JSON text of each state in the /healthz body, and that `as_str` agrees with it.
         for (state, text) in [
             (Freshness::Pending, "\"pending\""),
             (Freshness::Fresh, "\"fresh\""),
             (Freshness::Stale, "\"stale\""),
+            (Freshness::VerifyFailed, "\"verify_failed\""),
         ] {
             assert_eq!(serde_json::to_string(&state).unwrap(), text);
+            assert_eq!(format!("\"{}\"", state.as_str()), text);
         }
+    }
+
+    #[test]
+    fn a_failed_verification_makes_a_fresh_database_unhealthy_but_leaves_a_stale_one_stale() {
+        // Proves `verify_failed` replaces fresh (and turns /healthz 503), a stale database stays stale,
+        // and the others are untouched.
+        let config = config();
+        let now = utc("2025-01-05T04:00:00Z");
+        let started = utc("2025-01-01T00:00:00Z");
+        let newest: HashMap<String, DateTime<Utc>> = [
+            ("blog".to_string(), utc("2025-01-05T03:00:00Z")),
+            ("shop".to_string(), utc("2025-01-01T03:00:00Z")),
+        ]
+        .into();
+        let plain = health(&config, &newest, &HashMap::new(), started, now);
+        assert!(!plain.healthy, "shop is stale");
+        let failed: HashSet<String> = ["blog".to_string(), "shop".to_string()].into();
+        let judged = with_verify_failures(plain.clone(), &failed);
+        assert_eq!(judged.databases[0].state, Freshness::VerifyFailed);
+        assert_eq!(judged.databases[1].state, Freshness::Stale);
+        let only_blog = health(
+            &config,
+            &newest,
+            &HashMap::new(),
+            started,
+            utc("2025-01-02T04:00:00Z"),
+        );
+        assert!(only_blog.healthy);
+        let judged = with_verify_failures(only_blog, &["blog".to_string()].into());
+        assert!(!judged.healthy);
+        assert_eq!(judged.databases[1].state, Freshness::Fresh);
     }
 }

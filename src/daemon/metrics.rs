@@ -52,6 +52,27 @@ struct DatabaseMetrics {
     last_duration: Option<f64>,
     raw_bytes: Option<u64>,
     stored_bytes: Option<u64>,
+    /// Scheduled verifications (`verify_schedule`): the latest success, and counts by result.
+    last_verify_success: Option<f64>,
+    verifications: BTreeMap<VerifyResult, u64>,
+}
+
+/// How a scheduled verification ended, as the `result` label of `d1vault_verifications_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VerifyResult {
+    /// The newest backup restored and matched its manifest.
+    Success,
+    /// It did not, or could not be checked.
+    Failure,
+}
+
+impl VerifyResult {
+    fn label(self) -> &'static str {
+        match self {
+            VerifyResult::Success => "success",
+            VerifyResult::Failure => "failure",
+        }
+    }
 }
 
 /// Shared metrics of every database; cheap to lock (updated once per run).
@@ -129,6 +150,16 @@ impl Metrics {
         }
     }
 
+    /// Records a finished scheduled verification (`finished_unix`: when it ended).
+    pub fn record_verify(&self, database: &str, result: VerifyResult, finished_unix: f64) {
+        let mut dbs = self.databases.lock().expect("metrics lock");
+        let m = dbs.entry(database.to_string()).or_default();
+        *m.verifications.entry(result).or_default() += 1;
+        if result == VerifyResult::Success {
+            m.last_verify_success = Some(finished_unix);
+        }
+    }
+
     /// The Prometheus text exposition of the databases in force (`standing`): configured databases and
     /// fleet members that need attention by name, every fleet as a summary.
     pub fn render(&self, standing: &Standing) -> String {
@@ -146,7 +177,7 @@ impl Metrics {
             let failing = m.last_result == Some(RunResult::Failure);
             if let Some(summary) = fleet.and_then(|index| fleets.get_mut(&index)) {
                 summary.add(m, state, failing);
-                if state != Freshness::Stale && !failing {
+                if state.is_healthy() && !failing {
                     continue;
                 }
             }
@@ -200,7 +231,9 @@ impl FleetSummary {
     fn new(pattern: &str) -> FleetSummary {
         FleetSummary {
             pattern: pattern.to_string(),
-            by_state: ["fresh", "pending", "stale"].map(|s| (s, 0)).into(),
+            by_state: ["fresh", "pending", "stale", "verify_failed"]
+                .map(|s| (s, 0))
+                .into(),
             failing: 0,
             totals: BTreeMap::new(),
             oldest_success: None,
@@ -208,12 +241,7 @@ impl FleetSummary {
     }
 
     fn add(&mut self, m: &DatabaseMetrics, state: Freshness, failing: bool) {
-        let state = match state {
-            Freshness::Fresh => "fresh",
-            Freshness::Pending => "pending",
-            Freshness::Stale => "stale",
-        };
-        *self.by_state.entry(state).or_default() += 1;
+        *self.by_state.entry(state.as_str()).or_default() += 1;
         self.failing += u64::from(failing);
         for (result, n) in &m.totals {
             *self.totals.entry(*result).or_default() += n;
@@ -276,6 +304,29 @@ fn render_named(out: &mut String, dbs: &[(&String, &DatabaseMetrics)]) {
                 out,
                 "d1vault_backup_duration_seconds{{database=\"{}\"}} {d}",
                 label(db)
+            );
+        }
+    }
+    out.push_str("# HELP d1vault_last_verify_success_timestamp_seconds Unix time of the latest scheduled verification (verify_schedule) that succeeded.\n");
+    out.push_str("# TYPE d1vault_last_verify_success_timestamp_seconds gauge\n");
+    for (db, m) in dbs {
+        if let Some(t) = m.last_verify_success {
+            let _ = writeln!(
+                out,
+                "d1vault_last_verify_success_timestamp_seconds{{database=\"{}\"}} {t}",
+                label(db)
+            );
+        }
+    }
+    out.push_str("# HELP d1vault_verifications_total Scheduled verifications (verify_schedule) since the daemon started, by result.\n");
+    out.push_str("# TYPE d1vault_verifications_total counter\n");
+    for (db, m) in dbs {
+        for (result, n) in &m.verifications {
+            let _ = writeln!(
+                out,
+                "d1vault_verifications_total{{database=\"{}\",result=\"{}\"}} {n}",
+                label(db),
+                result.label()
             );
         }
     }

@@ -18,6 +18,7 @@
 //! * `task`: one database's loop; `context`: what the tasks share and where their events are published;
 //! * `slots`: the `max_concurrent` slots, handed out longest-unprotected first;
 //! * `events`: the named events of a run (`RunFinished`, `RunSkipped`), each also told to the notifier;
+//! * `verifier`: scheduled verification (`verify_schedule`), one loop for every database;
 //! * `staleness`: the `stale` notification, once when a database turns stale and once when it recovers;
 //! * `retention`: retention after a successful backup;
 //! * [`health`]: the pure freshness rule behind `/healthz`; `shared`: the state the HTTP handlers read;
@@ -35,6 +36,7 @@ mod shared;
 mod slots;
 mod staleness;
 mod task;
+mod verifier;
 
 pub use clock::{Clock, MAX_SLEEP};
 
@@ -180,6 +182,7 @@ pub async fn run_locked(
     ));
 
     let stale_task = tokio::spawn(staleness::watch(context.clone()));
+    let verify_task = tokio::spawn(verifier::verify_loop(context.clone()));
 
     let mut grace = file_config.daemon.shutdown_grace;
     loop {
@@ -254,6 +257,8 @@ pub async fn run_locked(
     stop_new.cancel();
     let _ = discovery_task.await;
     let _ = stale_task.await;
+    // A verification under way stops at once (it holds no backup's data).
+    let _ = verify_task.await;
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {

@@ -2,7 +2,7 @@
 //! force, and the newest complete backup of each database (what `/healthz` judges and `/metrics`
 //! summarises per fleet).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -32,6 +32,9 @@ pub(crate) struct Shared {
     /// The latest run per database that found it unchanged since its newest backup (its start time):
     /// seeded from the catalog at start, updated after each such run. Same locking as `newest`.
     unchanged: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// The databases whose latest scheduled verification failed, until a backup or a verification of
+    /// theirs succeeds. Same locking as `newest`.
+    verify_failed: Mutex<HashSet<String>>,
 }
 
 impl Shared {
@@ -49,15 +52,31 @@ impl Shared {
             config,
             newest: Mutex::new(HashMap::new()),
             unchanged: Mutex::new(HashMap::new()),
+            verify_failed: Mutex::new(HashSet::new()),
         }
     }
 
-    /// Notes that `database`'s newest complete backup started at `started_at`.
+    /// Notes that `database`'s newest complete backup started at `started_at`; a new backup clears a
+    /// failed verification.
     pub(crate) fn set_newest(&self, database: &str, started_at: DateTime<Utc>) {
         self.newest
             .lock()
             .expect("newest lock")
             .insert(database.to_string(), started_at);
+        self.verify_failed
+            .lock()
+            .expect("verify lock")
+            .remove(database);
+    }
+
+    /// Notes how `database`'s scheduled verification ended: a failure holds until a later success.
+    pub(crate) fn set_verified(&self, database: &str, ok: bool) {
+        let mut failed = self.verify_failed.lock().expect("verify lock");
+        if ok {
+            failed.remove(database);
+        } else {
+            failed.insert(database.to_string());
+        }
     }
 
     /// Notes that a run started at `at` found `database` unchanged since its newest backup.
@@ -98,7 +117,9 @@ impl Shared {
         let now = self.clock.now();
         let newest = self.newest.lock().expect("newest lock").clone();
         let unchanged = self.unchanged.lock().expect("unchanged lock").clone();
-        health::health(config, &newest, &unchanged, self.started_at, now)
+        let judged = health::health(config, &newest, &unchanged, self.started_at, now);
+        let failed = self.verify_failed.lock().expect("verify lock").clone();
+        health::with_verify_failures(judged, &failed)
     }
 
     /// The `/metrics` answer now: the counters of the databases in force, with each fleet summarised

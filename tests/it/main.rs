@@ -7,6 +7,7 @@
 mod backup;
 mod config;
 mod daemon;
+mod drills;
 mod faults;
 mod fleet;
 mod fleet_members;

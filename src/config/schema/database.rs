@@ -200,6 +200,7 @@ fn read(
         migrations_dir: job.migrations_dir,
         migrations_table: job.migrations_table,
         skip_unchanged: job.skip_unchanged,
+        verify_schedule: job.verify_schedule,
         fleet: None,
     })
 }

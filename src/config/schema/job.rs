@@ -25,6 +25,7 @@ pub(super) const KEYS: &[&str] = &[
     "migrations_dir",
     "migrations_table",
     "skip_unchanged",
+    "verify_schedule",
 ];
 
 /// The keys `[defaults]` accepts.
@@ -54,6 +55,7 @@ pub(super) struct JobSettings {
     migrations_dir: Option<At<PathBuf>>,
     migrations_table: Option<At<String>>,
     skip_unchanged: Option<At<bool>>,
+    verify_schedule: Option<At<Schedule>>,
 }
 
 impl JobSettings {
@@ -79,6 +81,9 @@ impl JobSettings {
             skip_unchanged: self
                 .skip_unchanged
                 .or_else(|| fallback.skip_unchanged.clone()),
+            verify_schedule: self
+                .verify_schedule
+                .or_else(|| fallback.verify_schedule.clone()),
         }
     }
 }
@@ -103,6 +108,7 @@ pub(super) struct Job {
     pub(super) migrations_dir: PathBuf,
     pub(super) migrations_table: String,
     pub(super) skip_unchanged: bool,
+    pub(super) verify_schedule: Option<Schedule>,
 }
 
 /// Reads the job keys present in `section` (the defaults table or one database).
@@ -111,6 +117,12 @@ pub(super) fn read(reader: &mut Reader<'_>, section: Section<'_>) -> JobSettings
     if let Some(at) = reader.string(section, "schedule") {
         match Schedule::parse(&at.value) {
             Ok(schedule) => settings.schedule = Some(with(at, schedule)),
+            Err(message) => reader.error(at.offset, &at.key, message),
+        }
+    }
+    if let Some(at) = reader.string(section, "verify_schedule") {
+        match Schedule::parse(&at.value) {
+            Ok(schedule) => settings.verify_schedule = Some(with(at, schedule)),
             Err(message) => reader.error(at.offset, &at.key, message),
         }
     }
@@ -244,6 +256,7 @@ pub(super) fn resolve(
             |at| at.value.clone(),
         ),
         skip_unchanged: settings.skip_unchanged.as_ref().is_none_or(|at| at.value),
+        verify_schedule: settings.verify_schedule.as_ref().map(|at| at.value.clone()),
     })
 }
 

@@ -117,6 +117,9 @@ pub struct RestoreArgs {
     /// Skip the safety backup of a D1 target before replacing it.
     #[arg(long)]
     pub no_safety_backup: bool,
+    /// The age identity file that decrypts an encrypted backup (default: encryption.identity_file).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 /// `verify`: which backups to prove.
@@ -130,6 +133,9 @@ pub struct VerifyArgs {
     /// Verify every complete backup.
     #[arg(long)]
     pub all: bool,
+    /// The age identity file that decrypts encrypted backups (default: encryption.identity_file).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 /// `prune`: which databases, and whether to change anything.

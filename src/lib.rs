@@ -10,6 +10,7 @@
 //!
 //! * [`config`]: the TOML configuration, loaded and validated with every error reported at once.
 //! * [`secret`]: a string that never prints (tokens, keys, signed URLs).
+//! * [`encryption`]: `[encryption]`: age recipients for backups, identities for restore and verify.
 //! * [`schedule`]: when backups are due: cron, start window, jitter; pure functions of `now`.
 //! * [`glob`]: the shell-style patterns `[[fleet]]` matches database names with.
 //! * [`fleet`]: fleet members: the account listed page by page, and which entry governs each database.
@@ -41,6 +42,7 @@ pub mod cloudflare;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod encryption;
 pub mod fleet;
 pub mod glob;
 pub mod idle;

@@ -1,10 +1,12 @@
 //! The wiring every operation on backups starts from: the configured storage and, when any database is in
 //! D1, the Cloudflare client with its shared rate limiter. Commands and the daemon open it once.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cloudflare::{self, ApiError, RATE_LIMIT_WINDOW, RateLimiter};
 use crate::config::Config;
+use crate::encryption::Recipients;
 use crate::storage::{Storage, StorageError};
 
 /// The storage, its key prefix and the optional D1 client: what a backup, restore, verify, list or prune
@@ -17,6 +19,10 @@ pub struct BackupSources {
     pub prefix: String,
     /// The D1 client; `None` when no `[cloudflare]` section is configured.
     pub cloudflare: Option<cloudflare::Client>,
+    /// `[encryption]`'s recipients: every backup taken through these sources is encrypted to them.
+    pub encryption: Option<Recipients>,
+    /// Where restore and verify read the age identity (`--identity`, else `encryption.identity_file`).
+    pub identity_file: Option<PathBuf>,
 }
 
 /// Why the sources could not be opened.
@@ -44,5 +50,10 @@ pub async fn open(config: &Config) -> Result<BackupSources, OpenError> {
         storage,
         prefix: config.storage.prefix().to_string(),
         cloudflare,
+        encryption: config.encryption.as_ref().map(|e| e.recipients.clone()),
+        identity_file: config
+            .encryption
+            .as_ref()
+            .and_then(|e| e.identity_file.clone()),
     })
 }

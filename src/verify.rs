@@ -212,9 +212,24 @@ async fn verify_one(
     manifest: &Manifest,
     progress: &mut Progress<'_>,
 ) -> Result<(), Vec<String>> {
-    let dump = restore::download_and_prove(sources.storage.as_ref(), manifest, spool, progress)
-        .await
-        .map_err(|e| vec![e.to_string()])?;
+    // Without an identity an encrypted backup is still checked for size and sha256, then reported as
+    // not decrypted (the download's `Locked` error says both).
+    let identities = match restore::identities_for(sources, manifest) {
+        Ok(identities) => identities,
+        // An identity file that was given but does not load is the answer itself.
+        Err(e) if sources.identity_file.is_some() => return Err(vec![e.to_string()]),
+        Err(_) => None,
+    };
+    let identities = identities.as_ref();
+    let dump = restore::download_and_prove(
+        sources.storage.as_ref(),
+        manifest,
+        identities,
+        spool,
+        progress,
+    )
+    .await
+    .map_err(|e| vec![e.to_string()])?;
     let scratch =
         ScratchFile::create(spool, sqlite::VERIFY_PREFIX, ".sqlite", PRIVATE).map_err(|e| {
             vec![format!(

@@ -93,6 +93,16 @@ pub async fn run(config: &Config, args: &ListArgs) -> Result<(), Failure> {
                 ""
             },
         );
+        // After a key rotation, which identity opens which backup.
+        if let Some(encryption) = &m.encryption {
+            println!(
+                "{:<20} {:<17} encrypted ({}) to {}",
+                "",
+                "",
+                encryption.kind,
+                encryption.recipients.join(", ")
+            );
+        }
     }
     Ok(())
 }

@@ -19,7 +19,10 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<(), Failure> {
     if args.to_d1.is_some() {
         super::require_d1(config)?;
     }
-    let sources = open_sources(config).await?;
+    let mut sources = open_sources(config).await?;
+    if let Some(identity) = &args.identity {
+        sources.identity_file = Some(identity.clone());
+    }
     let target = if let Some(path) = &args.to_sqlite {
         RestoreTarget::Sqlite(path.clone())
     } else if let Some(target) = &args.to_d1 {

@@ -13,7 +13,10 @@ use crate::verify::{self, Selection, Verdict, VerifyRequest};
 
 /// Verifies the selected backups and prints one line per backup.
 pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
-    let sources = open_sources(config).await?;
+    let mut sources = open_sources(config).await?;
+    if let Some(identity) = &args.identity {
+        sources.identity_file = Some(identity.clone());
+    }
     let mut failures = Vec::new();
     let databases = if args.databases.is_empty() {
         let selection = fleet::select(config, &sources, &[]).await;

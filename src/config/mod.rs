@@ -52,6 +52,8 @@ pub struct Config {
     pub fleets: Vec<FleetConfig>,
     /// Every `[[notify]]`, in file order: where backups and their failures are told about.
     pub notify: Vec<crate::notify::NotifyConfig>,
+    /// `[encryption]`: when set, every backup is encrypted with age before it leaves the host.
+    pub encryption: Option<EncryptionConfig>,
     /// `databases` by name, for [`Config::database`]: every daemon task looks itself up there, and a
     /// fleet may put 100,000 members in `databases`.
     pub(crate) index: DatabaseIndex,
@@ -124,6 +126,15 @@ pub struct DaemonConfig {
     pub shutdown_grace: Duration,
     /// How often the daemon lists the account's databases to find `[[fleet]]` members.
     pub discovery_interval: Duration,
+}
+
+/// `[encryption]`: who can read the backups.
+#[derive(Debug, Clone)]
+pub struct EncryptionConfig {
+    /// The public keys every new backup is encrypted to.
+    pub recipients: crate::encryption::Recipients,
+    /// Where `restore` and `verify` read the private key when `--identity` is not given.
+    pub identity_file: Option<PathBuf>,
 }
 
 /// `[cloudflare]`: how to reach the D1 REST API.

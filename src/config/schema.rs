@@ -6,6 +6,7 @@
 mod cloudflare;
 mod daemon;
 mod database;
+mod encryption;
 mod fleet;
 mod job;
 mod notify;
@@ -28,6 +29,7 @@ pub(super) static ROOT: Schema = Schema {
         "database",
         "fleet",
         "notify",
+        "encryption",
     ]],
     tables: &[
         &daemon::SCHEMA,
@@ -37,6 +39,7 @@ pub(super) static ROOT: Schema = Schema {
         &database::SCHEMA,
         &fleet::SCHEMA,
         &notify::SCHEMA,
+        &encryption::SCHEMA,
     ],
 };
 
@@ -64,6 +67,16 @@ pub(super) fn config(reader: &mut Reader<'_>, root: &toml_edit::Table) -> Option
     let databases = database::read_all(reader, root, &defaults);
     let (fleets, first_fleet) = fleet::read_all(reader, root, &defaults);
     let notify = notify::read_all(reader, root);
+    // Read whenever the table is written, even empty: `[encryption]` with nothing in it must fail, not
+    // silently store plaintext.
+    let encryption = if root.contains("encryption") {
+        match reader.table(root, &encryption::SCHEMA, "encryption") {
+            Some(section) => Some(encryption::read(reader, section)),
+            None => Some(None),
+        }
+    } else {
+        None
+    };
 
     let cloudflare = match reader.table(root, &cloudflare::SCHEMA, "cloudflare") {
         Some(section) => cloudflare::read(reader, section),
@@ -107,6 +120,10 @@ pub(super) fn config(reader: &mut Reader<'_>, root: &toml_edit::Table) -> Option
         databases: databases.configs,
         fleets,
         notify,
+        encryption: match encryption {
+            Some(read) => Some(read?),
+            None => None,
+        },
         index: Default::default(),
     })
 }

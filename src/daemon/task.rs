@@ -275,7 +275,7 @@ impl DatabaseTask {
                     &ctx.sources.prefix,
                     &db.name,
                     &backup_id,
-                    db.compression.dump_file_name(),
+                    &manifest::dump_file_name(db.compression, ctx.sources.encryption.is_some()),
                 );
                 let _ = ctx
                     .sources

@@ -15,7 +15,10 @@ use super::inspect::{DumpError, DumpInspector, DumpReport, InspectorThread};
 use super::source::sqlite_dump;
 use crate::cloudflare::ApiError;
 use crate::config::{Compression, DatabaseConfig, Source};
-use crate::repository::manifest::{self, Manifest, ManifestDatabase, ManifestDump};
+use crate::encryption::Recipients;
+use crate::repository::manifest::{
+    self, Manifest, ManifestDatabase, ManifestDump, ManifestEncryption,
+};
 use crate::sources::BackupSources;
 use crate::storage::{Storage, StorageError, StorageErrorKind};
 use d1_dump::DumpOptions;
@@ -203,11 +206,12 @@ async fn backup_inner(
         return Err(conflict(database, backup_id));
     }
 
+    let encryption = sources.encryption.as_ref();
     let dump_key = manifest::object_key(
         &sources.prefix,
         &database.name,
         backup_id,
-        database.compression.dump_file_name(),
+        &manifest::dump_file_name(database.compression, encryption.is_some()),
     );
     let export = DumpOptions {
         no_data: database.no_data,
@@ -226,6 +230,7 @@ async fn backup_inner(
             body,
             announced,
             database.compression,
+            encryption,
             &database.migrations_table,
         )
         .await
@@ -279,6 +284,10 @@ async fn backup_inner(
         tables: report.tables,
         virtual_tables: report.virtual_tables,
         migrations: report.migrations,
+        encryption: encryption.map(|recipients| ManifestEncryption {
+            kind: "age".into(),
+            recipients: recipients.public(),
+        }),
     };
     let manifest_key = manifest::object_key(
         &sources.prefix,
@@ -422,7 +431,8 @@ pub struct StoredDump {
     pub sha256: String,
 }
 
-/// Streams a SQL dump into `key`: validated, hashed, compressed, hashed again. A dump that fails validation
+/// Streams a SQL dump into `key`: validated, hashed, compressed, encrypted to `encryption`'s recipients
+/// when given, hashed again. A dump that fails validation
 /// is removed again, so only valid dumps remain in storage; the manifest is the caller's to write. The key
 /// is created exclusively: an existing object there fails the store with
 /// [`StorageErrorKind::AlreadyExists`] and is left as it was.
@@ -437,10 +447,11 @@ pub async fn store_dump(
     body: impl AsyncRead + Send + Unpin,
     announced: Option<u64>,
     compression: Compression,
+    encryption: Option<&Recipients>,
     migrations_table: &str,
 ) -> Result<StoredDump, BackupError> {
     let inspector = InspectorThread::spawn(DumpInspector::new(announced, migrations_table));
-    let (compressor, compressed) = Compressor::spawn(compression);
+    let (compressor, compressed) = Compressor::spawn(compression, encryption.cloned());
     let upload = async {
         // Owned here, so the stream is dropped as soon as the upload ends (a failed upload must stop the
         // compression thread, which waits for room in the stream).

@@ -1,4 +1,5 @@
-//! Compression of dumps on a thread of their own (backup), and streaming decompression (restore).
+//! Compression of dumps on a thread of their own (backup), then age encryption when `[encryption]` is set,
+//! and streaming decompression (restore).
 //!
 //! A backup compresses on a blocking thread fed through a bounded channel, not inside an `AsyncRead` polled
 //! by the upload: zstd's multithreaded mode blocks its caller while its workers catch up, and a tokio worker
@@ -14,6 +15,7 @@ use tokio::sync::mpsc;
 use zstd::stream::raw::CParameter;
 
 use crate::config::Compression;
+use crate::encryption::Recipients;
 
 /// zstd compresses in jobs of this many bytes on worker threads of its own. In a worker, each job is
 /// compressed from one contiguous buffer; single-threaded streaming instead compresses nearly every block
@@ -69,12 +71,17 @@ pub struct Compressor {
 
 impl Compressor {
     /// Starts compressing as configured on tokio's blocking pool (so it must be called inside a tokio
-    /// runtime); returns the compressor and the stream of stored bytes for the upload.
-    pub fn spawn(compression: Compression) -> (Compressor, BoxRead<'static>) {
+    /// runtime), encrypting the compressed bytes to `encryption` when given; returns the compressor and the
+    /// stream of stored bytes for the upload.
+    pub fn spawn(
+        compression: Compression,
+        encryption: Option<Recipients>,
+    ) -> (Compressor, BoxRead<'static>) {
         let (input, input_receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let (output, mut output_receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let thread = tokio::task::spawn_blocking(move || {
-            compress_chunks(compression, input_receiver, ChunkSender::new(output))
+            let sink = Sink::new(ChunkSender::new(output), encryption.as_ref())?;
+            compress_chunks(compression, input_receiver, sink)
         });
         let stream = futures_util::stream::poll_fn(move |cx| output_receiver.poll_recv(cx));
         let compressor = Compressor { input, thread };
@@ -105,28 +112,76 @@ impl Compressor {
 fn compress_chunks(
     compression: Compression,
     mut input: mpsc::Receiver<Input>,
-    output: ChunkSender,
+    output: Sink,
 ) -> io::Result<StoredDigest> {
     let mut encoder = Encoder::new(compression, output)?;
     while let Some(message) = input.blocking_recv() {
         match message {
             Input::Chunk(chunk) => encoder.write(chunk)?,
-            Input::End => return encoder.finish()?.finish(),
+            Input::End => return encoder.finish()?.finish()?.finish(),
         }
     }
     // The feed stopped without `End`; dropping the encoder ends the stream with an error.
     Err(io::Error::other("the dump stopped before its end"))
 }
 
-/// The configured compression, writing into a [`ChunkSender`].
+/// Where compressed bytes go: straight to the upload, or through age first. With `[encryption]` there is
+/// no other path: the plain variant is never built when recipients are given.
+enum Sink {
+    Plain(ChunkSender),
+    Age(age::stream::StreamWriter<ChunkSender>),
+}
+
+impl Sink {
+    fn new(output: ChunkSender, encryption: Option<&Recipients>) -> io::Result<Sink> {
+        Ok(match encryption {
+            Some(recipients) => Sink::Age(recipients.encrypt(output)?),
+            None => Sink::Plain(output),
+        })
+    }
+
+    /// Sends `chunk` on unchanged by the compression (which has none): as it is, or encrypted.
+    fn pass(&mut self, chunk: Bytes) -> io::Result<()> {
+        match self {
+            Sink::Plain(output) => output.pass(chunk),
+            Sink::Age(writer) => writer.write_all(&chunk),
+        }
+    }
+
+    /// Ends the age stream (its last chunk and tag), and gives the upload's side back.
+    fn finish(self) -> io::Result<ChunkSender> {
+        match self {
+            Sink::Plain(output) => Ok(output),
+            Sink::Age(writer) => writer.finish(),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(output) => output.write(bytes),
+            Sink::Age(writer) => writer.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Plain(output) => output.flush(),
+            Sink::Age(writer) => writer.flush(),
+        }
+    }
+}
+
+/// The configured compression, writing into a [`Sink`].
 enum Encoder {
-    Zstd(zstd::stream::write::Encoder<'static, ChunkSender>),
-    Gzip(flate2::write::GzEncoder<ChunkSender>),
-    None(ChunkSender),
+    Zstd(zstd::stream::write::Encoder<'static, Sink>),
+    Gzip(flate2::write::GzEncoder<Sink>),
+    None(Sink),
 }
 
 impl Encoder {
-    fn new(compression: Compression, output: ChunkSender) -> io::Result<Encoder> {
+    fn new(compression: Compression, output: Sink) -> io::Result<Encoder> {
         Ok(match compression {
             Compression::Zstd { level } => {
                 let mut encoder = zstd::stream::write::Encoder::new(output, level)?;
@@ -151,7 +206,7 @@ impl Encoder {
     }
 
     /// Ends the compressed stream (zstd's or gzip's trailer) and gives the output back.
-    fn finish(self) -> io::Result<ChunkSender> {
+    fn finish(self) -> io::Result<Sink> {
         match self {
             Encoder::Zstd(encoder) => encoder.finish(),
             Encoder::Gzip(encoder) => encoder.finish(),
@@ -272,7 +327,7 @@ mod tests {
         chunks: &[Bytes],
         finish: bool,
     ) -> (io::Result<Vec<u8>>, Option<StoredDigest>) {
-        let (compressor, mut stream) = Compressor::spawn(compression);
+        let (compressor, mut stream) = Compressor::spawn(compression, None);
         let reader = async move {
             let mut stored = Vec::new();
             stream.read_to_end(&mut stored).await.map(|_| stored)

@@ -337,6 +337,7 @@ mod tests {
             },
             tables: Vec::new(),
             migrations: Vec::new(),
+            encryption: None,
             virtual_tables: Vec::new(),
         }))
     }

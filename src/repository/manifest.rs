@@ -36,6 +36,20 @@ pub struct Manifest {
     pub virtual_tables: Vec<VirtualTableCount>,
     /// Names in the database's migrations table, in applied order.
     pub migrations: Vec<String>,
+    /// How the dump is encrypted (`[encryption]`); omitted for an unencrypted backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<ManifestEncryption>,
+}
+
+/// `manifest.encryption`: the dump is an age file; only these recipients' identities open it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestEncryption {
+    /// `"age"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The public keys it was encrypted to (`age1...`): `list` shows them, so that an operator knows
+    /// which identity a backup needs after a key rotation.
+    pub recipients: Vec<String>,
 }
 
 /// `manifest.database`.
@@ -150,6 +164,16 @@ pub fn join_key(parts: &[&str]) -> String {
 /// `<prefix>/<database>/`: everything stored for one database lives under this key prefix.
 pub fn database_prefix(prefix: &str, database: &str) -> String {
     format!("{}/", join_key(&[prefix, database]))
+}
+
+/// The stored dump's file name: `dump.sql.zst`, `dump.sql.gz` or `dump.sql`, with `.age` when encrypted.
+pub fn dump_file_name(compression: crate::config::Compression, encrypted: bool) -> String {
+    let suffix = if encrypted {
+        crate::encryption::SUFFIX
+    } else {
+        ""
+    };
+    format!("{}{suffix}", compression.dump_file_name())
 }
 
 /// `<prefix>/<database>/<backup id>/<file>`.

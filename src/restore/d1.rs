@@ -95,12 +95,13 @@ pub struct ImportBody {
 pub async fn spool_import_body(
     storage: &dyn Storage,
     manifest: &Manifest,
+    identities: Option<&crate::encryption::Identities>,
     spool_dir: &Path,
     progress: &mut Progress<'_>,
 ) -> Result<ImportBody, RestoreError> {
     let dir = spool_dir.to_path_buf();
     let _ = tokio::task::spawn_blocking(move || scratch::sweep(&dir, IMPORT_PREFIX)).await;
-    let dump = download_and_prove(storage, manifest, spool_dir, progress).await?;
+    let dump = download_and_prove(storage, manifest, identities, spool_dir, progress).await?;
     let mut parts = Parts::create(spool_dir).await?;
     let mut rows_per_table: std::collections::HashMap<String, u64> = Default::default();
     read_statements(dump, manifest, progress, async |batch| {

@@ -56,13 +56,14 @@ impl SqliteInstall {
         self,
         storage: &dyn Storage,
         manifest: &Manifest,
+        identities: Option<&crate::encryption::Identities>,
         progress: &mut Progress<'_>,
     ) -> Result<SqliteRestored, RestoreError> {
         let path = self.path.as_path();
         let dir = sqlite::parent_dir(path);
         let prefix = sqlite::temporary_prefix(path);
         scratch::sweep(dir, &prefix);
-        let dump = download_and_prove(storage, manifest, dir, progress).await?;
+        let dump = download_and_prove(storage, manifest, identities, dir, progress).await?;
         // Mode 0666 less the umask, as SQLite would create it; a replaced file's mode is kept below.
         let temp = ScratchFile::create(dir, &prefix, "", 0o666).map_err(|source| {
             RestoreError::TemporaryFile {

@@ -30,10 +30,12 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufReader};
 
 use crate::config::Config;
+use crate::encryption::Identities;
 use crate::pipeline::compress::decompress;
 use crate::pipeline::hashing::HashingReader;
 use crate::repository::backups::StoredBackup;
 use crate::repository::manifest::Manifest;
+use crate::sources::BackupSources;
 use crate::storage::Storage;
 use d1_dump::{StatementKind, StatementSplitter, classify};
 
@@ -118,6 +120,18 @@ pub enum RestoreError {
         backup_id: String,
         /// What does not match.
         detail: String,
+    },
+    /// An encrypted backup cannot be opened: no identity was given, or none of those given opens it. Its
+    /// size and sha256 were checked first; nothing on the target was changed.
+    #[error(
+        "backup {backup_id} is encrypted and its size and sha256 match its manifest, but it cannot be \
+         decrypted: {why}; nothing on the target was changed"
+    )]
+    Locked {
+        /// The backup.
+        backup_id: String,
+        /// Why it cannot be opened.
+        why: String,
     },
     /// The target cannot be used as asked (not empty, not a regular file, not found ...).
     #[error("{0}")]
@@ -229,6 +243,8 @@ pub type StatementBatch = Vec<(String, StatementKind)>;
 pub struct ProvenDump {
     file: tokio::fs::File,
     backup_id: String,
+    /// For an encrypted backup: the identities already shown to open it.
+    identities: Option<Identities>,
 }
 
 /// Reads a proven dump as statements: decompresses and splits it. `on_batch` receives the statements of
@@ -248,12 +264,19 @@ pub async fn read_statements(
         detail,
     };
     progress.stage(&manifest.backup_id, "loading", manifest.dump.raw_size);
-    let spooled = dump.file;
+    let spooled = BufReader::with_capacity(256 * 1024, dump.file);
     let mut raw = {
-        let decoded = decompress(
-            BufReader::with_capacity(256 * 1024, spooled),
-            &manifest.dump.compression,
-        )
+        let decoded = match &dump.identities {
+            // Opened once already by `download_and_prove`: a failure now is damage, not a wrong key.
+            Some(identities) => decompress(
+                BufReader::with_capacity(
+                    256 * 1024,
+                    identities.decrypt(spooled).await.map_err(damaged)?,
+                ),
+                &manifest.dump.compression,
+            ),
+            None => decompress(spooled, &manifest.dump.compression),
+        }
         .map_err(damaged)?;
         HashingReader::new(decoded)
     };
@@ -312,10 +335,12 @@ pub async fn read_statements(
 /// Downloads the stored object of `manifest` into an unnamed, private file in `spool_dir` (it vanishes
 /// with the process, killed or not) while hashing it, and proves its size and sha256 against the
 /// manifest. Returns the file, positioned at its start, only when both match; an object longer than the
-/// manifest says is refused as soon as it is, without spooling the rest.
+/// manifest says is refused as soon as it is, without spooling the rest. An encrypted backup must then
+/// open with `identities` ([`RestoreError::Locked`] otherwise), before anything reads its SQL.
 pub async fn download_and_prove(
     storage: &dyn Storage,
     manifest: &Manifest,
+    identities: Option<&Identities>,
     spool_dir: &Path,
     progress: &mut Progress<'_>,
 ) -> Result<ProvenDump, RestoreError> {
@@ -371,10 +396,58 @@ pub async fn download_and_prove(
     }
     file.flush().await.map_err(spool_error)?;
     file.rewind().await.map_err(spool_error)?;
+    let identities = match &manifest.encryption {
+        None => None,
+        Some(encryption) => {
+            let identities = identities.ok_or_else(|| RestoreError::Locked {
+                backup_id: manifest.backup_id.clone(),
+                why: format!(
+                    "no age identity was given (it was encrypted to {}): pass --identity FILE or set                      encryption.identity_file",
+                    encryption.recipients.join(", ")
+                ),
+            })?;
+            // Open the header now, so that a wrong key fails before any target is touched. The clone
+            // shares the file's position: rewind after.
+            let probe = file.try_clone().await.map_err(spool_error)?;
+            if let Err(why) = identities.decrypt(BufReader::new(probe)).await {
+                return Err(RestoreError::Locked {
+                    backup_id: manifest.backup_id.clone(),
+                    why,
+                });
+            }
+            file.rewind().await.map_err(spool_error)?;
+            Some(identities.clone())
+        }
+    };
     Ok(ProvenDump {
         file,
         backup_id: manifest.backup_id.clone(),
+        identities,
     })
+}
+
+/// The identities that open `manifest`'s backup: `None` for an unencrypted one; for an encrypted one, those
+/// of `sources.identity_file` (`--identity`, else `encryption.identity_file`), or why there are none. Only
+/// read for a backup that needs them, so a broken identity setting never stops a plain restore.
+pub fn identities_for(
+    sources: &BackupSources,
+    manifest: &Manifest,
+) -> Result<Option<Identities>, RestoreError> {
+    let Some(encryption) = &manifest.encryption else {
+        return Ok(None);
+    };
+    let locked = |why: String| RestoreError::Locked {
+        backup_id: manifest.backup_id.clone(),
+        why,
+    };
+    match &sources.identity_file {
+        Some(path) => Identities::load(path).map(Some).map_err(locked),
+        None => Err(locked(format!(
+            "no age identity was given (it was encrypted to {}): pass --identity FILE or set \
+             encryption.identity_file",
+            encryption.recipients.join(", ")
+        ))),
+    }
 }
 
 /// Where restore, verify and a migration run's undo spool downloads and keep their scratch files:

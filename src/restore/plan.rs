@@ -42,6 +42,7 @@ pub struct RestorePlan<'a> {
     sources: &'a BackupSources,
     request: RestoreRequest,
     manifest: Manifest,
+    identities: Option<crate::encryption::Identities>,
     target: PlannedTarget<'a>,
 }
 
@@ -99,6 +100,8 @@ pub async fn plan<'a>(
         &request.backup,
     )
     .await?;
+    // An encrypted backup without a usable identity is refused before the target is even looked at.
+    let identities = super::identities_for(sources, &manifest)?;
     let target = match &request.target {
         RestoreTarget::Sqlite(path) => {
             PlannedTarget::Sqlite(SqliteInstall::check(path, request.replace)?)
@@ -118,6 +121,7 @@ pub async fn plan<'a>(
         sources,
         request,
         manifest,
+        identities,
         target,
     })
 }
@@ -148,7 +152,12 @@ impl RestorePlan<'_> {
             PlannedTarget::Sqlite(install) => {
                 let path = install.path().to_path_buf();
                 let restored = install
-                    .run(self.sources.storage.as_ref(), &self.manifest, progress)
+                    .run(
+                        self.sources.storage.as_ref(),
+                        &self.manifest,
+                        self.identities.as_ref(),
+                        progress,
+                    )
                     .await?;
                 RestoredInto::Sqlite { path, restored }
             }

@@ -142,8 +142,15 @@ pub async fn spool_then_import(
     safety: Option<SafetyBackup<'_>>,
     progress: &mut Progress<'_>,
 ) -> Result<(crate::cloudflare::ImportOutcome, Option<String>), RestoreError> {
-    let body =
-        d1::spool_import_body(sources.storage.as_ref(), manifest, spool_dir, progress).await?;
+    let identities = super::identities_for(sources, manifest)?;
+    let body = d1::spool_import_body(
+        sources.storage.as_ref(),
+        manifest,
+        identities.as_ref(),
+        spool_dir,
+        progress,
+    )
+    .await?;
     let mut safety_id = None;
     if let Some(safety) = safety {
         match run_backup_now(safety.database, safety.sources).await {

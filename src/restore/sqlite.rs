@@ -181,10 +181,12 @@ pub const VERIFY_PREFIX: &str = "d1vault-verify-";
 pub async fn load_into_new_file(
     storage: &dyn Storage,
     manifest: &Manifest,
+    identities: Option<&crate::encryption::Identities>,
     path: &Path,
     progress: &mut Progress<'_>,
 ) -> Result<LoadReport, RestoreError> {
-    let dump = download_and_prove(storage, manifest, parent_dir(path), progress).await?;
+    let dump =
+        download_and_prove(storage, manifest, identities, parent_dir(path), progress).await?;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

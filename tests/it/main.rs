@@ -8,6 +8,7 @@ mod backup;
 mod config;
 mod daemon;
 mod drills;
+mod encryption;
 mod faults;
 mod fleet;
 mod fleet_members;

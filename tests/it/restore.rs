@@ -41,6 +41,7 @@ fn args(database: &str) -> RestoreArgs {
         replace: false,
         yes: true,
         no_safety_backup: false,
+        identity: None,
     }
 }
 
@@ -154,6 +155,7 @@ async fn store_as_backup(
         sql,
         None,
         Compression::Zstd { level: 3 },
+        None,
         "d1_migrations",
     )
     .await
@@ -225,6 +227,7 @@ fn backup_manifest(
         tables,
         virtual_tables: Vec::new(),
         migrations: Vec::new(),
+        encryption: None,
     }
 }
 
@@ -546,6 +549,7 @@ async fn import_with(
     let body = d1vault::restore::d1::spool_import_body(
         sources.storage.as_ref(),
         manifest,
+        None,
         &spool,
         &mut d1vault::restore::Progress::hidden(),
     )
@@ -637,6 +641,7 @@ async fn verify_detects_row_count_mismatches() {
         databases: vec!["blog".into()],
         backup: None,
         all,
+        identity: None,
     };
     d1vault::commands::verify::run(&config, &args(false))
         .await
@@ -689,6 +694,7 @@ async fn verify_fails_when_the_manifest_tables_are_not_the_dump_tables() {
         databases: vec!["local".into()],
         backup: None,
         all: false,
+        identity: None,
     };
     d1vault::commands::verify::run(&config, &args)
         .await
@@ -802,6 +808,7 @@ async fn a_manifest_naming_another_databases_dump_is_not_trusted() {
                 databases: vec!["blog".into()],
                 backup: Some(blog.backup_id.clone()),
                 all: false,
+                identity: None,
             },
         )
         .await
@@ -848,6 +855,7 @@ fn verify_args(database: &str) -> d1vault::cli::VerifyArgs {
         databases: vec![database.into()],
         backup: None,
         all: false,
+        identity: None,
     }
 }
 

@@ -124,7 +124,7 @@ async fn a_store_that_stalls_mid_object_fails_reads_as_retryable() {
     let started = Instant::now();
     let err = tokio::time::timeout(
         Duration::from_secs(60),
-        sqlite::load_into_new_file(&stalling, &manifest, &target, &mut Progress::hidden()),
+        sqlite::load_into_new_file(&stalling, &manifest, None, &target, &mut Progress::hidden()),
     )
     .await
     .expect("the stalled restore hung")

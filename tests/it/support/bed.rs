@@ -233,6 +233,7 @@ impl Bed {
         let report = sqlite::load_into_new_file(
             sources.storage.as_ref(),
             manifest,
+            None,
             &path,
             &mut Progress::hidden(),
         )

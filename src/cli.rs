@@ -120,6 +120,31 @@ pub struct RestoreArgs {
     /// The age identity file that decrypts an encrypted backup (default: encryption.identity_file).
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// How a backup goes back into its own source D1 database: `auto` uses Time Travel while D1 still
+    /// holds the backup's bookmark (seconds, exact), else the import; `import` always imports.
+    #[arg(long, value_enum, default_value_t = Via::Auto)]
+    pub via: Via,
+}
+
+/// `restore --via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// Time Travel when possible, else the import.
+    Auto,
+    /// Always import the dump.
+    Import,
+    /// Time Travel, or fail.
+    TimeTravel,
+}
+
+impl From<Via> for crate::restore::RestoreVia {
+    fn from(via: Via) -> Self {
+        match via {
+            Via::Auto => crate::restore::RestoreVia::Auto,
+            Via::Import => crate::restore::RestoreVia::Import,
+            Via::TimeTravel => crate::restore::RestoreVia::TimeTravel,
+        }
+    }
 }
 
 /// `verify`: which backups to prove.

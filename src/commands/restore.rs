@@ -50,6 +50,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<(), Failure> {
         target,
         replace: args.replace,
         safety_backup: !args.no_safety_backup,
+        via: args.via.into(),
     };
     let at = match &request.backup {
         BackupChoice::At(at) => Some(*at),
@@ -111,9 +112,24 @@ fn print(restored: &Restored) {
             restored.tables,
             restored.rows
         ),
+        RestoredInto::TimeTravel {
+            target,
+            bookmark,
+            previous_bookmark,
+        } => {
+            println!(
+                "restored {database} backup {backup_id} into D1 database {target} by Time Travel, to \
+                 bookmark {bookmark} (exact; no data was imported)"
+            );
+            if let Some(previous) = previous_bookmark {
+                println!(
+                    "to return to the state before: wrangler d1 time-travel restore {target} --bookmark={previous}"
+                );
+            }
+        }
         RestoredInto::D1(d1) => {
             println!(
-                "restored {database} backup {backup_id} into D1 database {} ({} queries)",
+                "restored {database} backup {backup_id} into D1 database {} through an import ({} queries)",
                 d1.target,
                 d1.num_queries
                     .map(|n| n.to_string())

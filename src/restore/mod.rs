@@ -41,7 +41,8 @@ use d1_dump::{StatementKind, StatementSplitter, classify};
 
 pub use choice::{BackupChoice, newest_at_or_before, parse_at};
 pub use plan::{
-    Destructive, RestorePlan, RestoreRequest, RestoreTarget, Restored, RestoredInto, plan,
+    Destructive, RestorePlan, RestoreRequest, RestoreTarget, RestoreVia, Restored, RestoredInto,
+    plan,
 };
 pub use progress::{Progress, ProgressEvent, ProgressSink};
 

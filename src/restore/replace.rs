@@ -87,6 +87,32 @@ impl<'a> D1Replace<'a> {
         &self.target.name
     }
 
+    /// The bookmark Time Travel can put the target back to for `manifest`'s backup, when it can: the
+    /// backup is of this very database (its D1 id, or its name when the manifest has no id), it names the
+    /// bookmark its dump holds, and the database has Time Travel (not an `alpha` database). Whether the
+    /// bookmark is still inside Time Travel's retention only D1 knows: [`D1Replace::time_travel`] asks.
+    pub fn time_travel_bookmark<'m>(&self, manifest: &'m Manifest) -> Option<&'m str> {
+        let same = match &manifest.database.id {
+            Some(id) => id.eq_ignore_ascii_case(&self.target.uuid),
+            None => manifest.database.name == self.target.name,
+        };
+        let has_time_travel = self.target.version.as_deref() != Some("alpha");
+        (same && has_time_travel && manifest.database.source == "d1")
+            .then_some(manifest.bookmark.as_deref())
+            .flatten()
+    }
+
+    /// Puts the target back to `bookmark` with Time Travel (seconds, exact: no data moves); returns the
+    /// bookmark that undoes it, as D1 answers it.
+    pub async fn time_travel(
+        &self,
+        bookmark: &str,
+    ) -> Result<Option<String>, crate::cloudflare::ApiError> {
+        self.client
+            .time_travel_restore(&self.target.uuid, bookmark)
+            .await
+    }
+
     /// Restores `manifest`'s backup into the target: checked and spooled into `config`'s spool
     /// directory, a safety backup of the target taken first when it holds anything (unless
     /// `safety_backup` is false), then one atomic import. `source_db` is the database whose backup it

@@ -204,7 +204,7 @@ async fn encrypted_backups_hold_no_plaintext_open_with_the_age_cli_and_restore_o
     assert_eq!(restored.status.code(), Some(0), "{}", stderr(&restored));
     assert_same_contents(&local, &target);
 
-    // In place into D1: the safety backup it takes first is encrypted too.
+    // In place into D1 through the import: the safety backup it takes first is encrypted too.
     let in_place = run(
         &config,
         &[
@@ -214,6 +214,8 @@ async fn encrypted_backups_hold_no_plaintext_open_with_the_age_cli_and_restore_o
             "blog",
             "--replace",
             "--yes",
+            "--via",
+            "import",
             "--identity",
             key_arg,
         ],
@@ -222,7 +224,12 @@ async fn encrypted_backups_hold_no_plaintext_open_with_the_age_cli_and_restore_o
     .await;
     assert_eq!(in_place.status.code(), Some(0), "{}", stderr(&in_place));
     let after = list_json(&config, &secrets).await;
-    assert_eq!(after.len(), 3, "the safety backup is listed");
+    assert_eq!(
+        after.len(),
+        3,
+        "the safety backup is listed; restore said:\n{}",
+        stdout(&in_place)
+    );
     assert!(
         after
             .iter()

@@ -42,6 +42,7 @@ fn args(database: &str) -> RestoreArgs {
         yes: true,
         no_safety_backup: false,
         identity: None,
+        via: d1vault::cli::Via::Auto,
     }
 }
 
@@ -1274,4 +1275,86 @@ async fn restore_at_a_time_takes_the_newest_backup_started_at_or_before_it() {
         ..to_sqlite("local", &file)
     };
     assert_eq!(restore::run(&config, &args).await.unwrap_err().exit_code, 2);
+}
+
+/// A D1 backup restored into its own source database goes back by Time Travel (no import, so no safety
+/// backup: D1's previous bookmark is the undo) to exactly the state the backup holds; `--via import`
+/// imports instead (with its safety backup); a database without Time Travel is imported, and
+/// `--via time-travel` is refused there before anything changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_goes_back_into_its_own_source_by_time_travel_unless_told_to_import() {
+    let (env, config, sources, _) = setup("zstd").await;
+    let original = env.dir.path().join("original.sqlite");
+    create_fixture_db(&original);
+    let backup = run_backup(config.database("blog").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    let client = sources.cloudflare.as_ref().unwrap();
+    let id = client.get_database("blog").await.unwrap().uuid;
+    let damage = || async {
+        client
+            .query(&id, "DELETE FROM comments", &[])
+            .await
+            .unwrap();
+    };
+    let stored = || async {
+        d1vault::repository::backups::complete(
+            sources.storage.as_ref(),
+            &sources.prefix,
+            Some("blog"),
+        )
+        .await
+        .unwrap()
+        .len()
+    };
+    // By id: each import's safety backup (of the damaged state) becomes the newest backup.
+    let in_place = |via| RestoreArgs {
+        replace: true,
+        via,
+        backup: Some(backup.backup_id.clone()),
+        ..to_d1("blog", "blog")
+    };
+
+    damage().await;
+    restore::run(&config, &in_place(d1vault::cli::Via::Auto))
+        .await
+        .unwrap();
+    assert_same_contents(&original, &env.source_db());
+    assert_eq!(
+        stored().await,
+        1,
+        "Time Travel took a safety backup (or imported)"
+    );
+
+    damage().await;
+    restore::run(&config, &in_place(d1vault::cli::Via::Import))
+        .await
+        .unwrap();
+    assert_same_contents(&original, &env.source_db());
+    assert_eq!(stored().await, 2, "the import's safety backup is missing");
+
+    env.set_faults(serde_json::json!({ "time_travel": false }))
+        .await;
+    damage().await;
+    let refused = restore::run(&config, &in_place(d1vault::cli::Via::TimeTravel))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message.contains("cannot go back by Time Travel"),
+        "{refused}"
+    );
+    assert_ne!(
+        contents(&original),
+        contents(&env.source_db()),
+        "a refused restore changed the target"
+    );
+    restore::run(&config, &in_place(d1vault::cli::Via::Auto))
+        .await
+        .unwrap();
+    assert_same_contents(&original, &env.source_db());
+    assert_eq!(
+        stored().await,
+        3,
+        "without Time Travel the import (and its safety backup) runs"
+    );
 }

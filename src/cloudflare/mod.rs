@@ -170,7 +170,12 @@ pub struct Client {
 struct Limits {
     export_timeout: Duration,
     timeouts: Timeouts,
+    /// The largest file one import takes.
+    import_max_bytes: u64,
 }
+
+/// D1's limit on one import file: 5 GB (a database may hold 10 GB).
+pub const IMPORT_MAX_BYTES: u64 = 5_000_000_000;
 
 impl Client {
     /// A client for the configured account, sharing `limiter` with every other client of the process.
@@ -191,6 +196,7 @@ impl Client {
             limits: Box::new(Limits {
                 export_timeout: config.export_timeout,
                 timeouts: Timeouts::default(),
+                import_max_bytes: IMPORT_MAX_BYTES,
             }),
         })
     }
@@ -205,6 +211,17 @@ impl Client {
     pub fn with_poll_settings(mut self, poll: PollSettings) -> Self {
         self.poll = poll;
         self
+    }
+
+    /// Replaces the largest import file (tests use a small one, as the emulator's `import_max_bytes`).
+    pub fn with_import_limit(mut self, bytes: u64) -> Self {
+        self.limits.import_max_bytes = bytes;
+        self
+    }
+
+    /// The largest file one import takes ([`IMPORT_MAX_BYTES`] unless set otherwise).
+    pub fn import_limit(&self) -> u64 {
+        self.limits.import_max_bytes
     }
 
     /// Replaces the transfer and import timeouts (tests use short ones).

@@ -18,6 +18,7 @@
 mod choice;
 pub mod d1;
 pub mod install;
+mod pieces;
 mod plan;
 mod progress;
 pub mod replace;
@@ -188,6 +189,21 @@ pub enum RestoreError {
         target: String,
         /// Why the import failed.
         source: Box<RestoreError>,
+    },
+    /// A restore too large for one D1 import failed after some of its imports: the target holds those.
+    #[error(
+        "import {} of {total} failed after {done} succeeded: {source}. The database now holds part of the \
+         backup: run the same restore again to finish (it clears the database and starts over), or \
+         restore the safety backup to undo",
+        done + 1
+    )]
+    PartlyImported {
+        /// Imports that succeeded.
+        done: usize,
+        /// Imports in all.
+        total: usize,
+        /// Why the next failed.
+        source: crate::cloudflare::ApiError,
     },
     /// The temporary file a `--to-sqlite` restore loads into could not be created.
     #[error("creating a temporary file in {}: {source}; nothing was changed", dir.display())]

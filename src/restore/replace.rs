@@ -173,6 +173,7 @@ pub async fn spool_then_import(
         sources.storage.as_ref(),
         manifest,
         identities.as_ref(),
+        client.import_limit(),
         spool_dir,
         progress,
     )

@@ -551,6 +551,7 @@ async fn import_with(
         sources.storage.as_ref(),
         manifest,
         None,
+        d1vault::cloudflare::IMPORT_MAX_BYTES,
         &spool,
         &mut d1vault::restore::Progress::hidden(),
     )
@@ -1357,4 +1358,60 @@ async fn a_backup_goes_back_into_its_own_source_by_time_travel_unless_told_to_im
         3,
         "without Time Travel the import (and its safety backup) runs"
     );
+}
+
+/// A dump larger than one D1 import restores through several imports in order (clearing and schema, rows
+/// in runs, then indexes, triggers and views), each under the limit the emulator enforces, and the
+/// target ends up holding exactly the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_over_the_import_limit_restores_through_several_imports() {
+    const LIMIT: u64 = 1_200;
+    let (env, config, mut sources, _) = setup("zstd").await;
+    sources.cloudflare = sources.cloudflare.map(|c| c.with_import_limit(LIMIT));
+    let manifest = run_backup(config.database("blog").unwrap(), &sources, Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        manifest.dump.raw_size > 3 * LIMIT,
+        "the fixture ({} bytes) is too small to need several imports",
+        manifest.dump.raw_size
+    );
+    create_d1(&sources, "copy").await;
+    env.set_faults(serde_json::json!({ "import_max_bytes": LIMIT }))
+        .await;
+    let request = d1vault::restore::RestoreRequest {
+        database: "blog".into(),
+        backup: d1vault::restore::BackupChoice::Newest,
+        target: d1vault::restore::RestoreTarget::D1("copy".into()),
+        replace: false,
+        safety_backup: true,
+        via: d1vault::restore::RestoreVia::Auto,
+    };
+    d1vault::restore::plan(&config, &sources, request)
+        .await
+        .unwrap()
+        .run(&mut d1vault::restore::Progress::hidden())
+        .await
+        .unwrap();
+    assert_same_contents(&env.source_db(), &d1_file(&env, "copy"));
+
+    // The emulator really refuses a file over the limit: one import of the whole dump fails.
+    create_d1(&sources, "whole").await;
+    let mut one_import = sources.clone();
+    one_import.cloudflare = one_import.cloudflare.map(|c| c.with_import_limit(u64::MAX));
+    let request = d1vault::restore::RestoreRequest {
+        database: "blog".into(),
+        backup: d1vault::restore::BackupChoice::Newest,
+        target: d1vault::restore::RestoreTarget::D1("whole".into()),
+        replace: false,
+        safety_backup: true,
+        via: d1vault::restore::RestoreVia::Auto,
+    };
+    let refused = d1vault::restore::plan(&config, &one_import, request)
+        .await
+        .unwrap()
+        .run(&mut d1vault::restore::Progress::hidden())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("over the limit"), "{refused}");
 }

@@ -91,6 +91,9 @@ pub struct Faults {
     /// Database list requests (`GET …/d1/database`) for this page or a later one answer HTTP 500 until
     /// set to `0` (off): a listing that fails part way through, retries included.
     pub list_error_from_page: Option<u64>,
+    /// The largest import file accepted, in bytes (D1's is 5 GB). Not a fault: a small limit lets tests
+    /// reach restores that need several imports without 5 GB dumps.
+    pub import_max_bytes: Option<u64>,
 }
 
 /// A fault decided for one API request.
@@ -148,11 +151,19 @@ impl FaultInjector {
         if faults.list_error_from_page.is_some() {
             current.list_error_from_page = faults.list_error_from_page;
         }
+        if faults.import_max_bytes.is_some() {
+            current.import_max_bytes = faults.import_max_bytes;
+        }
     }
 
     /// The faults still pending.
     pub(crate) fn current(&self) -> Faults {
         self.lock().clone()
+    }
+
+    /// The largest import file accepted (D1's 5 GB unless set).
+    pub(crate) fn import_max_bytes(&self) -> u64 {
+        self.lock().import_max_bytes.unwrap_or(5_000_000_000)
     }
 
     /// Whether SQL runs with foreign keys enforced.

@@ -570,6 +570,16 @@ pub(crate) async fn import(
 }
 
 async fn start_import(state: Arc<AppState>, db: Arc<Database>, slot: UploadSlot) -> Response {
+    let limit = state.faults.import_max_bytes();
+    let size = tokio::fs::metadata(&slot.path)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if size > limit {
+        return polling_failure(&format!(
+            "The import file is {size} bytes, over the limit of {limit} bytes for one import."
+        ));
+    }
     {
         let mut imports = lock(&state.transfers.imports);
         if imports

@@ -286,6 +286,10 @@ pub struct DatabaseConfig {
     /// When the daemon verifies the newest backup (downloaded from storage, restored into a scratch
     /// SQLite database, checked); `None`: never on its own.
     pub verify_schedule: Option<Schedule>,
+    /// A scratch D1 database the scheduled verification also restores the newest backup into and checks
+    /// there (integrity, foreign keys, row counts): the whole path a real restore takes. `[[database]]`
+    /// only.
+    pub drill_to_d1: Option<String>,
     /// The `[[fleet]]` (its position in the file, from 0) that found this database; `None` for a
     /// `[[database]]`. Members of one fleet share its settings, and `/metrics` summarises them by fleet.
     pub fleet: Option<usize>,

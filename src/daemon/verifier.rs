@@ -15,7 +15,7 @@ use super::context::TaskContext;
 use super::metrics::VerifyResult;
 use crate::config::{Config, DatabaseConfig};
 use crate::notify::{Event, EventKind};
-use crate::restore::Progress;
+use crate::restore::{self, BackupChoice, Progress, RestoreRequest, RestoreTarget, RestoreVia};
 use crate::verify::{self, Selection, Verdict, VerifyRequest};
 
 /// The earliest verification due after `after` among `databases`, and every database due then. Pure.
@@ -115,8 +115,23 @@ async fn verify_newest(ctx: Arc<TaskContext>, config: Arc<Config>, database: Str
         ignore_verdict,
     )
     .await;
+    let drill_to = config
+        .database(database)
+        .and_then(|db| db.drill_to_d1.clone());
     let (backup_id, problem) = match result.as_deref() {
-        Ok([Verdict::Ok { backup_id, .. }]) => (Some(backup_id.clone()), None),
+        Ok([Verdict::Ok { backup_id, .. }]) => match &drill_to {
+            // Proven in SQLite; now the whole path of a real restore, into the scratch D1 database.
+            Some(target) => match drill(&ctx, &config, database, backup_id, target).await {
+                Ok(()) => (Some(backup_id.clone()), None),
+                Err(problem) => (
+                    Some(backup_id.clone()),
+                    Some(format!(
+                        "the drill restore into D1 database {target} failed: {problem}"
+                    )),
+                ),
+            },
+            None => (Some(backup_id.clone()), None),
+        },
         Ok([Verdict::Missing { .. }]) => {
             info!(
                 database,
@@ -161,6 +176,98 @@ async fn verify_newest(ctx: Arc<TaskContext>, config: Arc<Config>, database: Str
             ctx.notifier.send(&event);
         }
     }
+}
+
+/// Restores backup `backup_id` of `database` into the scratch D1 database `target` through the import, as
+/// `restore --to-d1 TARGET --replace --via import` would (without a safety backup: it is scratch), then
+/// checks it there: `PRAGMA quick_check` (D1 allows no `integrity_check`), `PRAGMA foreign_key_check`, and every table's row count
+/// against the manifest.
+async fn drill(
+    ctx: &TaskContext,
+    config: &Config,
+    database: &str,
+    backup_id: &str,
+    target: &str,
+) -> Result<(), String> {
+    let request = RestoreRequest {
+        database: database.to_string(),
+        backup: BackupChoice::Id(backup_id.to_string()),
+        target: RestoreTarget::D1(target.to_string()),
+        replace: true,
+        safety_backup: false,
+        via: RestoreVia::Import,
+    };
+    let plan = restore::plan(config, &ctx.sources, request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let manifest = plan.manifest().clone();
+    plan.run(&mut Progress::hidden())
+        .await
+        .map_err(|e| e.to_string())?;
+    let client = ctx
+        .sources
+        .cloudflare
+        .as_ref()
+        .ok_or("no [cloudflare] section")?;
+    let id = client
+        .get_database(target)
+        .await
+        .map_err(|e| e.to_string())?
+        .uuid;
+    let integrity = rows(client, &id, "PRAGMA quick_check").await?;
+    let verdict: Vec<String> = integrity
+        .iter()
+        .filter_map(|row| row.values().next()?.as_str().map(str::to_string))
+        .collect();
+    if verdict != ["ok"] {
+        return Err(format!("quick_check: {}", verdict.join("; ")));
+    }
+    let violations = rows(client, &id, "PRAGMA foreign_key_check").await?;
+    if !violations.is_empty() {
+        return Err(format!(
+            "foreign_key_check found {} violations",
+            violations.len()
+        ));
+    }
+    for table in &manifest.tables {
+        let sql = format!(
+            "SELECT count(*) AS n FROM {}",
+            d1_dump::quote_identifier(&table.name)
+        );
+        let found = rows(client, &id, &sql)
+            .await?
+            .first()
+            .and_then(|row| row.get("n")?.as_u64())
+            .ok_or_else(|| format!("no row count for table {}", table.name))?;
+        if found != table.rows {
+            return Err(format!(
+                "table {} has {found} rows, the manifest says {}",
+                table.name, table.rows
+            ));
+        }
+    }
+    info!(
+        database,
+        target, backup_id, "drill restore into D1 checked out"
+    );
+    Ok(())
+}
+
+/// The rows `sql` answers on D1 database `id`.
+async fn rows(
+    client: &crate::cloudflare::Client,
+    id: &str,
+    sql: &str,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, String> {
+    let results = client
+        .query(id, sql, &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(results
+        .into_iter()
+        .next()
+        .map(|r| r.results)
+        .unwrap_or_default())
 }
 
 /// The daemon reads the verdicts at the end, not as they come.

@@ -146,3 +146,73 @@ async fn the_daemon_verifies_on_schedule_and_a_corrupted_backup_turns_healthz_un
     tx.send(Signal::Terminate).await.unwrap();
     handle.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_restores_the_newest_backup_into_its_scratch_d1_database_and_checks_it() {
+    // Proves `drill_to_d1`: on the verify schedule the newest backup goes, through D1's import, into
+    // the scratch database (whatever it held is replaced), the checks there pass, and it is counted as a
+    // successful verification.
+    let env = Bed::with_emulator(&["blog", "scratch"]).await;
+    std::fs::create_dir_all(env.dir.path().join("store")).unwrap();
+    let storage = format!(
+        "type = \"filesystem\"\npath = \"{}\"\nprefix = \"p\"\n",
+        env.dir.path().join("store").display()
+    );
+    let tables = "[[database]]\nname = \"blog\"\nschedule = \"0 3 * * *\"\n\
+                  verify_schedule = \"* * * * * *\"\ndrill_to_d1 = \"scratch\"\n";
+    let path = env.write_daemon_config(
+        "drill",
+        "listen = \"\"\ntimezone = \"UTC\"",
+        &storage,
+        tables,
+    );
+    let first = run(&path, &["backup"], &[]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let config = config::load(&path).unwrap();
+    let sources = env.sources(&config).await;
+    let client = sources.cloudflare.as_ref().unwrap();
+    let scratch = client.get_database("scratch").await.unwrap().uuid;
+    client
+        .query(&scratch, "DELETE FROM comments", &[])
+        .await
+        .unwrap();
+    let differs = || {
+        crate::support::fixture::contents(&env.d1_file("blog"))
+            != crate::support::fixture::contents(&env.d1_file("scratch"))
+    };
+    assert!(differs(), "the scratch database should start different");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let options = DaemonOptions {
+        config_path: path.clone(),
+        config,
+        listener: Some(listener),
+        clock: Clock::tokio_at(Utc::now()),
+    };
+    let handle = tokio::spawn(daemon::run(options, rx));
+    eventually("a successful drill", || async {
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("d1vault_verifications_total{database=\"blog\",result=\"success\"}")
+            .then_some(())
+    })
+    .await;
+    tx.send(Signal::Terminate).await.unwrap();
+    handle.await.unwrap().unwrap();
+    assert!(
+        !differs(),
+        "the drill did not restore the backup into the scratch database"
+    );
+    assert!(
+        !reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .is_ok_and(|r| r.status().is_success()),
+        "the daemon still answers after stopping"
+    );
+}

@@ -9,7 +9,7 @@ use crate::config::reader::{Reader, Schema, Section, with};
 use crate::config::{DatabaseConfig, Source};
 
 /// The keys only a `[[database]]` has.
-const OWN_KEYS: &[&str] = &["name", "id", "sqlite_path"];
+const OWN_KEYS: &[&str] = &["name", "id", "sqlite_path", "drill_to_d1"];
 
 /// The keys a `[[database]]` accepts: its own, then the job keys.
 pub(super) static SCHEMA: Schema = Schema {
@@ -183,11 +183,40 @@ fn read(
         }
     };
 
+    let drill_to_d1 = match reader.nonempty_string(section, "drill_to_d1") {
+        Some(at) if !is_database_name(at.value.trim()) => {
+            reader.error(
+                at.offset,
+                &at.key,
+                format!("{:?} is not a D1 database name", at.value),
+            );
+            return None;
+        }
+        Some(at) if name.as_deref() == Some(at.value.trim()) => {
+            reader.error(
+                at.offset,
+                &at.key,
+                "names the database itself: a drill replaces its target, so it must be a scratch \
+                 database of its own (wrangler d1 create NAME-drill)",
+            );
+            return None;
+        }
+        Some(at) => {
+            // The drill restores through the D1 API, whatever the source.
+            if first_d1.is_none() {
+                *first_d1 = Some((at.value.trim().to_string(), at.offset));
+            }
+            Some(at.value.trim().to_string())
+        }
+        None => None,
+    };
+
     let own = job::read(reader, section);
     let settings = own.or(defaults);
     let job = job::resolve(reader, &settings, name.as_deref().unwrap_or("?"));
     let job = job?;
     Some(DatabaseConfig {
+        drill_to_d1,
         name: name?,
         source: source?,
         schedule: job.schedule,

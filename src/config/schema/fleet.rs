@@ -115,6 +115,7 @@ fn read(
             skip_unchanged: job.skip_unchanged,
             verify_schedule: job.verify_schedule,
             fleet: Some(index),
+            drill_to_d1: None,
         },
         pattern: pattern?,
         exclude: exclude?,

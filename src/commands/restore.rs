@@ -38,6 +38,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<(), Failure> {
         RestoreTarget::D1(_) => "checking",
     };
     let backup = match (&args.backup, &args.at) {
+        (Some(id), _) if id == "latest" => BackupChoice::Newest,
         (Some(id), _) => BackupChoice::Id(id.clone()),
         (None, Some(at)) => {
             BackupChoice::At(parse_at(at, chrono::Utc::now()).map_err(Failure::usage)?)

@@ -34,6 +34,7 @@ pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
     let request = VerifyRequest {
         databases,
         selection: match (&args.backup, args.all) {
+            (Some(id), _) if id == "latest" => Selection::Newest,
             (Some(id), _) => Selection::Backup(id.clone()),
             (None, true) => Selection::All,
             (None, false) => Selection::Newest,

@@ -121,6 +121,7 @@ pub async fn run_locked(
     let sources = crate::sources::open(&config)
         .await
         .map_err(|e| e.to_string())?;
+    check_token(&config, &sources).await?;
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let shared = Arc::new(Shared::new(clock.clone(), now, config_rx.clone()));
     // Report a misconfigured store (a missing bucket, a storage.path that does not exist) at start-up
@@ -169,6 +170,7 @@ pub async fn run_locked(
     let mut running: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
     reconcile(&context, &config, &mut tasks, &mut running);
     info!(databases = config.databases.len(), "daemon started");
+    log_next_runs(&config, now);
     report_budget(&context, &config, 0);
     // Fleet members: the file's configuration plus the newest complete listing of the account.
     let mut file_config = config;
@@ -274,6 +276,67 @@ pub async fn run_locked(
     }
     info!("daemon stopped");
     Ok(())
+}
+
+/// Asks the Cloudflare API once (the first page of the database list, one database long) whether it takes
+/// the token, when any database needs D1: a wrong token stops the daemon at start, with the reason, instead
+/// of failing every run from the first due time on (perhaps days later). An API that does not answer is
+/// only a warning: an outage at start must not keep the daemon down.
+async fn check_token(config: &Config, sources: &BackupSources) -> Result<(), String> {
+    let Some(client) = &sources.cloudflare else {
+        return Ok(());
+    };
+    if !config.backup_needs_d1(&[]) {
+        return Ok(());
+    }
+    match client.list_databases(1, 1).await {
+        Ok(_) => {
+            info!(
+                account = client.account_id(),
+                "the Cloudflare API accepts the token"
+            );
+            Ok(())
+        }
+        Err(e) if matches!(e.status, Some(401 | 403)) => Err(format!(
+            "refusing to start: the Cloudflare API refused the token: {e}"
+        )),
+        Err(e) => {
+            warn!(error = %e, "could not reach the Cloudflare API at start; D1 backups fail until it answers");
+            Ok(())
+        }
+    }
+}
+
+/// One INFO line per configured database with its next due time, and one per fleet (its members share
+/// the fleet's schedule), so that an operator sees at start when the first backups will run.
+fn log_next_runs(config: &Config, now: chrono::DateTime<chrono::Utc>) {
+    let tz = config.daemon.timezone;
+    for db in config.databases.iter().filter(|d| d.fleet.is_none()) {
+        match db.schedule.next_after(now, tz) {
+            Some(next) => {
+                info!(database = %db.name, next_due = %next, schedule = db.schedule.expr(), "next run")
+            }
+            None => {
+                warn!(database = %db.name, schedule = db.schedule.expr(), "the schedule never comes due")
+            }
+        }
+    }
+    for fleet in &config.fleets {
+        let members = config
+            .databases
+            .iter()
+            .filter(|d| d.fleet == Some(fleet.index))
+            .count();
+        if let Some(next) = fleet.job.schedule.next_after(now, tz) {
+            info!(
+                fleet = fleet.pattern.as_str(),
+                members,
+                next_due = %next,
+                schedule = fleet.job.schedule.expr(),
+                "next run of the fleet"
+            );
+        }
+    }
 }
 
 /// Works out whether the API budget holds every backup `config` makes due ([`budget::assess`]), sets the

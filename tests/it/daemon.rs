@@ -1696,3 +1696,44 @@ async fn a_fleet_too_large_for_its_window_and_budget_is_said_at_start_with_the_n
     let (code, _) = daemon.terminate(Duration::from_secs(25)).await;
     assert_eq!(code, 0, "stderr:\n{}", daemon.log.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_stops_the_daemon_at_start_and_a_good_start_logs_each_next_run() {
+    // Proves a token the API refuses is found at start (the daemon returns the reason at once, instead
+    // of failing every run from the first due time, perhaps days later), and that a good start names
+    // each database's next due time.
+    let env = Bed::with_emulator(&["blog"]).await;
+    let config = write_env_config(
+        &env,
+        "listen = \"\"\ntimezone = \"UTC\"",
+        "schedule = \"0 3 * * *\"",
+    );
+    let mut wrong = config::load(&config).unwrap();
+    if let Some(cf) = wrong.cloudflare.as_mut() {
+        cf.api_token = d1vault::secret::Secret::new("not-the-token");
+    }
+    let (_tx, rx) = mpsc::channel(8);
+    let options = DaemonOptions {
+        config_path: config.clone(),
+        config: wrong,
+        listener: None,
+        clock: Clock::tokio_at(Utc::now()),
+    };
+    let refused = tokio::time::timeout(Duration::from_secs(30), daemon::run(options, rx))
+        .await
+        .expect("the daemon kept running with a refused token")
+        .unwrap_err();
+    assert!(refused.contains("refused the token"), "{refused}");
+    assert!(
+        !refused.contains("not-the-token"),
+        "the token is in the message: {refused}"
+    );
+
+    let mut daemon = DaemonProcess::spawn(&config);
+    let line = daemon
+        .wait_for_line("next run", Duration::from_secs(30))
+        .await;
+    assert!(line.contains("blog") && line.contains("03:00:00"), "{line}");
+    let (code, _) = daemon.terminate(Duration::from_secs(20)).await;
+    assert_eq!(code, 0, "{}", daemon.log.join("\n"));
+}

@@ -1262,6 +1262,13 @@ async fn restore_at_a_time_takes_the_newest_backup_started_at_or_before_it() {
             );
         }
     }
+    let file = env.dir.path().join("latest.sqlite");
+    let args = RestoreArgs {
+        backup: Some("latest".into()),
+        ..to_sqlite("local", &file)
+    };
+    restore::run(&config, &args).await.unwrap();
+    assert_eq!(contents(&file), contents(&local), "--backup latest is the newest backup");
     let file = env.dir.path().join("too-early.sqlite");
     let args = RestoreArgs {
         at: Some("3h".into()),

@@ -1,11 +1,12 @@
 //! `d1vault backup [DB...] [--force]`: back up now, once. Prints `<backup id> <database>` on stdout for
 //! each new backup, `unchanged <database> (newest backup <id>)` for a D1 database whose data has not
 //! changed since its newest backup (`skip_unchanged`; `--force` exports anyway); failures go to stderr and
-//! make the exit status 1.
+//! make the exit status 1. Each run is recorded in the catalog (`status` shows it; the daemon counts it).
 
 use futures_util::StreamExt;
 
 use super::{Failure, open_sources, unknown_databases};
+use crate::catalog::{Catalog, RunId, RunOutcome};
 use crate::cli::BackupArgs;
 use crate::config::Config;
 use crate::fleet;
@@ -31,13 +32,36 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
         failures.push(format!("fleet members were not backed up: {e}"));
     }
     let notifier = Notifier::for_command(&config.notify);
+    // Every run counts: a manual backup is recorded where `status` and the daemon look. Best effort: a
+    // state_dir this user cannot write costs the backup nothing.
+    let catalog = match Catalog::open(&config.daemon.state_dir).await {
+        Ok(catalog) => Some(catalog),
+        Err(e) => {
+            tracing::warn!(
+                state_dir = %config.daemon.state_dir.display(),
+                error = %e,
+                "this backup is not recorded in the catalog (status will not show it)"
+            );
+            None
+        }
+    };
     let results: Vec<_> = futures_util::stream::iter(&selection.databases)
         .map(|db| {
-            let (sources, notifier) = (&sources, &notifier);
+            let (sources, notifier, catalog) = (&sources, &notifier, catalog.as_ref());
             async move {
                 let started_at = chrono::Utc::now();
                 notifier.send(&Event::new(EventKind::Start, &db.name, started_at));
+                let run = match catalog {
+                    Some(catalog) => catalog
+                        .start_run(&db.name, None, started_at, None)
+                        .await
+                        .ok(),
+                    None => None,
+                };
                 let result = backup_unless_unchanged(db, sources, args.force).await;
+                if let (Some(catalog), Some(run)) = (catalog, run) {
+                    record(catalog, run, &result).await;
+                }
                 notifier.send(&finished(&db.name, &result, started_at));
                 (db, result)
             }
@@ -64,6 +88,51 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(Failure::failed(failures.join("\n")))
+    }
+}
+
+/// Finishes the catalog row of a manual run (best effort, as its start).
+async fn record<E: std::fmt::Display>(
+    catalog: &Catalog,
+    run: RunId,
+    result: &Result<BackupRun, E>,
+) {
+    let now = chrono::Utc::now();
+    let recorded = match result {
+        Ok(BackupRun::Backed(m)) => {
+            let _ = catalog.set_backup_id(run, &m.backup_id).await;
+            catalog
+                .finish_run(
+                    run,
+                    RunOutcome::Success,
+                    None,
+                    Some(m.dump.raw_size),
+                    Some(m.dump.size),
+                    now,
+                )
+                .await
+        }
+        Ok(BackupRun::Unchanged(u)) => {
+            let _ = catalog.set_backup_id(run, &u.backup_id).await;
+            catalog
+                .finish_run(run, RunOutcome::Unchanged, None, None, None, now)
+                .await
+        }
+        Err(e) => {
+            catalog
+                .finish_run(
+                    run,
+                    RunOutcome::Failed,
+                    Some(e.to_string()),
+                    None,
+                    None,
+                    now,
+                )
+                .await
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "catalog write failed");
     }
 }
 

@@ -135,21 +135,6 @@ pub async fn run_locked(
     let stop_new = CancellationToken::new();
     let abort = CancellationToken::new();
     let http_stop = CancellationToken::new();
-    let mut http_task = None;
-    if let Some(listener) = listener {
-        // The bound address, not the configured one: with `listen = "127.0.0.1:0"` this line is how a
-        // supervisor (or a test) learns the port.
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        info!(%addr, "serving /healthz and /metrics");
-        http_task = Some(tokio::spawn(http::serve(
-            listener,
-            shared.clone(),
-            http_stop.clone(),
-        )));
-    }
     let slots = Slots::new(config.daemon.max_concurrent);
     let notifier = Notifier::start(
         &config.notify,
@@ -166,6 +151,21 @@ pub async fn run_locked(
         abort: abort.clone(),
         catalog_turn: Semaphore::new(1),
     });
+    let mut http_task = None;
+    if let Some(listener) = listener {
+        // The bound address, not the configured one: with `listen = "127.0.0.1:0"` this line is how a
+        // supervisor (or a test) learns the port.
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        info!(%addr, "serving /healthz and /metrics");
+        http_task = Some(tokio::spawn(http::serve(
+            listener,
+            context.clone(),
+            http_stop.clone(),
+        )));
+    }
     let mut tasks = JoinSet::new();
     let mut running: BTreeMap<String, tokio::task::AbortHandle> = BTreeMap::new();
     reconcile(&context, &config, &mut tasks, &mut running);

@@ -15,6 +15,9 @@ use crate::notify::{Event, EventKind};
 /// How often the daemon looks for databases turning stale or recovering.
 const LOOK_EVERY: Duration = Duration::from_secs(60);
 
+/// Stale databases whose backups are reread from storage per look (a fleet may have thousands stale).
+const REREAD_AT_MOST: usize = 50;
+
 /// Looks at `/healthz`'s judgement at start and every [`LOOK_EVERY`] until the daemon stops taking new
 /// work, and logs and notifies each change (a database already stale at start is told at once).
 pub(super) async fn watch(ctx: Arc<TaskContext>) {
@@ -29,7 +32,21 @@ pub(super) async fn watch(ctx: Arc<TaskContext>) {
         }
         first = false;
         let now = ctx.shared.clock.now();
-        for change in watch.look(&ctx.shared.health()) {
+        let mut health = ctx.shared.health();
+        // A backup this daemon did not take (a manual `d1vault backup`, another host) counts too: before
+        // telling a database stale, look in storage again (a bounded number per look).
+        let stale: Vec<String> = health
+            .databases
+            .iter()
+            .filter(|d| d.state == Freshness::Stale)
+            .map(|d| d.name.clone())
+            .take(REREAD_AT_MOST)
+            .collect();
+        if !stale.is_empty() {
+            super::seed_newest(&ctx.shared, &ctx.sources, &ctx.catalog, &stale).await;
+            health = ctx.shared.health();
+        }
+        for change in watch.look(&health) {
             if change.stale {
                 warn!(database = %change.database, "database turned stale: no recent backup");
             } else {

@@ -1737,3 +1737,58 @@ async fn a_wrong_token_stops_the_daemon_at_start_and_a_good_start_logs_each_next
     let (code, _) = daemon.terminate(Duration::from_secs(20)).await;
     assert_eq!(code, 0, "{}", daemon.log.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_backup_is_recorded_and_clears_a_stale_healthz_at_once() {
+    // Proves every run counts: the on-call engineer's `d1vault backup` is a catalog row, and the
+    // running daemon's /healthz, which rereads storage before it calls a database stale, turns 200 on
+    // the next probe instead of paging on until the next scheduled run.
+    let setup = Setup::new(&["blog"]);
+    setup.write_config(
+        "timezone = \"UTC\"",
+        &[("blog", "schedule = \"0 3 * * *\"")],
+    );
+    let config = setup.load();
+    let sources = d1vault::sources::open(&config).await.unwrap();
+    d1vault::pipeline::run_backup(
+        &config.databases[0],
+        &sources,
+        Utc::now() - chrono::Duration::days(3),
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let options = DaemonOptions {
+        config_path: setup.config_path(),
+        config,
+        listener: Some(listener),
+        clock: Clock::tokio_at(Utc::now()),
+    };
+    let handle = tokio::spawn(daemon::run(options, rx));
+    let state = || async {
+        let response = reqwest::get(format!("http://{addr}/healthz")).await.ok()?;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.ok()?;
+        Some((status, body["databases"][0]["state"].as_str()?.to_string()))
+    };
+    let stale = eventually(Duration::from_secs(10), "/healthz", state).await;
+    assert_eq!(stale, (503, "stale".to_string()));
+
+    let (code, stdout, stderr) = d1vault(&setup.config_path(), &["backup", "blog"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let backup_id = stdout.split_whitespace().next().unwrap().to_string();
+    let manual: Vec<RunRecord> = setup
+        .runs("blog")
+        .await
+        .into_iter()
+        .filter(|r| r.scheduled_for.is_none())
+        .collect();
+    assert_eq!(manual.len(), 1, "{manual:?}");
+    assert_eq!(manual[0].outcome, RunState::Finished(RunOutcome::Success));
+    assert_eq!(manual[0].backup_id.as_deref(), Some(backup_id.as_str()));
+    assert_eq!(state().await, Some((200, "fresh".to_string())));
+    tx.send(Signal::Terminate).await.unwrap();
+    handle.await.unwrap().unwrap();
+}

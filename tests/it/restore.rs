@@ -1268,7 +1268,11 @@ async fn restore_at_a_time_takes_the_newest_backup_started_at_or_before_it() {
         ..to_sqlite("local", &file)
     };
     restore::run(&config, &args).await.unwrap();
-    assert_eq!(contents(&file), contents(&local), "--backup latest is the newest backup");
+    assert_eq!(
+        contents(&file),
+        contents(&local),
+        "--backup latest is the newest backup"
+    );
     let file = env.dir.path().join("too-early.sqlite");
     let args = RestoreArgs {
         at: Some("3h".into()),

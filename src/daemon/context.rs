@@ -11,7 +11,7 @@ use tracing::warn;
 use super::events::{RunFinished, RunSkipped};
 use super::shared::Shared;
 use super::slots::Slots;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, RunOutcome};
 use crate::notify::Notifier;
 use crate::sources::BackupSources;
 
@@ -55,6 +55,11 @@ impl TaskContext {
             warn!(database = %event.database, error = %e, "catalog write failed");
         }
         event.update(&self.shared.metrics);
+        let failed = matches!(event.outcome, RunOutcome::Failed | RunOutcome::Aborted);
+        self.shared.set_run_result(
+            &event.database,
+            failed.then(|| event.error.as_deref().unwrap_or("unknown")),
+        );
         self.notifier.send(&event.notification());
     }
 

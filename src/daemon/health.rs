@@ -77,6 +77,10 @@ pub struct DatabaseHealth {
     pub unchanged_at: Option<String>,
     /// The freshness limit at `now`, in seconds.
     pub limit_seconds: i64,
+    /// Runs that failed in a row since the last success (or unchanged run) of this daemon.
+    pub consecutive_failures: u64,
+    /// Why the latest of those failed: what an on-call engineer reads first.
+    pub last_error: Option<String>,
 }
 
 /// The `/healthz` body: healthy (`200`) unless some database is stale (`503`).
@@ -122,6 +126,8 @@ pub fn health(
                 age_seconds: newest_backup.map(|t| (now - t).num_seconds()),
                 unchanged_at: unchanged_at.map(|t| t.to_rfc3339()),
                 limit_seconds: limit.num_seconds(),
+                consecutive_failures: 0,
+                last_error: None,
             }
         })
         .collect();

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     /// The databases whose latest scheduled verification failed, until a backup or a verification of
     /// theirs succeeds. Same locking as `newest`.
     verify_failed: Mutex<HashSet<String>>,
+    /// Per database, the runs failed in a row and the latest error, until a run succeeds. Same locking.
+    failures: Mutex<HashMap<String, (u64, String)>>,
 }
 
 impl Shared {
@@ -53,6 +55,7 @@ impl Shared {
             newest: Mutex::new(HashMap::new()),
             unchanged: Mutex::new(HashMap::new()),
             verify_failed: Mutex::new(HashSet::new()),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -67,6 +70,24 @@ impl Shared {
             .lock()
             .expect("verify lock")
             .remove(database);
+    }
+
+    /// Notes how a run of `database` ended: `Some(error)` for a failure (counted, its error kept for
+    /// `/healthz`), `None` for a success or an unchanged run (which clears them).
+    pub(crate) fn set_run_result(&self, database: &str, error: Option<&str>) {
+        let mut failures = self.failures.lock().expect("failures lock");
+        match error {
+            Some(error) => {
+                let entry = failures
+                    .entry(database.to_string())
+                    .or_insert((0, String::new()));
+                entry.0 += 1;
+                entry.1 = error.to_string();
+            }
+            None => {
+                failures.remove(database);
+            }
+        }
     }
 
     /// Notes how `database`'s scheduled verification ended: a failure holds until a later success.
@@ -119,7 +140,17 @@ impl Shared {
         let unchanged = self.unchanged.lock().expect("unchanged lock").clone();
         let judged = health::health(config, &newest, &unchanged, self.started_at, now);
         let failed = self.verify_failed.lock().expect("verify lock").clone();
-        health::with_verify_failures(judged, &failed)
+        let mut judged = health::with_verify_failures(judged, &failed);
+        let failures = self.failures.lock().expect("failures lock");
+        if !failures.is_empty() {
+            for db in &mut judged.databases {
+                if let Some((count, error)) = failures.get(&db.name) {
+                    db.consecutive_failures = *count;
+                    db.last_error = Some(error.clone());
+                }
+            }
+        }
+        judged
     }
 
     /// The `/metrics` answer now: the counters of the databases in force, with each fleet summarised
@@ -155,6 +186,35 @@ mod tests {
     use crate::cloudflare::DatabaseInfo;
     use crate::daemon::metrics::RunResult;
     use crate::test_time::utc;
+
+    #[tokio::test(start_paused = true)]
+    async fn healthz_says_why_a_database_fails_and_how_often_until_a_run_succeeds() {
+        // Proves /healthz's `consecutive_failures` and `last_error`: counted per failed run, the latest
+        // error kept, both cleared by a success.
+        let text = "[storage]\ntype = \"filesystem\"\npath = \"/srv\"\n\
+                    [[database]]\nname = \"blog\"\nsqlite_path = \"/srv/blog.sqlite\"\n";
+        let config =
+            crate::config::load_str(text, Path::new("/etc/d1vault/d1vault.toml"), &|_| None)
+                .unwrap();
+        let now = utc("2026-01-10T12:00:00Z");
+        let (_tx, rx) = watch::channel(Arc::new(config));
+        let shared = Shared::new(Clock::tokio_at(now), now, rx);
+        let blog = |shared: &Shared| shared.health().databases.remove(0);
+        assert_eq!(
+            (blog(&shared).consecutive_failures, blog(&shared).last_error),
+            (0, None)
+        );
+        shared.set_run_result("blog", Some("disk full"));
+        shared.set_run_result("blog", Some("bucket missing"));
+        let judged = blog(&shared);
+        assert_eq!(judged.consecutive_failures, 2);
+        assert_eq!(judged.last_error.as_deref(), Some("bucket missing"));
+        shared.set_run_result("blog", None);
+        assert_eq!(
+            (blog(&shared).consecutive_failures, blog(&shared).last_error),
+            (0, None)
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn metrics_summarise_fleet_members_by_their_health_and_name_the_stale_ones() {

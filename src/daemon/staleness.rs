@@ -125,6 +125,8 @@ mod tests {
                     age_seconds: None,
                     unchanged_at: None,
                     limit_seconds: 0,
+                    consecutive_failures: 0,
+                    last_error: None,
                 })
                 .collect(),
         }

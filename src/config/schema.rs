@@ -80,20 +80,29 @@ pub(super) fn config(reader: &mut Reader<'_>, root: &toml_edit::Table) -> Option
 
     let cloudflare = match reader.table(root, &cloudflare::SCHEMA, "cloudflare") {
         Some(section) => cloudflare::read(reader, section),
-        None => {
-            if let Some((db, offset)) = databases.first_d1 {
-                let message = format!(
-                    "missing [cloudflare] section: database {db:?} is a D1 source (it has no \
-                     sqlite_path), which needs account_id and api_token"
-                );
-                reader.error(offset, "cloudflare", message);
-            } else if let Some(offset) = first_fleet {
-                let message = "missing [cloudflare] section: a [[fleet]] finds its members by \
-                               listing the account's D1 databases, which needs account_id and api_token";
-                reader.error(offset, "cloudflare", message);
+        // Without the section, the environment may hold the account and the token, as for wrangler.
+        None if databases.first_d1.is_some() || first_fleet.is_some() => {
+            let from_env = cloudflare::from_env(reader);
+            if from_env.is_none() && !root.contains("cloudflare") {
+                let also =
+                    "(or set CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN in the environment)";
+                if let Some((db, offset)) = &databases.first_d1 {
+                    let message = format!(
+                        "missing [cloudflare] section: database {db:?} is a D1 source (it has no \
+                         sqlite_path), which needs account_id and api_token {also}"
+                    );
+                    reader.error(*offset, "cloudflare", message);
+                } else if let Some(offset) = first_fleet {
+                    let message = format!(
+                        "missing [cloudflare] section: a [[fleet]] finds its members by listing the \
+                         account's D1 databases, which needs account_id and api_token {also}"
+                    );
+                    reader.error(offset, "cloudflare", message);
+                }
             }
-            None
+            from_env
         }
+        None => None,
     };
 
     let storage = match reader.table(root, &storage::SCHEMA, "storage") {

@@ -113,7 +113,7 @@ fn every_bad_config_fails_with_its_expected_error() {
         files.len()
     );
     let credentials = credentials_dir();
-    let env = test_env(credentials.path());
+    let env = crate::support::config_env::corpus_env(credentials.path());
     let mut failures = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -682,4 +682,31 @@ fn a_request_budget_above_cloudflares_limit_needs_an_api_on_loopback() {
             "{base}"
         );
     }
+}
+
+#[test]
+fn the_account_and_token_come_from_the_environment_as_wrangler_reads_them() {
+    // Proves CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN fill in what the file leaves out: keys
+    // missing from [cloudflare], and a missing [cloudflare] section altogether; without them, the
+    // missing section is an error that names the variables.
+    let env = [
+        ("CLOUDFLARE_ACCOUNT_ID", "0123456789abcdef0123456789abcdef"),
+        ("CLOUDFLARE_API_TOKEN", "env-token-SECRET"),
+    ];
+    let storage =
+        "[storage]\ntype = \"filesystem\"\npath = \"/srv\"\n[[database]]\nname = \"blog\"\n";
+    for text in [
+        storage.to_string(),
+        format!("[cloudflare]\nrequests_per_5min = 600\n{storage}"),
+    ] {
+        let config = load_text(&text, &env).unwrap_or_else(|e| panic!("{text}\n{e}"));
+        let cf = config.cloudflare.unwrap();
+        assert_eq!(cf.account_id, "0123456789abcdef0123456789abcdef");
+        assert_eq!(cf.api_token.expose(), "env-token-SECRET");
+    }
+    let err = load_text(storage, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("CLOUDFLARE_API_TOKEN in the environment"),
+        "{err}"
+    );
 }

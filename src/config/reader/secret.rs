@@ -34,6 +34,14 @@ impl Reader<'_> {
         }
     }
 
+    /// A secret taken from the environment variable `name` (as wrangler reads `CLOUDFLARE_API_TOKEN`),
+    /// remembered like every other so that no message carries it; `None` when unset or empty.
+    pub(crate) fn env_secret(&mut self, name: &str) -> Option<Secret> {
+        let value = self.env(name).filter(|v| !v.trim().is_empty())?;
+        self.secrets.push(value.clone());
+        Some(Secret::new(value))
+    }
+
     /// A secret written in the file, usually as `"${VAR}"`.
     fn inline_secret(&mut self, item: &Item, offset: usize, key: &str) -> Result<Secret, ()> {
         let value = self.string_value(item, offset, key).ok_or(())?;

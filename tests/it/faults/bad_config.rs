@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::config_env::{SECRET_KEY, TOKEN, credentials_dir, test_env};
+use crate::support::config_env::{SECRET_KEY, TOKEN, corpus_env, credentials_dir};
 
 /// Proves each malformed file is refused by the real binary the way a user sees it: exit status 2, the
 /// exact error (position, key, message) on stderr, no panic, no secret from the environment echoed.
@@ -12,7 +12,7 @@ use crate::support::config_env::{SECRET_KEY, TOKEN, credentials_dir, test_env};
 fn every_bad_config_exits_2_with_its_error_through_the_binary() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad-config");
     let credentials = credentials_dir();
-    let env = test_env(credentials.path());
+    let env = corpus_env(credentials.path());
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -38,6 +38,8 @@ fn every_bad_config_exits_2_with_its_error_through_the_binary() {
             .arg(file)
             .arg("check-config")
             .env_remove("D1VAULT_TEST_UNSET_TOKEN")
+            .env_remove("CLOUDFLARE_ACCOUNT_ID")
+            .env_remove("CLOUDFLARE_API_TOKEN")
             .envs(&env)
             .current_dir(&dir)
             .output()

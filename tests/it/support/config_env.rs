@@ -33,6 +33,21 @@ pub(crate) fn test_env(credentials_dir: &Path) -> HashMap<String, String> {
     env
 }
 
+/// [`test_env`] for the bad-config corpus: its files name the account and token `${CF_ACCOUNT}` and
+/// `${CF_TOKEN}`, and `CLOUDFLARE_ACCOUNT_ID` / `CLOUDFLARE_API_TOKEN` are absent, because d1vault reads
+/// those (as wrangler does) when a file leaves `account_id` or `api_token` out, which would turn the
+/// corpus's "missing" cases into valid files.
+pub(crate) fn corpus_env(credentials_dir: &Path) -> HashMap<String, String> {
+    let mut env = test_env(credentials_dir);
+    let account = env
+        .remove("CLOUDFLARE_ACCOUNT_ID")
+        .expect("set by test_env");
+    let token = env.remove("CLOUDFLARE_API_TOKEN").expect("set by test_env");
+    env.insert("CF_ACCOUNT".into(), account);
+    env.insert("CF_TOKEN".into(), token);
+    env
+}
+
 /// A systemd-style credentials directory holding every secret file the example configs name.
 pub(crate) fn credentials_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::events::{RunFinished, RunSkipped};
+use super::health::{Freshness, Health};
 use super::shared::Shared;
 use super::slots::Slots;
 use crate::catalog::{Catalog, RunOutcome};
@@ -46,6 +47,25 @@ impl TaskContext {
             .await
             .expect("the catalog semaphore is never closed");
         call.await
+    }
+
+    /// The `/healthz` judgement now, with the backups of up to `at_most` stale databases reread from
+    /// storage first: a backup this daemon did not take (a manual `d1vault backup` by the on-call
+    /// engineer, another host) counts before a database is called stale.
+    pub(super) async fn health_rereading_stale(&self, at_most: usize) -> Health {
+        let health = self.shared.health();
+        let stale: Vec<String> = health
+            .databases
+            .iter()
+            .filter(|d| d.state == Freshness::Stale)
+            .map(|d| d.name.clone())
+            .take(at_most)
+            .collect();
+        if stale.is_empty() {
+            return health;
+        }
+        super::seed_newest(&self.shared, &self.sources, &self.catalog, &stale).await;
+        self.shared.health()
     }
 
     /// Publishes a finished run: its log line, its catalog row, its metrics, its notification.

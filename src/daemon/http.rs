@@ -11,7 +11,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::context::TaskContext;
-use super::health::Freshness;
 
 /// Stale databases whose backups `/healthz` rereads from storage before it answers 503.
 const REREAD_AT_MOST: usize = 10;
@@ -34,20 +33,7 @@ pub(super) async fn serve(
 /// The freshness of every database. Before calling one stale, its backups are reread from storage: a
 /// backup this daemon did not take (a manual `d1vault backup` by the on-call engineer) counts at once.
 async fn healthz(State(ctx): State<Arc<TaskContext>>) -> impl IntoResponse {
-    let mut health = ctx.shared.health();
-    if !health.healthy {
-        let stale: Vec<String> = health
-            .databases
-            .iter()
-            .filter(|d| d.state == Freshness::Stale)
-            .map(|d| d.name.clone())
-            .take(REREAD_AT_MOST)
-            .collect();
-        if !stale.is_empty() {
-            super::seed_newest(&ctx.shared, &ctx.sources, &ctx.catalog, &stale).await;
-            health = ctx.shared.health();
-        }
-    }
+    let health = ctx.health_rereading_stale(REREAD_AT_MOST).await;
     let status = if health.healthy {
         StatusCode::OK
     } else {

@@ -32,20 +32,9 @@ pub(super) async fn watch(ctx: Arc<TaskContext>) {
         }
         first = false;
         let now = ctx.shared.clock.now();
-        let mut health = ctx.shared.health();
-        // A backup this daemon did not take (a manual `d1vault backup`, another host) counts too: before
-        // telling a database stale, look in storage again (a bounded number per look).
-        let stale: Vec<String> = health
-            .databases
-            .iter()
-            .filter(|d| d.state == Freshness::Stale)
-            .map(|d| d.name.clone())
-            .take(REREAD_AT_MOST)
-            .collect();
-        if !stale.is_empty() {
-            super::seed_newest(&ctx.shared, &ctx.sources, &ctx.catalog, &stale).await;
-            health = ctx.shared.health();
-        }
+        // A backup this daemon did not take counts too: stale databases are looked up in storage again
+        // (a bounded number per look) before they are told stale.
+        let health = ctx.health_rereading_stale(REREAD_AT_MOST).await;
         for change in watch.look(&health) {
             if change.stale {
                 warn!(database = %change.database, "database turned stale: no recent backup");

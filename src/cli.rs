@@ -53,6 +53,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Validate the configuration and print each database's next three run times.
     CheckConfig,
+    /// Write a commented starter configuration (R2 storage, one D1 database) to PATH, or to the
+    /// --config path; never over an existing file.
+    Init(InitArgs),
     /// The databases a backup would cover now: each configured database and each fleet member found in
     /// the account, with the entry (database or fleet) that governs it.
     Databases(DatabasesArgs),
@@ -66,6 +69,13 @@ pub enum Command {
     Healthcheck,
     /// Print shell completions.
     Completions(CompletionsArgs),
+}
+
+/// `init`: where the starter configuration goes.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The file to write (default: the --config path, else ./d1vault.toml).
+    pub path: Option<PathBuf>,
 }
 
 /// `backup`: which databases to back up now.

@@ -50,6 +50,15 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         );
         return Ok(());
     }
+    if let Command::Init(args) = &cli.command {
+        // No configuration to load: this writes one.
+        let path = args
+            .path
+            .clone()
+            .or_else(|| cli.config.clone())
+            .unwrap_or_else(|| std::path::PathBuf::from("d1vault.toml"));
+        return commands::init::run(&path);
+    }
     let path = config::find_config_path(cli.config.as_deref());
     let config = config::load(&path).map_err(|errors| Failure::usage(errors.to_string()))?;
     match &cli.command {
@@ -65,6 +74,6 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Migrations(command) => commands::migrations::run(&config, command).await,
         Command::Databases(args) => commands::databases::run(&config, args).await,
         Command::CheckConfig => commands::check_config::run(&config, chrono::Utc::now()).await,
-        Command::Completions(_) => unreachable!("handled above"),
+        Command::Completions(_) | Command::Init(_) => unreachable!("handled above"),
     }
 }

@@ -43,6 +43,7 @@ impl std::error::Error for Failure {}
 pub mod backup;
 pub mod databases;
 pub mod healthcheck;
+pub mod init;
 pub mod list;
 pub mod migrations;
 pub mod notify;

@@ -710,3 +710,32 @@ fn the_account_and_token_come_from_the_environment_as_wrangler_reads_them() {
         "{err}"
     );
 }
+
+#[test]
+fn init_writes_a_starter_that_loads_and_never_overwrites() {
+    // Proves `d1vault init PATH` writes a configuration the loader accepts (with its variables set),
+    // and refuses, exit 2, to write over an existing file, which keeps its contents.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d1vault.toml");
+    let init = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_d1vault"))
+            .arg("init")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let first = init();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let credentials = credentials_dir();
+    let env = test_env(credentials.path());
+    load_with(&path, &env).unwrap_or_else(|e| panic!("the starter does not load:\n{e}"));
+    std::fs::write(&path, "mine").unwrap();
+    let again = init();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "mine");
+}

@@ -51,8 +51,9 @@ pub enum Command {
     Prune(PruneArgs),
     /// Per database: last success, last failure with its reason, next scheduled run.
     Status(StatusArgs),
-    /// Validate the configuration and print each database's next three run times.
-    CheckConfig,
+    /// Validate the configuration and print each database's next three run times; with --online also
+    /// check the token, each D1 database and write access to storage.
+    CheckConfig(CheckConfigArgs),
     /// Write a commented starter configuration (R2 storage, one D1 database) to PATH, or to the
     /// --config path; never over an existing file.
     Init(InitArgs),
@@ -69,6 +70,15 @@ pub enum Command {
     Healthcheck,
     /// Print shell completions.
     Completions(CompletionsArgs),
+}
+
+/// `check-config`: how far to check.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Also ask: the Cloudflare token (one request), each configured D1 database (one each), each
+    /// fleet's members, and storage (a probe object written and deleted under the prefix).
+    #[arg(long)]
+    pub online: bool,
 }
 
 /// `init`: where the starter configuration goes.

@@ -25,6 +25,7 @@
 //! * [`restore`]: reading a backup back (proven before it runs) into SQLite or D1: plan, install, replace.
 //! * [`verify`]: proving that backups restore, in scratch SQLite databases.
 //! * [`migrations`]: wrangler-compatible migrations, applied all or nothing.
+//! * [`online`]: `check-config --online`: the token, each D1 database, storage write access.
 //! * [`notify`]: notifications (`[[notify]]`): webhook, healthchecks, chat, command; off the backup's path.
 //! * [`status`]: what `status` reports: per database its runs and condition, per fleet a summary.
 //! * [`catalog`]: the daemon's run history in `state_dir/catalog.sqlite`, and the `state_dir` lock.
@@ -49,6 +50,7 @@ pub mod idle;
 pub mod logging;
 pub mod migrations;
 pub mod notify;
+pub mod online;
 pub mod pipeline;
 pub mod repository;
 pub mod restore;

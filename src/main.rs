@@ -73,7 +73,9 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Notify(command) => commands::notify::run(&config, command).await,
         Command::Migrations(command) => commands::migrations::run(&config, command).await,
         Command::Databases(args) => commands::databases::run(&config, args).await,
-        Command::CheckConfig => commands::check_config::run(&config, chrono::Utc::now()).await,
+        Command::CheckConfig(args) => {
+            commands::check_config::run(&config, chrono::Utc::now(), args.online).await
+        }
         Command::Completions(_) | Command::Init(_) => unreachable!("handled above"),
     }
 }

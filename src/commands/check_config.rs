@@ -2,6 +2,7 @@
 //! (a broken file exits 2 with every error before any command starts); this adds the checks plain loading
 //! leaves out (unresolved Cloudflare credentials, the local paths' [`config::preflight`], reading only),
 //! then prints what d1vault understood, so the user can check that the schedule means what they meant.
+//! `--online` then asks what only asking can tell ([`crate::online`]); a failure there exits 1.
 
 use std::fmt::Write as _;
 
@@ -17,7 +18,7 @@ const UPCOMING_RUNS: usize = 3;
 /// Prints the configuration path, where backups go and, per database, its source and next run times.
 /// Fails with exit 2 when a schedule never fires (for example `0 0 30 2 *`), which the loader cannot know
 /// without a clock.
-pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<(), Failure> {
+pub async fn run(config: &Config, now: DateTime<Utc>, online: bool) -> Result<(), Failure> {
     // Unresolved Cloudflare credentials are an error here as at any D1 command, and so is a local path
     // that is not what the file says (read-only checks): exit 2, in the loader's form, as a file error.
     let mut found = config::preflight(config).0;
@@ -30,11 +31,26 @@ pub async fn run(config: &Config, now: DateTime<Utc>) -> Result<(), Failure> {
     }
     let (report, problems) = report(config, now);
     print!("{report}");
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::usage(problems.join("\n")))
+    if !problems.is_empty() {
+        return Err(Failure::usage(problems.join("\n")));
     }
+    if online {
+        let sources = super::open_sources(config).await?;
+        let mut failed = Vec::new();
+        for check in crate::online::check(config, &sources).await {
+            match check.result {
+                Ok(found) => println!("online: {}: {found}", check.what),
+                Err(problem) => {
+                    println!("online: {}: FAILED: {problem}", check.what);
+                    failed.push(format!("{}: {problem}", check.what));
+                }
+            }
+        }
+        if !failed.is_empty() {
+            return Err(Failure::failed(failed.join("\n")));
+        }
+    }
+    Ok(())
 }
 
 /// The text `check-config` prints, and the problems found (databases that would never run).

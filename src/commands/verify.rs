@@ -98,14 +98,25 @@ fn print(verdict: &Verdict) {
 async fn notify_failures(config: &Config, verdicts: &[Verdict]) {
     let notifier = Notifier::for_command(&config.notify);
     for verdict in verdicts {
-        let backup_id = match verdict {
-            Verdict::Failed { backup_id, .. } | Verdict::Refused { backup_id, .. } => {
-                Some(backup_id.clone())
-            }
-            Verdict::Missing { backup_id, .. } => backup_id.clone(),
+        let (database, backup_id) = match verdict {
             Verdict::Ok { .. } => continue,
+            Verdict::Failed {
+                database,
+                backup_id,
+                ..
+            }
+            | Verdict::Refused {
+                database,
+                backup_id,
+                ..
+            } => (database, Some(backup_id.clone())),
+            Verdict::Missing {
+                database,
+                backup_id,
+                ..
+            } => (database, backup_id.clone()),
         };
-        let (Some(line), database) = (failure_line(verdict), verdict_database(verdict)) else {
+        let Some(line) = failure_line(verdict) else {
             continue;
         };
         let mut event =
@@ -115,16 +126,6 @@ async fn notify_failures(config: &Config, verdicts: &[Verdict]) {
     }
     // Bounded: a receiver that hangs delays the exit by at most one delivery's worst case.
     notifier.finish_in_time().await;
-}
-
-/// The database a verdict is about.
-fn verdict_database(verdict: &Verdict) -> &str {
-    match verdict {
-        Verdict::Ok { database, .. }
-        | Verdict::Failed { database, .. }
-        | Verdict::Refused { database, .. }
-        | Verdict::Missing { database, .. } => database,
-    }
 }
 
 /// A verdict's line in the final error, or `None` when the backup checked out.

@@ -80,7 +80,7 @@ async fn probe_storage(sources: &BackupSources) -> Result<String, String> {
     ]);
     sources
         .storage
-        .create_bytes(&key, b"d1vault check-config --online probe\n".to_vec())
+        .put_probe(&key, b"d1vault check-config --online probe\n".to_vec())
         .await
         .map_err(|e| format!("cannot write there: {e}"))?;
     sources

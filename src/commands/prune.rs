@@ -83,12 +83,13 @@ pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
         }
         let outcome = prune::execute(sources.storage.as_ref(), &sources.prefix, &plan, now).await;
         println!(
-            "{}: deleted {} backups, removed {} incomplete, aborted {} stale uploads, kept {} with an unreadable manifest",
+            "{}: deleted {} backups, removed {} incomplete, aborted {} stale uploads, kept {} with an unreadable manifest{}",
             db.name,
             outcome.deleted_backups,
             outcome.removed_incomplete,
             outcome.aborted_uploads,
-            outcome.kept_unreadable
+            outcome.kept_unreadable,
+            kept_locked_note(outcome.kept_locked),
         );
         failures.extend(
             outcome
@@ -101,6 +102,17 @@ pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(Failure::failed(failures.join("\n")))
+    }
+}
+
+/// The tail of the summary line for backups kept only because their Object Lock has not ended.
+fn kept_locked_note(kept: usize) -> String {
+    if kept == 0 {
+        String::new()
+    } else {
+        format!(
+            ", kept {kept} still under Object Lock (they go at the first prune after their lock ends)"
+        )
     }
 }
 

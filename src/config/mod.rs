@@ -192,6 +192,27 @@ pub struct S3Config {
     pub part_size: usize,
     /// Parts uploaded at once for one object.
     pub max_parts_in_flight: usize,
+    /// Object Lock retention for every object a backup writes; `None` writes objects unlocked.
+    pub object_lock: Option<ObjectLock>,
+}
+
+/// `storage.object_lock`: the S3 Object Lock retention d1vault sets on each backup object it writes, so a
+/// leaked key cannot delete a backup before `days` have passed (the bucket must have Object Lock enabled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLock {
+    /// Who may still remove a locked object early.
+    pub mode: LockMode,
+    /// Days from the write until the object may be deleted.
+    pub days: u32,
+}
+
+/// S3's two Object Lock retention modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// A key with `s3:BypassGovernanceRetention` may still delete or shorten (d1vault never asks to).
+    Governance,
+    /// Nobody can delete or shorten until the date, not even the account root.
+    Compliance,
 }
 
 /// `type = "filesystem"`.

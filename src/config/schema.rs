@@ -10,6 +10,7 @@ mod encryption;
 mod fleet;
 mod job;
 mod notify;
+mod object_lock;
 mod retention;
 mod storage;
 

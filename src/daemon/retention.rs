@@ -30,6 +30,9 @@ pub(super) async fn apply_retention(
                     "manifest unreadable: backup kept, not counted by retention, not restorable; repair or remove it by hand"
                 );
             }
+            if outcome.kept_locked > 0 {
+                info!(database = %db.name, kept = outcome.kept_locked, "retention kept backups still under Object Lock");
+            }
             if outcome.deleted_backups + outcome.removed_incomplete > 0 {
                 info!(database = %db.name, deleted = outcome.deleted_backups, incomplete = outcome.removed_incomplete, "retention applied");
             }

@@ -8,6 +8,10 @@
 //! backups, never fewer: it takes no `keep_*` slot and is not the "newest" that protects another. Inside a
 //! backup directory only the names d1vault writes (the dump and `manifest.json`) are ever deleted; any
 //! other object there is reported and left alone.
+//!
+//! Prune never tries to delete an object still under Object Lock retention (`storage.object_lock`): a
+//! backup that retention lets go but whose objects are locked is kept, with the date its lock ends, and
+//! counted apart; it takes no `keep_*` slot, so it goes at the first prune after that date.
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -49,6 +53,9 @@ pub struct PlannedBackup {
     pub keep: bool,
     /// Which rules keep it (`keep_daily 3/14`), or why it goes; printed by `prune`.
     pub reasons: Vec<String>,
+    /// When retention lets it go but its objects are locked: the latest retain-until date among them.
+    /// Such a backup is kept (`keep` is true) until then.
+    pub locked_until: Option<DateTime<Utc>>,
 }
 
 /// What executing a plan did.
@@ -62,6 +69,8 @@ pub struct PruneOutcome {
     pub aborted_uploads: usize,
     /// Backups kept because their manifest is unreadable.
     pub kept_unreadable: usize,
+    /// Backups retention let go but kept because their objects are still under Object Lock.
+    pub kept_locked: usize,
     /// Deletions that failed, in words; they are retried by the next prune.
     pub errors: Vec<String>,
 }
@@ -76,7 +85,58 @@ pub async fn plan(
     now: DateTime<Utc>,
 ) -> Result<PrunePlan, StorageError> {
     let stored = backups::scan(storage, prefix, Some(database)).await?;
-    Ok(plan_from_listing(prefix, database, stored, policy, tz, now))
+    let mut plan = plan_from_listing(prefix, database, stored, policy, tz, now);
+    keep_locked(storage, &mut plan, now).await?;
+    Ok(plan)
+}
+
+/// Keeps every backup the plan would delete whose objects are still locked at `now`, and drops locked
+/// incomplete leftovers from the removals: one lock query per object to delete, none when the store
+/// locks nothing. A query that fails fails the plan, so nothing is deleted on a guess.
+async fn keep_locked(
+    storage: &dyn Storage,
+    plan: &mut PrunePlan,
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    for planned in plan.complete.iter_mut().filter(|p| !p.keep) {
+        if let Some(until) = lock_end(storage, &plan.prefix, &planned.backup, now).await? {
+            planned.keep = true;
+            planned.locked_until = Some(until);
+            planned.reasons.push(format!(
+                "Object Lock until {}",
+                until.format("%Y-%m-%d %H:%M UTC")
+            ));
+        }
+    }
+    let mut removable = Vec::with_capacity(plan.incomplete.len());
+    for leftover in std::mem::take(&mut plan.incomplete) {
+        if lock_end(storage, &plan.prefix, &leftover, now)
+            .await?
+            .is_none()
+        {
+            removable.push(leftover);
+        }
+    }
+    plan.incomplete = removable;
+    Ok(())
+}
+
+/// The latest retain-until date after `now` among the d1vault-written objects of `backup`, if any.
+async fn lock_end(
+    storage: &dyn Storage,
+    prefix: &str,
+    backup: &StoredBackup,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StorageError> {
+    let mut latest = None;
+    for object in backup.d1vault_objects(prefix) {
+        if let Some(until) = storage.locked_until(&object.key).await?
+            && until > now
+        {
+            latest = latest.max(Some(until));
+        }
+    }
+    Ok(latest)
 }
 
 /// The pure part of [`plan`]: decisions from a listing of the backups of `database` under `prefix`.
@@ -124,6 +184,7 @@ pub fn plan_from_listing(
                 backup,
                 keep: d.keep,
                 reasons: d.reasons,
+                locked_until: None,
             })
         })
         .collect();
@@ -156,6 +217,11 @@ pub async fn execute(
 ) -> PruneOutcome {
     let mut outcome = PruneOutcome {
         kept_unreadable: plan.unreadable.len(),
+        kept_locked: plan
+            .complete
+            .iter()
+            .filter(|p| p.locked_until.is_some())
+            .count(),
         ..PruneOutcome::default()
     };
     for planned in plan.complete.iter().filter(|p| !p.keep) {

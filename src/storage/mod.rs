@@ -108,6 +108,19 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// credentials are accepted), so that a misconfiguration fails before a D1 export blocks a database.
     async fn check(&self) -> Result<(), StorageError>;
 
+    /// Writes a small object that the caller deletes again at once (the `check-config --online` write
+    /// probe): like [`Storage::put_bytes`], but never under Object Lock, so that the delete can succeed.
+    async fn put_probe(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        self.put_bytes(key, bytes).await
+    }
+
+    /// Until when `key` is under Object Lock retention (`storage.object_lock`), so that prune keeps a
+    /// locked backup and says so instead of failing to delete it. `None` when the object is not locked or
+    /// the store does not lock objects.
+    async fn locked_until(&self, _key: &str) -> Result<Option<DateTime<Utc>>, StorageError> {
+        Ok(None)
+    }
+
     /// Reads a whole small object (a manifest) into memory.
     async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StorageError> {
         let mut reader = self.get_stream(key).await?;

@@ -20,7 +20,9 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled, ObjectLockMode,
+};
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -28,7 +30,7 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
 use super::{ObjectInfo, ObjectReader, Storage, StorageError};
-use crate::config::S3Config;
+use crate::config::{LockMode, ObjectLock, S3Config};
 
 /// Attempts per request, the first included; with the backoff below a dead endpoint fails within seconds.
 const MAX_ATTEMPTS: u32 = 4;
@@ -58,6 +60,18 @@ pub struct S3Storage {
     /// Whether the store refuses a second `If-None-Match: *` write (PutObject and
     /// CompleteMultipartUpload): probed once, on the first exclusive create, and shared by clones.
     conditional_writes: Arc<OnceCell<bool>>,
+    /// `storage.object_lock`: the retention every backup object is written with.
+    object_lock: Option<ObjectLock>,
+}
+
+/// Whether a write carries the configured Object Lock retention. Backup objects do; the probes d1vault
+/// writes to learn what the store can do (and deletes at once) must not, or they would stay for days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retain {
+    /// Lock the object as `storage.object_lock` says (no lock when it is not set).
+    Configured,
+    /// Never lock it: a probe.
+    Never,
 }
 
 /// How an upload treats an object that already exists under its key.
@@ -150,6 +164,7 @@ impl S3Storage {
             list_page_size: None,
             read_idle: super::READ_IDLE_TIMEOUT,
             conditional_writes: Arc::new(OnceCell::new()),
+            object_lock: config.object_lock,
         })
     }
 
@@ -252,6 +267,10 @@ impl S3Storage {
             "RequestTimeTooSkewed" => StorageError::permanent(format!(
                 "{what}: {endpoint} says this machine's clock is wrong ({detail}): fix the system clock (NTP)"
             )),
+            // A 501: the store lacks the operation (Garage and Object Lock); asking again cannot help.
+            "NotImplemented" => StorageError::permanent(format!(
+                "{what}: {endpoint} does not implement this operation ({detail})"
+            )),
             "SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout" => {
                 StorageError::retryable(format!("{what}: {endpoint}: {detail}"))
             }
@@ -279,22 +298,41 @@ impl S3Storage {
         key: &str,
         body: Bytes,
         mode: WriteMode,
+        retain: Retain,
     ) -> Result<(), StorageError> {
         if mode == WriteMode::CheckFirst {
             self.refuse_existing(key).await?;
         }
         let len = body.len() as i64;
+        let lock = self.retention(retain);
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_length(len)
             .set_if_none_match((mode == WriteMode::IfNoneMatch).then(|| "*".to_string()))
+            .set_object_lock_mode(lock.as_ref().map(|l| l.mode.clone()))
+            .set_object_lock_retain_until_date(lock.as_ref().map(|l| l.until))
+            .set_checksum_algorithm(lock.as_ref().map(|_| ChecksumAlgorithm::Crc32))
             .body(ByteStream::from(body))
             .send()
             .await
             .map_err(|e| self.error(&format!("uploading {key}"), e))?;
         Ok(())
+    }
+
+    /// The Object Lock headers for a write made now, when `storage.object_lock` is set and the write is
+    /// not a probe. A locked write also carries a CRC32 checksum: S3 refuses a locked upload without one.
+    fn retention(&self, retain: Retain) -> Option<Retention> {
+        let lock = self.object_lock.filter(|_| retain == Retain::Configured)?;
+        let until = Utc::now() + chrono::Duration::days(i64::from(lock.days));
+        Some(Retention {
+            mode: match lock.mode {
+                LockMode::Governance => ObjectLockMode::Governance,
+                LockMode::Compliance => ObjectLockMode::Compliance,
+            },
+            until: aws_sdk_s3::primitives::DateTime::from_secs(until.timestamp()),
+        })
     }
 
     /// Fails with [`StorageErrorKind::AlreadyExists`](super::StorageErrorKind) when `key` exists (HEAD).
@@ -350,14 +388,14 @@ impl S3Storage {
         ]);
         let body = Bytes::from_static(b"d1vault conditional write probe; safe to delete");
         let result = match self
-            .put_single(&key, body.clone(), WriteMode::IfNoneMatch)
+            .put_single(&key, body.clone(), WriteMode::IfNoneMatch, Retain::Never)
             .await
         {
             Ok(()) => self.probe_second_writes(&key, body).await,
             // A store that rejects the header itself (rather than the write) cannot create exclusively;
             // a plain put proves that it is the header and not the store that fails.
             Err(e) if e.kind == super::StorageErrorKind::Permanent => self
-                .put_single(&key, body, WriteMode::Replace)
+                .put_single(&key, body, WriteMode::Replace, Retain::Never)
                 .await
                 .map(|()| false)
                 .map_err(|_| e),
@@ -382,7 +420,10 @@ impl S3Storage {
 
     /// The second half of the probe: `Ok(true)` when both second writes were refused with 412.
     async fn probe_second_writes(&self, key: &str, body: Bytes) -> Result<bool, StorageError> {
-        match self.put_single(key, body, WriteMode::IfNoneMatch).await {
+        match self
+            .put_single(key, body, WriteMode::IfNoneMatch, Retain::Never)
+            .await
+        {
             Err(e) if e.kind == super::StorageErrorKind::AlreadyExists => {}
             Err(e) if e.kind == super::StorageErrorKind::Permanent => return Ok(false),
             Err(e) => return Err(e),
@@ -461,11 +502,15 @@ impl S3Storage {
             // Not the guarantee (that is the completion), but no reason to upload a taken key's body.
             self.refuse_existing(key).await?;
         }
+        let lock = self.retention(Retain::Configured);
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
+            .set_object_lock_mode(lock.as_ref().map(|l| l.mode.clone()))
+            .set_object_lock_retain_until_date(lock.as_ref().map(|l| l.until))
+            .set_checksum_algorithm(lock.as_ref().map(|_| ChecksumAlgorithm::Crc32))
             .send()
             .await
             .map_err(|e| self.error(&format!("starting the multipart upload of {key}"), e))?;
@@ -488,6 +533,9 @@ impl S3Storage {
         {
             Ok(total) => {
                 guard.upload_id = None;
+                if let Some(lock) = &lock {
+                    self.ensure_locked(key, lock).await?;
+                }
                 Ok(total)
             }
             Err(err) => {
@@ -557,6 +605,8 @@ impl S3Storage {
                 .upload_id(upload_id)
                 .part_number(part_number)
                 .content_length(part.len() as i64)
+                // A locked upload was created with a checksum algorithm: each part must carry its own.
+                .set_checksum_algorithm(self.object_lock.map(|_| ChecksumAlgorithm::Crc32))
                 // `Bytes` is cheap to clone and replayable: the SDK resends the same bytes on a retry.
                 .body(ByteStream::from(part.clone()));
             let this = self.clone();
@@ -569,6 +619,7 @@ impl S3Storage {
                     part: CompletedPart::builder()
                         .part_number(part_number)
                         .set_e_tag(output.e_tag().map(str::to_string))
+                        .set_checksum_crc32(output.checksum_crc32().map(str::to_string))
                         .build(),
                     // The request is gone, so this is normally the last reference to the buffer.
                     buffer: part.try_into_mut().ok(),
@@ -613,7 +664,8 @@ impl S3Storage {
             .map_err(read_error)?;
         if first.len() < self.part_size {
             let len = first.len() as u64;
-            self.put_single(key, first, mode).await?;
+            self.put_single(key, first, mode, Retain::Configured)
+                .await?;
             return Ok(len);
         }
         // Exactly one full part may still be the whole body: look one part ahead before going multipart.
@@ -622,7 +674,8 @@ impl S3Storage {
             .map_err(read_error)?;
         if second.is_empty() {
             let len = first.len() as u64;
-            self.put_single(key, first, mode).await?;
+            self.put_single(key, first, mode, Retain::Configured)
+                .await?;
             return Ok(len);
         }
         self.put_multipart(key, first, second, body, mode).await
@@ -644,6 +697,166 @@ impl S3Storage {
             tracing::warn!(error = %err, "multipart upload left open; prune will clear it");
         }
     }
+}
+
+impl S3Storage {
+    /// Refuses a bucket without Object Lock when `storage.object_lock` is set: its objects could not be
+    /// locked, and a backup that seems protected but is not is worse than a clear error at the start.
+    async fn check_object_lock(&self) -> Result<(), StorageError> {
+        let bucket = &self.bucket;
+        let refuse = |detail: String| {
+            StorageError::permanent(format!(
+                "storage.object_lock is set, but bucket {bucket} at {} cannot lock objects ({detail}): \
+                 create a bucket with Object Lock enabled (AWS S3, MinIO: `aws s3api create-bucket \
+                 --object-lock-enabled-for-bucket`), or remove storage.object_lock (R2 and Garage have no \
+                 Object Lock; for R2 see bucket lock rules in docs/runbook.md)",
+                self.endpoint
+            ))
+        };
+        match self
+            .client
+            .get_object_lock_configuration()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(output) => {
+                let enabled = output
+                    .object_lock_configuration()
+                    .and_then(|c| c.object_lock_enabled());
+                if enabled == Some(&ObjectLockEnabled::Enabled) {
+                    Ok(())
+                } else {
+                    Err(refuse(
+                        "its Object Lock configuration is not enabled".to_string(),
+                    ))
+                }
+            }
+            Err(e) => {
+                let err = self.error(
+                    &format!("reading the Object Lock configuration of {bucket}"),
+                    e,
+                );
+                if err.is_retryable() {
+                    Err(err)
+                } else {
+                    Err(refuse(err.message))
+                }
+            }
+        }
+    }
+
+    /// Makes sure a completed multipart upload holds the retention it was created with: a store may drop
+    /// the lock of CreateMultipartUpload on completion (moto 5.2 does), and an object that seems locked
+    /// but is not is the failure `storage.object_lock` exists to prevent. One HEAD; when the lock is
+    /// missing or shorter, PutObjectRetention sets it, and a failure of that fails the write (the dump
+    /// then has no manifest: an incomplete backup, never listed, removed by a later prune).
+    async fn ensure_locked(&self, key: &str, lock: &Retention) -> Result<(), StorageError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error(&format!("checking the Object Lock of {key}"), e))?;
+        let held = head.object_lock_retain_until_date().map(|t| t.secs());
+        if head.object_lock_mode() == Some(&lock.mode) && held >= Some(lock.until.secs()) {
+            return Ok(());
+        }
+        tracing::debug!(key = %key, "the store dropped the multipart upload's Object Lock; setting it again");
+        self.client
+            .put_object_retention()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(head.version_id().map(str::to_string))
+            .retention(
+                aws_sdk_s3::types::ObjectLockRetention::builder()
+                    .mode(match lock.mode {
+                        ObjectLockMode::Compliance => {
+                            aws_sdk_s3::types::ObjectLockRetentionMode::Compliance
+                        }
+                        _ => aws_sdk_s3::types::ObjectLockRetentionMode::Governance,
+                    })
+                    .retain_until_date(lock.until)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.error(&format!("setting the Object Lock retention of {key}"), e))?;
+        Ok(())
+    }
+
+    /// Deletes every version of `key` (a bucket with Object Lock keeps versions: a plain delete would only
+    /// hide the object behind a delete marker and keep paying for it). A version still under retention is
+    /// refused by the store; the error says so.
+    async fn delete_versions(&self, key: &str) -> Result<(), StorageError> {
+        let what = format!("listing the versions of {key}");
+        let mut versions = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut version_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.error(&what, e))?;
+            let ids = page
+                .versions()
+                .iter()
+                .filter(|v| v.key() == Some(key))
+                .filter_map(|v| v.version_id())
+                .chain(
+                    page.delete_markers()
+                        .iter()
+                        .filter(|m| m.key() == Some(key))
+                        .filter_map(|m| m.version_id()),
+                );
+            versions.extend(ids.map(str::to_string));
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() && version_marker.is_none() {
+                break;
+            }
+        }
+        for version in versions {
+            let result = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .version_id(&version)
+                .send()
+                .await;
+            let Err(e) = result else { continue };
+            let denied = e.as_service_error().and_then(|s| s.code()) == Some("AccessDenied");
+            let err = self.error(&format!("deleting {key} (version {version})"), e);
+            if denied {
+                return Err(StorageError::permanent(format!(
+                    "deleting {key} (version {version}): access denied: the object is under Object Lock \
+                     retention or a legal hold (or the key lacks s3:DeleteObjectVersion)"
+                )));
+            }
+            if err.kind != super::StorageErrorKind::NotFound {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The Object Lock headers of one write.
+struct Retention {
+    mode: ObjectLockMode,
+    until: aws_sdk_s3::primitives::DateTime,
 }
 
 /// A part the store has taken, with its buffer back for the next part.
@@ -745,8 +958,13 @@ impl Storage for S3Storage {
     }
 
     async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
-        self.put_single(key, Bytes::from(bytes), WriteMode::Replace)
-            .await
+        self.put_single(
+            key,
+            Bytes::from(bytes),
+            WriteMode::Replace,
+            Retain::Configured,
+        )
+        .await
     }
 
     async fn create_stream(
@@ -760,7 +978,8 @@ impl Storage for S3Storage {
 
     async fn create_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         let mode = self.create_mode().await?;
-        self.put_single(key, Bytes::from(bytes), mode).await
+        self.put_single(key, Bytes::from(bytes), mode, Retain::Configured)
+            .await
     }
 
     async fn get_stream(&self, key: &str) -> Result<ObjectReader, StorageError> {
@@ -807,6 +1026,9 @@ impl Storage for S3Storage {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        if self.object_lock.is_some() {
+            return self.delete_versions(key).await;
+        }
         match self
             .client
             .delete_object()
@@ -893,8 +1115,30 @@ impl Storage for S3Storage {
         Ok(aborted)
     }
 
+    async fn put_probe(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        self.put_single(key, Bytes::from(bytes), WriteMode::Replace, Retain::Never)
+            .await
+    }
+
+    async fn locked_until(&self, key: &str) -> Result<Option<DateTime<Utc>>, StorageError> {
+        if self.object_lock.is_none() {
+            // Without `storage.object_lock` d1vault locks nothing and spends no request asking.
+            return Ok(None);
+        }
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.error(&format!("reading the Object Lock retention of {key}"), e))?;
+        Ok(head.object_lock_retain_until_date().and_then(to_chrono))
+    }
+
     async fn check(&self) -> Result<(), StorageError> {
         match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) if self.object_lock.is_some() => self.check_object_lock().await,
             Ok(_) => Ok(()),
             Err(e) => {
                 let err = self.error(&format!("checking bucket {}", self.bucket), e);

@@ -15,6 +15,7 @@ mod fleet_members;
 mod fts;
 mod migrations;
 mod notify;
+mod object_lock;
 mod preflight;
 mod restore;
 mod ship;

@@ -20,6 +20,7 @@ const S3_KEYS: &[&str] = &[
     "secret_access_key_file",
     "part_size",
     "max_parts_in_flight",
+    "object_lock",
 ];
 /// Keys of `type = "filesystem"` only.
 const FILESYSTEM_KEYS: &[&str] = &["path"];
@@ -28,7 +29,7 @@ const FILESYSTEM_KEYS: &[&str] = &["path"];
 pub(super) static SCHEMA: Schema = Schema {
     name: "storage",
     keys: &[COMMON_KEYS, S3_KEYS, FILESYSTEM_KEYS],
-    tables: &[],
+    tables: &[&super::object_lock::SCHEMA],
 };
 
 const DEFAULT_REGION: &str = "auto";
@@ -194,6 +195,7 @@ fn s3(reader: &mut Reader<'_>, section: Section<'_>, prefix: String) -> Option<S
     let max_parts_in_flight = reader
         .integer_in(section, "max_parts_in_flight", 1, MAX_PARTS_IN_FLIGHT)
         .map_or(DEFAULT_MAX_PARTS_IN_FLIGHT, |at| at.value as usize);
+    let object_lock = super::object_lock::read(reader, section);
     Some(S3Config {
         bucket: bucket?.value.trim().to_string(),
         prefix,
@@ -204,6 +206,7 @@ fn s3(reader: &mut Reader<'_>, section: Section<'_>, prefix: String) -> Option<S
         secret_access_key: secret_access_key.ok()?,
         part_size: usize::try_from(part_size).ok()?,
         max_parts_in_flight,
+        object_lock,
     })
 }
 

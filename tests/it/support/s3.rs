@@ -274,6 +274,7 @@ impl S3Store {
             secret_access_key: Some(Secret::new(&self.secret_access_key)),
             part_size: TEST_PART_SIZE,
             max_parts_in_flight: 2,
+            object_lock: None,
         }
     }
 
@@ -344,6 +345,42 @@ pub(crate) async fn moto_s3(test: &str) -> Option<S3Store> {
             .await
             .expect("the moto bucket exists");
     }
+    Some(moto)
+}
+
+/// moto's S3 server as [`moto_s3`], with bucket `d1-backups-locked` created with Object Lock enabled (and so
+/// versioning), for `storage.object_lock`; moto enforces retention as AWS S3 does: a locked version cannot
+/// be deleted, and a locked upload without a checksum is refused.
+pub(crate) async fn moto_locked_s3(test: &str) -> Option<S3Store> {
+    let mut moto = moto_s3(test).await?;
+    moto.bucket = "d1-backups-locked".to_string();
+    let client = moto.client();
+    if client
+        .head_bucket()
+        .bucket(&moto.bucket)
+        .send()
+        .await
+        .is_err()
+    {
+        // Two tests may race to create it: whoever loses finds it there.
+        let _ = client
+            .create_bucket()
+            .bucket(&moto.bucket)
+            .object_lock_enabled_for_bucket(true)
+            .send()
+            .await;
+    }
+    let lock = client
+        .get_object_lock_configuration()
+        .bucket(&moto.bucket)
+        .send()
+        .await
+        .expect("the locked moto bucket has an Object Lock configuration");
+    assert_eq!(
+        lock.object_lock_configuration()
+            .and_then(|c| c.object_lock_enabled()),
+        Some(&aws_sdk_s3::types::ObjectLockEnabled::Enabled)
+    );
     Some(moto)
 }
 

@@ -244,9 +244,8 @@ pub async fn run_locked(
                 }
             }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Err(e) = done {
-                    if e.is_panic() { error!(error = %e, "a database task panicked"); }
-                }
+                if let Err(e) = done
+                    && e.is_panic() { error!(error = %e, "a database task panicked"); }
                 running.retain(|_, handle| !handle.is_finished());
             }
         }

@@ -366,13 +366,13 @@ async fn open_source(
                 .export(&uuid, by_tables.as_ref().unwrap_or(export))
                 .await?;
             let download = client.download(&ready.signed_url).await?;
-            if let Some(kind) = download.content_type.as_deref() {
-                if kind.to_ascii_lowercase().starts_with("text/html") {
-                    return Err(DumpError::Html {
-                        start: format!("Content-Type: {kind}"),
-                    }
-                    .into());
+            if let Some(kind) = download.content_type.as_deref()
+                && kind.to_ascii_lowercase().starts_with("text/html")
+            {
+                return Err(DumpError::Html {
+                    start: format!("Content-Type: {kind}"),
                 }
+                .into());
             }
             match (planned, before) {
                 (Some(plan), Some(before)) => {

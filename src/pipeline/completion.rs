@@ -247,20 +247,19 @@ async fn write_completed(
     if let Some(stmt) = splitter
         .finish()
         .map_err(|e| format!("reading the export: {e}"))?
+        && let Some(name) = created_name(&stmt)
     {
-        if let Some(name) = created_name(&stmt) {
-            held.insert(name);
-        }
+        held.insert(name);
     }
     // What the export returned, checked against the schema: every table asked for is there.
-    if !options.no_schema {
-        if let Some(missing) = plan.export_tables.iter().find(|t| {
+    if !options.no_schema
+        && let Some(missing) = plan.export_tables.iter().find(|t| {
             !held.contains(*t) && *t != "sqlite_sequence" && !t.starts_with("sqlite_stat")
-        }) {
-            return Err(format!(
-                "D1's export by tables left out table {missing:?}; the dump would be incomplete"
-            ));
-        }
+        })
+    {
+        return Err(format!(
+            "D1's export by tables left out table {missing:?}; the dump would be incomplete"
+        ));
     }
     // 2. Each virtual table and its contents.
     for (table, sql) in &plan.virtual_tables {

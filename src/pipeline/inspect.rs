@@ -388,10 +388,10 @@ impl DumpInspector {
             return Err(err.clone());
         }
         self.received += chunk.len() as u64;
-        if let Some(announced) = self.announced {
-            if self.received > announced {
-                return self.fail(DumpError::Overlong { announced });
-            }
+        if let Some(announced) = self.announced
+            && self.received > announced
+        {
+            return self.fail(DumpError::Overlong { announced });
         }
         self.sha256.update(chunk);
         if self.start.len() < 16 {
@@ -432,13 +432,13 @@ impl DumpInspector {
         if self.received == 0 {
             return Err(DumpError::Empty);
         }
-        if let Some(announced) = self.announced {
-            if self.received < announced {
-                return Err(DumpError::Truncated {
-                    received: self.received,
-                    announced,
-                });
-            }
+        if let Some(announced) = self.announced
+            && self.received < announced
+        {
+            return Err(DumpError::Truncated {
+                received: self.received,
+                announced,
+            });
         }
         let mut tally = self.tally;
         let tail = self.splitter.finish().map_err(|e| DumpError::NotUtf8 {

@@ -836,7 +836,7 @@ mod tests {
             for _ in 0..self.rng.random_range(1..4) {
                 self.counter += 1;
                 let base = TABLE_NAMES[self.rng.random_range(0..TABLE_NAMES.len())];
-                let name = if tables.is_empty() && self.counter % 3 == 0 {
+                let name = if tables.is_empty() && self.counter.is_multiple_of(3) {
                     base.to_owned()
                 } else {
                     suffixed(base, self.counter)

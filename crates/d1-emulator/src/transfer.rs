@@ -189,10 +189,10 @@ pub(crate) async fn export(
     }
     {
         let mut exports = lock(&transfers.exports);
-        if let Some(task) = exports.get(&db.uuid) {
-            if matches!(*task.outcome.borrow(), Outcome::Running) {
-                return polling_failure("Currently processing a long-running export.");
-            }
+        if let Some(task) = exports.get(&db.uuid)
+            && matches!(*task.outcome.borrow(), Outcome::Running)
+        {
+            return polling_failure("Currently processing a long-running export.");
         }
         let (active_polls, forced_error) = state.faults.take_export_faults();
         let (sender, receiver) = watch::channel(Outcome::Running);

@@ -13,7 +13,7 @@ static RUNS: AtomicUsize = AtomicUsize::new(0);
 
 /// The logging flags of the next run.
 fn log_args() -> [&'static str; 3] {
-    if RUNS.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+    if RUNS.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
         ["-vv", "--log-format", "json"]
     } else {
         ["-vv", "--log-format", "text"]

@@ -12,7 +12,8 @@ pub use crate::logging::LogFormat;
 #[derive(Debug, Parser)]
 #[command(name = "d1vault", version, about, long_about = None)]
 pub struct Cli {
-    /// Configuration file [default: $D1VAULT_CONFIG, ./d1vault.toml, /etc/d1vault/d1vault.toml]
+    /// Configuration file [default: $D1VAULT_CONFIG, ./d1vault.toml, ~/.config/d1vault/d1vault.toml
+    /// ($XDG_CONFIG_HOME), /etc/d1vault/d1vault.toml]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 

@@ -91,8 +91,9 @@ pub fn select_databases<'a>(
             config.database(name).ok_or_else(|| {
                 let known: Vec<&str> = config.databases.iter().map(|d| d.name.as_str()).collect();
                 Failure::usage(format!(
-                    "no database named {name:?} in {}; configured: {}",
+                    "no database named {name:?} in {}{}; configured: {}",
                     config.path.display(),
+                    did_you_mean(&[name.clone()], &known),
                     known.join(", ")
                 ))
             })
@@ -104,13 +105,24 @@ pub fn select_databases<'a>(
 pub fn unknown_databases(config: &Config, unknown: &[String]) -> Failure {
     let known: Vec<&str> = config.databases.iter().map(|d| d.name.as_str()).collect();
     Failure::usage(format!(
-        "no database named {} in {} nor among its fleets' members; configured: {}",
+        "no database named {} in {} nor among its fleets' members{}; configured: {}",
         unknown
             .iter()
             .map(|n| format!("{n:?}"))
             .collect::<Vec<_>>()
             .join(", "),
         config.path.display(),
+        did_you_mean(unknown, &known),
         known.join(", ")
     ))
+}
+
+/// `" (did you mean "blog"?)"` for the first unknown name that is a likely typo of a known one, else
+/// nothing: a mistyped name on the command line gets the same help as a mistyped key in the file.
+fn did_you_mean(unknown: &[String], known: &[&str]) -> String {
+    unknown
+        .iter()
+        .find_map(|name| crate::config::closest_name(name, known))
+        .map(|name| format!(" (did you mean {name:?}?)"))
+        .unwrap_or_default()
 }

@@ -8,6 +8,7 @@ use crate::cli::VerifyArgs;
 use crate::config::Config;
 use crate::fleet;
 use crate::notify::{Event, EventKind, Notifier};
+use crate::repository::backups;
 use crate::restore::Progress;
 use crate::verify::{self, Selection, Verdict, VerifyRequest};
 
@@ -50,7 +51,22 @@ pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
     )
     .await
     .map_err(|e| Failure::failed(e.to_string()))?;
-    failures.extend(verdicts.iter().filter_map(failure_line));
+    for verdict in &verdicts {
+        let Some(mut line) = failure_line(verdict) else {
+            continue;
+        };
+        if let Verdict::Missing {
+            database,
+            backup_id: None,
+            ..
+        } = verdict
+        {
+            // Probably a typo: name the database with backups that was meant.
+            let storage = sources.storage.as_ref();
+            line.push_str(&backups::name_hint(storage, &sources.prefix, database).await);
+        }
+        failures.push(line);
+    }
     notify_failures(config, &verdicts).await;
     if failures.is_empty() {
         Ok(())

@@ -12,7 +12,8 @@ use super::reader::Reader;
 use super::{Config, ConfigError, ConfigErrors, schema};
 
 /// Where the configuration file is, following CONTRACT.md: `--config`, else `$D1VAULT_CONFIG`, else
-/// `./d1vault.toml` when it exists, else `/etc/d1vault/d1vault.toml`.
+/// `./d1vault.toml` when it exists, else the user's `$XDG_CONFIG_HOME/d1vault/d1vault.toml` (by default
+/// `~/.config/d1vault/d1vault.toml`) when it exists, else `/etc/d1vault/d1vault.toml`.
 pub fn find_config_path(cli: Option<&Path>) -> PathBuf {
     if let Some(path) = cli {
         return path.to_path_buf();
@@ -24,7 +25,24 @@ pub fn find_config_path(cli: Option<&Path>) -> PathBuf {
     if local.exists() {
         return local;
     }
+    if let Some(user) = user_config_path().filter(|p| p.exists()) {
+        return user;
+    }
     PathBuf::from("/etc/d1vault/d1vault.toml")
+}
+
+/// `$XDG_CONFIG_HOME/d1vault/d1vault.toml`, or `$HOME/.config/d1vault/d1vault.toml` when that variable
+/// is unset or not absolute (the XDG base directory rules).
+fn user_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })?;
+    Some(base.join("d1vault").join("d1vault.toml"))
 }
 
 /// Reads and validates the configuration file at `path`, expanding `${VAR}` from the process environment.

@@ -14,6 +14,12 @@ pub use error::{ConfigError, ConfigErrors};
 pub use load::{find_config_path, load, load_str};
 pub use preflight::preflight;
 
+/// The known name that `word` is most likely a typo of (a small edit distance), for "did you mean"
+/// hints on the command line as in configuration errors.
+pub fn closest_name<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    reader::closest(word, known)
+}
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -248,6 +248,21 @@ pub async fn newest_manifest(
 
 /// The names of the database directories under `prefix` that hold at least one backup directory
 /// (complete or not), sorted: what storage keeps, whether or not anything still backs it up. One
+
+/// `" (did you mean "blog"?)"` when `name` is a likely typo of a database that has backups under
+/// `prefix`, else nothing. Lists the prefix, so it is for the failure path of a command a person typed,
+/// never for the daemon; a failed listing gives no hint rather than another error.
+pub async fn name_hint(storage: &dyn Storage, prefix: &str, name: &str) -> String {
+    let Ok(names) = database_names(storage, prefix).await else {
+        return String::new();
+    };
+    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+    crate::config::closest_name(name, &known)
+        .filter(|known| *known != name)
+        .map(|known| format!(" (did you mean {known:?}?)"))
+        .unwrap_or_default()
+}
+
 /// listing of the prefix; no manifest is read.
 pub async fn database_names(
     storage: &dyn Storage,

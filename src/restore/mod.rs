@@ -499,9 +499,16 @@ pub async fn select_backup(
             return match choice {
                 BackupChoice::At(at) => newest_at_or_before(manifests, *at, database)
                     .map_err(|why| RestoreError::Refused(format!("{why} (in {where_})"))),
-                _ => manifests.into_iter().next().ok_or_else(|| {
-                    RestoreError::Refused(format!("no complete backup of {database} in {where_}"))
-                }),
+                _ => match manifests.into_iter().next() {
+                    Some(newest) => Ok(newest),
+                    None => {
+                        let hint =
+                            crate::repository::backups::name_hint(storage, prefix, database).await;
+                        Err(RestoreError::Refused(format!(
+                            "no complete backup of {database} in {where_}{hint}"
+                        )))
+                    }
+                },
             };
         }
     };

@@ -5,6 +5,7 @@
 //! Run one suite with `cargo test --test it SUITE::`, for example `cargo test --test it faults::`.
 
 mod backup;
+mod cli;
 mod config;
 mod daemon;
 mod drills;

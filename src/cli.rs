@@ -80,6 +80,10 @@ pub struct CheckConfigArgs {
     /// fleet's members, and storage (a probe object written and deleted under the prefix).
     #[arg(long)]
     pub online: bool,
+    /// Print one JSON object: the configuration, storage, each database's and fleet's next runs, the
+    /// problems, and with --online each check's answer.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `init`: where the starter configuration goes.
@@ -97,6 +101,15 @@ pub struct BackupArgs {
     /// Export even a D1 database whose data has not changed since its newest backup (skip_unchanged).
     #[arg(long)]
     pub force: bool,
+    /// Say what a backup would do for each database (export, and why, or skip as unchanged) and change
+    /// nothing: no export, no upload, no catalog row, no notification (a D1 database costs one bookmark
+    /// request).
+    #[arg(long, conflicts_with = "json")]
+    pub dry_run: bool,
+    /// Print a JSON array, one object per database: {database, result (success, unchanged, failure),
+    /// backup_id, raw_bytes, stored_bytes, error}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `list`: which backups to show, and how.
@@ -182,6 +195,9 @@ pub struct VerifyArgs {
     /// The age identity file that decrypts encrypted backups (default: encryption.identity_file).
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// Print a JSON array of verdicts: {result (ok, failed, refused, missing), database, backup_id, ...}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `prune`: which databases, and whether to change anything.
@@ -193,6 +209,10 @@ pub struct PruneArgs {
     /// Print the decisions and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print a JSON array, one object per database: every backup with its action and reasons, and what
+    /// was deleted.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `status`: the output format.

@@ -18,6 +18,28 @@ pub enum LogFormat {
     Json,
 }
 
+/// Prints a fatal error (the message of a command that failed) on stderr in the chosen format: `error: `
+/// lines as text, or one JSON object per line with `level` ERROR and the exit status under
+/// `--log-format json`, so that a log pipeline that parses every line also sees why d1vault stopped.
+pub fn print_fatal(format: LogFormat, message: &str, exit_code: u8) {
+    match format {
+        LogFormat::Text => {
+            for line in message.lines() {
+                eprintln!("error: {line}");
+            }
+        }
+        LogFormat::Json => {
+            let event = serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "ERROR",
+                "message": message,
+                "exit_code": exit_code,
+            });
+            eprintln!("{event}");
+        }
+    }
+}
+
 /// Installs the global subscriber. `verbosity`: -1 quiet, 0 info, 1 debug, 2+ trace.
 pub fn init(format: LogFormat, verbosity: i8) {
     let level = match verbosity {
@@ -26,7 +48,17 @@ pub fn init(format: LogFormat, verbosity: i8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::new(format!("warn,d1vault={level}"));
+    // RUST_LOG, when set, replaces the -v/-q levels (as in every tracing-based tool); one that does not
+    // parse is reported and the levels apply.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!(
+                "warning: RUST_LOG={spec:?} is not a valid filter ({e}); using the default levels"
+            );
+            EnvFilter::new(format!("warn,d1vault={level}"))
+        }),
+        _ => EnvFilter::new(format!("warn,d1vault={level}")),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -16,7 +16,8 @@ fn main() -> ExitCode {
     } else {
         cli.verbose.min(3) as i8
     };
-    d1vault::logging::init(cli.log_format, verbosity);
+    let log_format = cli.log_format;
+    d1vault::logging::init(log_format, verbosity);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -32,9 +33,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            for line in failure.message.lines() {
-                eprintln!("error: {line}");
-            }
+            d1vault::logging::print_fatal(log_format, &failure.message, failure.exit_code);
             ExitCode::from(failure.exit_code)
         }
     }
@@ -74,7 +73,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Migrations(command) => commands::migrations::run(&config, command).await,
         Command::Databases(args) => commands::databases::run(&config, args).await,
         Command::CheckConfig(args) => {
-            commands::check_config::run(&config, chrono::Utc::now(), args.online).await
+            commands::check_config::run(&config, chrono::Utc::now(), args.online, args.json).await
         }
         Command::Completions(_) | Command::Init(_) => unreachable!("handled above"),
     }

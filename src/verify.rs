@@ -34,8 +34,10 @@ pub struct VerifyRequest {
     pub selection: Selection,
 }
 
-/// The result of verifying one backup, or of looking for one to verify.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The result of verifying one backup, or of looking for one to verify. Serialized (for `verify --json`)
+/// as an object whose `result` is `ok`, `failed`, `refused` or `missing`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
 pub enum Verdict {
     /// The backup restores and matches its manifest.
     Ok {

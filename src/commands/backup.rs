@@ -1,7 +1,9 @@
-//! `d1vault backup [DB...] [--force]`: back up now, once. Prints `<backup id> <database>` on stdout for
-//! each new backup, `unchanged <database> (newest backup <id>)` for a D1 database whose data has not
-//! changed since its newest backup (`skip_unchanged`; `--force` exports anyway); failures go to stderr and
-//! make the exit status 1. Each run is recorded in the catalog (`status` shows it; the daemon counts it).
+//! `d1vault backup [DB...] [--force] [--dry-run] [--json]`: back up now, once. Prints `<backup id>
+//! <database>` on stdout for each new backup, `unchanged <database> (newest backup <id>)` for a D1 database
+//! whose data has not changed since its newest backup (`skip_unchanged`; `--force` exports anyway), or with
+//! `--json` one array of results; failures go to stderr and make the exit status 1. Each run is recorded
+//! in the catalog (`status` shows it; the daemon counts it). `--dry-run` says what each database would
+//! get and changes nothing.
 
 use futures_util::StreamExt;
 
@@ -11,7 +13,7 @@ use crate::cli::BackupArgs;
 use crate::config::Config;
 use crate::fleet;
 use crate::notify::{Event, EventKind, Notifier};
-use crate::pipeline::unchanged::{BackupRun, backup_unless_unchanged};
+use crate::pipeline::unchanged::{self, BackupRun, Decision, backup_unless_unchanged};
 
 /// Runs the backups, up to `daemon.max_concurrent` at once: the named databases, or every configured
 /// database and every fleet member found in the account.
@@ -30,6 +32,19 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
     let mut failures = Vec::new();
     if let Some(e) = &selection.discovery {
         failures.push(format!("fleet members were not backed up: {e}"));
+    }
+    if args.dry_run {
+        for db in &selection.databases {
+            let (decision, _) = unchanged::check(db, &sources, args.force).await;
+            match decision {
+                Decision::Skip(u) => println!(
+                    "would skip {} (unchanged since backup {}: same bookmark)",
+                    db.name, u.backup_id
+                ),
+                Decision::Export(reason) => println!("would export {} ({reason})", db.name),
+            }
+        }
+        return finish(failures);
     }
     let notifier = Notifier::for_command(&config.notify);
     // Every run counts: a manual backup is recorded where `status` and the daemon look. Best effort: a
@@ -69,12 +84,19 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
         .buffered(config.daemon.max_concurrent.max(1))
         .collect()
         .await;
+    let mut results_json = Vec::new();
     for (db, result) in results {
+        if args.json {
+            results_json.push(result_json(&db.name, &result));
+        }
         match result {
-            Ok(BackupRun::Backed(manifest)) => println!("{} {}", manifest.backup_id, db.name),
-            Ok(BackupRun::Unchanged(u)) => {
+            Ok(BackupRun::Backed(manifest)) if !args.json => {
+                println!("{} {}", manifest.backup_id, db.name)
+            }
+            Ok(BackupRun::Unchanged(u)) if !args.json => {
                 println!("unchanged {} (newest backup {})", db.name, u.backup_id)
             }
+            Ok(_) => {}
             Err(e) => {
                 // The failure is final: an ERROR event, where alerting on error level sees it.
                 tracing::error!(database = %db.name, error = %e, "backup failed");
@@ -82,12 +104,47 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
             }
         }
     }
+    if args.json {
+        let text = serde_json::to_string_pretty(&results_json).expect("results serialize");
+        println!("{text}");
+    }
     // Bounded: a receiver that hangs delays the exit by at most one delivery's worst case.
     notifier.finish_in_time().await;
+    finish(failures)
+}
+
+/// Exit 0, or 1 with every failure.
+fn finish(failures: Vec<String>) -> Result<(), Failure> {
     if failures.is_empty() {
         Ok(())
     } else {
         Err(Failure::failed(failures.join("\n")))
+    }
+}
+
+/// One database's object in `backup --json`.
+fn result_json<E: std::fmt::Display>(
+    database: &str,
+    result: &Result<BackupRun, E>,
+) -> serde_json::Value {
+    match result {
+        Ok(BackupRun::Backed(m)) => serde_json::json!({
+            "database": database,
+            "result": "success",
+            "backup_id": m.backup_id,
+            "raw_bytes": m.dump.raw_size,
+            "stored_bytes": m.dump.size,
+        }),
+        Ok(BackupRun::Unchanged(u)) => serde_json::json!({
+            "database": database,
+            "result": "unchanged",
+            "backup_id": u.backup_id,
+        }),
+        Err(e) => serde_json::json!({
+            "database": database,
+            "result": "failure",
+            "error": e.to_string(),
+        }),
     }
 }
 

@@ -1,5 +1,6 @@
-//! `d1vault prune [DB...] [--dry-run]`: apply the retention policy now and print every backup with
-//! keep/delete and the reasons. `--dry-run` changes nothing. With no names: every configured database
+//! `d1vault prune [DB...] [--dry-run] [--json]`: apply the retention policy now and print every backup with
+//! keep/delete and the reasons (or, with `--json`, one array of the same). `--dry-run` changes nothing. With
+//! no names: every configured database
 //! and fleet member (each by its entry's retention). A database gone from the account is never pruned
 //! automatically: its backups are the last copy of it, so `prune` says it keeps them (`gone` lines).
 
@@ -10,7 +11,7 @@ use crate::cli::PruneArgs;
 use crate::config::Config;
 use crate::fleet;
 use crate::repository::backups;
-use crate::repository::prune::{self, PrunePlan};
+use crate::repository::prune::{self, PruneOutcome, PrunePlan};
 
 /// Plans, prints, and (unless `--dry-run`) executes.
 pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
@@ -38,6 +39,8 @@ pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
     }
     let now = Utc::now();
     let mut failures = Vec::new();
+    // `--json`: one object per database, printed together at the end instead of the lines.
+    let mut reports: Vec<serde_json::Value> = Vec::new();
     if let Some(e) = &selection.discovery {
         failures.push(format!("fleet members were not pruned: {e}"));
     }
@@ -45,6 +48,10 @@ pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
         match backups::database_names(sources.storage.as_ref(), &sources.prefix).await {
             Ok(stored) => {
                 for name in selection.gone(config, &stored) {
+                    if args.json {
+                        reports.push(serde_json::json!({ "database": name, "gone": true }));
+                        continue;
+                    }
                     println!(
                         "{:<12} {name}  (gone from the account: its backups are kept, prune never deletes them)",
                         "gone"
@@ -74,23 +81,24 @@ pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
                 continue;
             }
         };
-        print_plan(&plan, args.dry_run);
+        if !args.json {
+            print_plan(&plan, args.dry_run);
+        }
         if !plan.unreadable.is_empty() {
             failures.push(unreadable_failure(&plan));
         }
         if args.dry_run {
+            if args.json {
+                reports.push(plan_json(&plan, true, None));
+            }
             continue;
         }
         let outcome = prune::execute(sources.storage.as_ref(), &sources.prefix, &plan, now).await;
-        println!(
-            "{}: deleted {} backups, removed {} incomplete, aborted {} stale uploads, kept {} with an unreadable manifest{}",
-            db.name,
-            outcome.deleted_backups,
-            outcome.removed_incomplete,
-            outcome.aborted_uploads,
-            outcome.kept_unreadable,
-            kept_locked_note(outcome.kept_locked),
-        );
+        if args.json {
+            reports.push(plan_json(&plan, false, Some(&outcome)));
+        } else {
+            print_outcome(&db.name, &outcome);
+        }
         failures.extend(
             outcome
                 .errors
@@ -98,11 +106,77 @@ pub async fn run(config: &Config, args: &PruneArgs) -> Result<(), Failure> {
                 .map(|e| format!("{}: {e}", db.name)),
         );
     }
+    if args.json {
+        let text = serde_json::to_string_pretty(&reports).expect("prune reports serialize");
+        println!("{text}");
+    }
     if failures.is_empty() {
         Ok(())
     } else {
         Err(Failure::failed(failures.join("\n")))
     }
+}
+
+/// The summary line after a database's deletions.
+fn print_outcome(database: &str, outcome: &PruneOutcome) {
+    println!(
+        "{}: deleted {} backups, removed {} incomplete, aborted {} stale uploads, kept {} with an unreadable manifest{}",
+        database,
+        outcome.deleted_backups,
+        outcome.removed_incomplete,
+        outcome.aborted_uploads,
+        outcome.kept_unreadable,
+        kept_locked_note(outcome.kept_locked),
+    );
+}
+
+/// One database's object in `prune --json`: every backup with its action and reasons, and with
+/// `outcome` (not a dry run) what was done.
+fn plan_json(plan: &PrunePlan, dry_run: bool, outcome: Option<&PruneOutcome>) -> serde_json::Value {
+    let delete = if dry_run { "would_delete" } else { "delete" };
+    let backups: Vec<serde_json::Value> = plan
+        .complete
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "backup_id": p.backup.backup_id,
+                "action": if p.keep { "keep" } else { delete },
+                "reasons": p.reasons,
+                "locked_until": p.locked_until,
+            })
+        })
+        .collect();
+    let unreadable: Vec<serde_json::Value> = plan
+        .unreadable
+        .iter()
+        .map(|b| serde_json::json!({ "backup_id": b.backup_id, "reason": b.unreadable }))
+        .collect();
+    let incomplete: Vec<&str> = plan
+        .incomplete
+        .iter()
+        .map(|b| b.backup_id.as_str())
+        .collect();
+    let foreign: Vec<serde_json::Value> = plan
+        .foreign
+        .iter()
+        .map(|(id, keys)| serde_json::json!({ "backup_id": id, "keys": keys }))
+        .collect();
+    let mut report = serde_json::json!({
+        "database": plan.database,
+        "dry_run": dry_run,
+        "backups": backups,
+        "unreadable": unreadable,
+        "incomplete": incomplete,
+        "foreign": foreign,
+    });
+    if let Some(outcome) = outcome {
+        report["deleted_backups"] = outcome.deleted_backups.into();
+        report["removed_incomplete"] = outcome.removed_incomplete.into();
+        report["aborted_uploads"] = outcome.aborted_uploads.into();
+        report["kept_locked"] = outcome.kept_locked.into();
+        report["errors"] = outcome.errors.clone().into();
+    }
+    report
 }
 
 /// The tail of the summary line for backups kept only because their Object Lock has not ended.

@@ -42,15 +42,24 @@ pub async fn run(config: &Config, args: &VerifyArgs) -> Result<(), Failure> {
         },
     };
     let mut drawer = TerminalProgress::new("verifying");
+    let json = args.json;
     let verdicts = verify::verify(
         config,
         &sources,
         &request,
         &mut Progress::new(&mut drawer),
-        print,
+        |verdict| {
+            if !json {
+                print(verdict)
+            }
+        },
     )
     .await
     .map_err(|e| Failure::failed(e.to_string()))?;
+    if json {
+        let text = serde_json::to_string_pretty(&verdicts).expect("verdicts serialize");
+        println!("{text}");
+    }
     for verdict in &verdicts {
         let Some(mut line) = failure_line(verdict) else {
             continue;

@@ -1,6 +1,6 @@
 //! The command line as a person meets it, through the binary: where the configuration file is found
 //! without `--config` (the XDG user path between `./d1vault.toml` and `/etc`), and a mistyped database
-//! name answered with the name meant.
+//! name answered with the name meant; `RUST_LOG`; a fatal error as JSON under `--log-format json`.
 
 use std::path::Path;
 
@@ -107,4 +107,122 @@ fn a_mistyped_database_name_is_answered_with_the_one_meant() {
         assert_eq!(output.status.code(), Some(expected), "{args:?}: {err}");
         assert!(err.contains("(did you mean \"blog\"?)"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_fatal_error_is_one_json_line_under_json_logging_and_rust_log_sets_the_levels() {
+    // Proves a log pipeline that parses every stderr line sees why d1vault stopped (level ERROR, the
+    // message, the exit status), and that RUST_LOG replaces the default levels.
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("d1vault.toml");
+    write_config(&config);
+    let config = config.to_string_lossy().into_owned();
+    let args = [
+        "--config",
+        config.as_str(),
+        "--log-format",
+        "json",
+        "backup",
+        "bolg",
+    ];
+    let output = d1vault(scratch.path(), scratch.path(), None, &args);
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    let fatal: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let last = fatal.last().unwrap();
+    assert_eq!(last["level"], "ERROR");
+    assert_eq!(last["exit_code"], 2);
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("no database named \"bolg\"")
+    );
+
+    let quiet = |rust_log: &str| {
+        let mut cmd = assert_cmd::Command::cargo_bin("d1vault").unwrap();
+        cmd.current_dir(scratch.path())
+            .args(["--config", config.as_str(), "backup"])
+            .env("RUST_LOG", rust_log);
+        let output = cmd.output().unwrap();
+        assert!(output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(quiet("d1vault=info").contains("backup complete"));
+    assert!(!quiet("d1vault=error").contains("backup complete"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_results_and_a_dry_run_that_changes_nothing() {
+    // Proves `backup --dry-run` says what each database would get and writes nothing, and that backup,
+    // verify, prune and check-config print their results as JSON with --json.
+    use crate::support::bed::{Bed, TOKEN};
+    use crate::support::run::{list_json, run, stderr, stdout};
+    let env = Bed::with_emulator(&["blog"]).await;
+    let store = env.dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let config = env.write_config(
+        "json",
+        &format!("type = \"filesystem\"\npath = \"{}\"\n", store.display()),
+        "",
+        "[[database]]\nname = \"blog\"\nretention = { keep_last = 3 }\n",
+    );
+    let secrets = [TOKEN.to_string()];
+    let json = |output: &std::process::Output| -> serde_json::Value {
+        assert!(output.status.success(), "{}", stderr(output));
+        serde_json::from_str(&stdout(output)).unwrap_or_else(|e| panic!("{e}: {}", stdout(output)))
+    };
+
+    let dry = run(&config, &["backup", "--dry-run"], &secrets).await;
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    assert_eq!(
+        stdout(&dry).trim(),
+        "would export blog (no complete backup yet)"
+    );
+    assert!(list_json(&config, &secrets).await.is_empty());
+    assert_eq!(
+        env.emulator().stats().by_route.get("export"),
+        None,
+        "a dry run exported"
+    );
+
+    let first = json(&run(&config, &["backup", "--json"], &secrets).await);
+    assert_eq!(first[0]["database"], "blog");
+    assert_eq!(first[0]["result"], "success");
+    assert!(first[0]["raw_bytes"].as_u64().unwrap() > 0);
+    let id = first[0]["backup_id"].as_str().unwrap().to_string();
+
+    let dry = run(&config, &["backup", "--dry-run"], &secrets).await;
+    assert_eq!(
+        stdout(&dry).trim(),
+        format!("would skip blog (unchanged since backup {id}: same bookmark)")
+    );
+    let again = json(&run(&config, &["backup", "--json"], &secrets).await);
+    assert_eq!(again[0]["result"], "unchanged");
+    assert_eq!(again[0]["backup_id"], id.as_str());
+
+    let verified = json(&run(&config, &["verify", "--json"], &secrets).await);
+    assert_eq!(verified[0]["result"], "ok");
+    assert_eq!(verified[0]["backup_id"], id.as_str());
+    assert!(verified[0]["rows"].as_u64().unwrap() > 0);
+
+    let pruned = json(&run(&config, &["prune", "--dry-run", "--json"], &secrets).await);
+    assert_eq!(pruned[0]["database"], "blog");
+    assert_eq!(pruned[0]["dry_run"], true);
+    assert_eq!(pruned[0]["backups"][0]["backup_id"], id.as_str());
+    assert_eq!(pruned[0]["backups"][0]["action"], "keep");
+
+    let checked = json(&run(&config, &["check-config", "--json"], &secrets).await);
+    assert_eq!(checked["databases"][0]["name"], "blog");
+    assert_eq!(
+        checked["databases"][0]["next_runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(checked["problems"].as_array().unwrap().is_empty());
 }

@@ -644,6 +644,7 @@ async fn verify_detects_row_count_mismatches() {
         backup: None,
         all,
         identity: None,
+        json: false,
     };
     d1vault::commands::verify::run(&config, &args(false))
         .await
@@ -697,6 +698,7 @@ async fn verify_fails_when_the_manifest_tables_are_not_the_dump_tables() {
         backup: None,
         all: false,
         identity: None,
+        json: false,
     };
     d1vault::commands::verify::run(&config, &args)
         .await
@@ -811,6 +813,7 @@ async fn a_manifest_naming_another_databases_dump_is_not_trusted() {
                 backup: Some(blog.backup_id.clone()),
                 all: false,
                 identity: None,
+                json: false,
             },
         )
         .await
@@ -858,6 +861,7 @@ fn verify_args(database: &str) -> d1vault::cli::VerifyArgs {
         backup: None,
         all: false,
         identity: None,
+        json: false,
     }
 }
 

@@ -77,9 +77,31 @@ pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A run's stderr as text.
+/// A run's stderr as text. Under `--log-format json` the fatal error is one JSON object (`level` ERROR,
+/// `exit_code`); it is shown as the `error: ` lines the text format prints, so that the suites read the
+/// same words whichever format the run logged in.
 pub(crate) fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    let text = String::from_utf8_lossy(&output.stderr);
+    let mut shown = String::with_capacity(text.len());
+    for line in text.lines() {
+        let fatal = serde_json::from_str::<Value>(line)
+            .ok()
+            .filter(|v| v.get("exit_code").is_some() && v["level"] == "ERROR");
+        match fatal.as_ref().and_then(|v| v["message"].as_str()) {
+            Some(message) => {
+                for part in message.lines() {
+                    shown.push_str("error: ");
+                    shown.push_str(part);
+                    shown.push('\n');
+                }
+            }
+            None => {
+                shown.push_str(line);
+                shown.push('\n');
+            }
+        }
+    }
+    shown
 }
 
 /// `d1vault list --json` as parsed manifests (asserting success).

@@ -93,7 +93,7 @@ pub fn select_databases<'a>(
                 Failure::usage(format!(
                     "no database named {name:?} in {}{}; configured: {}",
                     config.path.display(),
-                    did_you_mean(&[name.clone()], &known),
+                    did_you_mean(std::slice::from_ref(name), &known),
                     known.join(", ")
                 ))
             })

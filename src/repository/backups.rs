@@ -246,9 +246,6 @@ pub async fn newest_manifest(
     )
 }
 
-/// The names of the database directories under `prefix` that hold at least one backup directory
-/// (complete or not), sorted: what storage keeps, whether or not anything still backs it up. One
-
 /// `" (did you mean "blog"?)"` when `name` is a likely typo of a database that has backups under
 /// `prefix`, else nothing. Lists the prefix, so it is for the failure path of a command a person typed,
 /// never for the daemon; a failed listing gives no hint rather than another error.
@@ -263,6 +260,8 @@ pub async fn name_hint(storage: &dyn Storage, prefix: &str, name: &str) -> Strin
         .unwrap_or_default()
 }
 
+/// The names of the database directories under `prefix` that hold at least one backup directory
+/// (complete or not), sorted: what storage keeps, whether or not anything still backs it up. One
 /// listing of the prefix; no manifest is read.
 pub async fn database_names(
     storage: &dyn Storage,

@@ -353,6 +353,8 @@ impl Client {
         });
         let mut delay = self.poll.first_delay;
         let mut polls = 0u32;
+        let started = Instant::now();
+        let mut next_note = started + crate::progress_log::EVERY;
         loop {
             let answer = self
                 .call(Method::POST, url.clone(), Some(body.clone()), "exporting")
@@ -406,6 +408,13 @@ impl Client {
             }
             body["current_bookmark"] = Value::String(bookmark);
             polls += 1;
+            if Instant::now() >= next_note {
+                next_note = Instant::now() + crate::progress_log::EVERY;
+                info!(
+                    elapsed_seconds = started.elapsed().as_secs(),
+                    polls, "export still running (D1 blocks the database while it exports)"
+                );
+            }
             if Instant::now() + delay > deadline {
                 // Retryable: a stuck export is D1's state, not a mistake in the request; the next run
                 // starts a new one.

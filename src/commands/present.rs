@@ -5,27 +5,14 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use crate::progress_log::ProgressLog;
 use crate::restore::{ProgressEvent, ProgressSink};
 
-/// `1234` -> `1.2 KiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use crate::human::human_bytes;
 
 /// The progress line of a restore or verify on stderr: "VERB BACKUP_ID, STAGE: DONE of TOTAL (P%)",
-/// redrawn at most twice a second, and silent when stderr is not a terminal (logs, CI, systemd). Also
-/// says when a safety backup was taken, terminal or not.
+/// redrawn at most twice a second. When stderr is not a terminal (logs, CI, systemd) an INFO line every
+/// minute says how far it got instead. Also says when a safety backup was taken, terminal or not.
 pub struct TerminalProgress {
     /// What the operation does to the backup ("restoring", "checking", "verifying").
     verb: &'static str,
@@ -33,6 +20,10 @@ pub struct TerminalProgress {
     backup_id: String,
     enabled: bool,
     last_draw: Option<Instant>,
+    /// When the current backup's first progress arrived, for the rate and the time left.
+    started: Option<Instant>,
+    /// Without a terminal: the minute-by-minute log of the current backup's work.
+    log: Option<ProgressLog>,
 }
 
 impl TerminalProgress {
@@ -43,6 +34,8 @@ impl TerminalProgress {
             backup_id: String::new(),
             enabled: std::io::stderr().is_terminal(),
             last_draw: None,
+            started: None,
+            log: None,
         }
     }
 }
@@ -59,16 +52,32 @@ impl ProgressSink for TerminalProgress {
                 if self.backup_id != backup_id {
                     self.backup_id = backup_id.to_string();
                     self.last_draw = None;
+                    self.started = None;
+                    self.log = None;
                 }
-                if !self.enabled
-                    || self
-                        .last_draw
-                        .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
+                if !self.enabled {
+                    let verb = self.verb;
+                    self.log
+                        .get_or_insert_with(|| ProgressLog::new(verb, Some(total)))
+                        .set_done(done, Some(total));
+                    return;
+                }
+                if self
+                    .last_draw
+                    .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
                 {
                     return;
                 }
-                self.last_draw = Some(Instant::now());
-                let line = progress_line(self.verb, backup_id, stage, done, total);
+                let now = Instant::now();
+                let started = *self.started.get_or_insert(now);
+                self.last_draw = Some(now);
+                let mut line = progress_line(self.verb, backup_id, stage, done, total);
+                let rate = rate_and_eta(done, total, now - started);
+                if !rate.is_empty() {
+                    // The rate goes before the padding that blanks a longer previous line.
+                    line.truncate(line.trim_end().len());
+                    line.push_str(&rate);
+                }
                 let mut err = std::io::stderr().lock();
                 let _ = write!(err, "{line}");
                 let _ = err.flush();
@@ -101,16 +110,31 @@ fn progress_line(verb: &str, backup_id: &str, stage: &str, done: u64, total: u64
     )
 }
 
+/// `", 12.0 MiB/s, 1m 20s left   "` once a rate can be measured, else nothing.
+fn rate_and_eta(done: u64, total: u64, elapsed: Duration) -> String {
+    if elapsed < Duration::from_secs(1) || done == 0 {
+        return String::new();
+    }
+    let rate = done as f64 / elapsed.as_secs_f64();
+    let left = Duration::from_secs((total.saturating_sub(done) as f64 / rate) as u64);
+    format!(
+        ", {}/s, {} left   ",
+        human_bytes(rate as u64),
+        humantime::format_duration(left)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn sizes_read_as_people_write_them() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1234), "1.2 KiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB");
+    fn the_rate_and_time_left_follow_from_the_bytes_so_far() {
+        assert_eq!(rate_and_eta(0, 100, Duration::from_secs(5)), "");
+        assert_eq!(
+            rate_and_eta(10 * 1024 * 1024, 30 * 1024 * 1024, Duration::from_secs(10)),
+            ", 1.0 MiB/s, 20s left   "
+        );
     }
 
     #[test]

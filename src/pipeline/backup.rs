@@ -1,5 +1,6 @@
 //! One backup of one database, from source to manifest.
 
+use crate::progress_log::ProgressLog;
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
@@ -458,7 +459,8 @@ pub async fn store_dump(
         let mut compressed = compressed;
         storage.create_stream(key, &mut compressed).await
     };
-    let (fed, upload) = tokio::join!(feed(body, inspector, compressor), upload);
+    let progress = ProgressLog::new("backup", announced);
+    let (fed, upload) = tokio::join!(feed(body, inspector, compressor, progress), upload);
     match (fed, upload) {
         (Ok((report, digest)), Ok(_)) => Ok(StoredDump {
             report,
@@ -499,11 +501,12 @@ const FEED_CHUNK: usize = 256 * 1024;
 
 /// Reads `body` to its end, handing every chunk to the inspector and the compressor; tells the compressor
 /// the dump ended only once the inspector accepted it. Returns the inspector's report and the stored bytes'
-/// digest.
+/// digest. Every minute of a long dump, `progress` logs how far it got.
 async fn feed(
     mut body: impl AsyncRead + Send + Unpin,
     inspector: InspectorThread,
     compressor: Compressor,
+    mut progress: ProgressLog,
 ) -> Result<(DumpReport, StoredDigest), FeedError> {
     let mut buffers = ChunkBuffers::default();
     loop {
@@ -516,6 +519,7 @@ async fn feed(
             }
         }
         let chunk = chunk.freeze();
+        progress.advance(chunk.len() as u64);
         if !chunk.is_empty() {
             buffers.lend(chunk.clone());
             if !inspector.push(chunk.clone()).await {

@@ -9,9 +9,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::CommandFactory;
-use d1vault::cli::Cli;
-
 fn main() -> ExitCode {
     let out_dir = std::env::args_os()
         .nth(1)
@@ -21,8 +18,8 @@ fn main() -> ExitCode {
         eprintln!("error: cannot create {}: {e}", out_dir.display());
         return ExitCode::from(1);
     }
-    // `generate_to` writes the top-level page and one page per (non-hidden) subcommand, recursively.
-    if let Err(e) = clap_mangen::generate_to(Cli::command(), &out_dir) {
+    // `d1vault.1` with its EXIT STATUS, ENVIRONMENT, FILES and EXAMPLES, and a page per subcommand.
+    if let Err(e) = d1vault::man::write_pages(&out_dir) {
         eprintln!(
             "error: cannot write man pages to {}: {e}",
             out_dir.display()

@@ -10,29 +10,45 @@ pub use crate::logging::LogFormat;
 
 /// d1vault: scheduled, verified backups of Cloudflare D1 databases.
 #[derive(Debug, Parser)]
-#[command(name = "d1vault", version, about, long_about = None)]
+#[command(name = "d1vault", version, about, long_about = None, after_help = EXAMPLES)]
 pub struct Cli {
     /// Configuration file [default: $D1VAULT_CONFIG, ./d1vault.toml, ~/.config/d1vault/d1vault.toml
     /// ($XDG_CONFIG_HOME), /etc/d1vault/d1vault.toml]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
     pub config: Option<PathBuf>,
 
     /// Log line format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
     /// More log detail (-v debug, -vv trace). Secrets are never logged at any level.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
     /// Only warnings and errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The examples under `d1vault --help` (the man page has its own, longer EXAMPLES section).
+const EXAMPLES: &str = "\
+Examples:
+  d1vault check-config --online        validate, show next runs, check token, databases and storage
+  d1vault backup blog                  back up now (skipped as unchanged unless --force)
+  d1vault verify blog                  prove the newest backup restores
+  d1vault restore blog --to-sqlite ./blog.sqlite
+  d1vault run                          the daemon: schedules, retention, /healthz, /metrics
+
+Exit status: 0 success, 1 failure, 2 usage or configuration error. `man d1vault` has more.";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

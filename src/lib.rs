@@ -49,6 +49,7 @@ pub mod glob;
 pub mod human;
 pub mod idle;
 pub mod logging;
+pub mod man;
 pub mod migrations;
 pub mod notify;
 pub mod online;

@@ -144,7 +144,7 @@ pub struct ListArgs {
 pub struct RestoreArgs {
     /// The configured database whose backups to restore from.
     pub database: String,
-    /// Backup id, or `latest` (the default: the newest complete backup).
+    /// Backup id (or a prefix of exactly one), or `latest` (the default: the newest complete backup).
     #[arg(long, value_name = "ID", conflicts_with = "at")]
     pub backup: Option<String>,
     /// The newest complete backup that started at or before TIME: RFC 3339 (2026-12-01T14:10:00Z, or
@@ -202,7 +202,8 @@ impl From<Via> for crate::restore::RestoreVia {
 pub struct VerifyArgs {
     /// Databases to verify (default: every configured database and fleet member).
     pub databases: Vec<String>,
-    /// Verify this backup id instead of the newest (`latest` names the newest).
+    /// Verify this backup id (or a prefix of exactly one) instead of the newest (`latest` names the
+    /// newest).
     #[arg(long, value_name = "ID", conflicts_with = "all")]
     pub backup: Option<String>,
     /// Verify every complete backup.

@@ -149,7 +149,8 @@ pub async fn verify(
                 .map_err(|e| listing_failed(name, e.into()))?,
         };
         let chosen: Vec<&Manifest> = match &request.selection {
-            Selection::Backup(id) => manifests.iter().filter(|m| &m.backup_id == id).collect(),
+            // select_backup chose it (a unique prefix names the whole id).
+            Selection::Backup(_) => manifests.iter().collect(),
             Selection::All => manifests.iter().collect(),
             Selection::Newest => manifests.iter().take(1).collect(),
         };

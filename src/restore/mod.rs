@@ -482,7 +482,7 @@ fn storage_read_error(e: io::Error, manifest: &Manifest) -> RestoreError {
 }
 
 /// Picks the manifest to restore: the newest complete backup of `database`, the one started last at or
-/// before a time, or one by id. A named backup whose manifest exists but cannot be trusted is refused with
+/// before a time, or one by id (or a prefix of exactly one id). A named backup whose manifest exists but cannot be trusted is refused with
 /// the reason (see [`crate::repository::backups`]).
 pub async fn select_backup(
     storage: &dyn Storage,
@@ -512,7 +512,35 @@ pub async fn select_backup(
             };
         }
     };
-    let found = crate::repository::backups::find(storage, prefix, database, id).await?;
+    let mut found = crate::repository::backups::find(storage, prefix, database, id).await?;
+    if found.is_none() {
+        // Not a whole id: a unique prefix of one (`--backup 20261129T03`), as git and restic take them.
+        let stored = crate::repository::backups::scan(storage, prefix, Some(database)).await?;
+        let matching: Vec<&str> = stored
+            .iter()
+            .filter(|b| b.manifest.is_some() || b.unreadable.is_some())
+            .map(|b| b.backup_id.as_str())
+            .filter(|candidate| candidate.starts_with(id.as_str()))
+            .collect();
+        match matching.as_slice() {
+            [] => {}
+            [one] => {
+                found = crate::repository::backups::find(storage, prefix, database, one).await?
+            }
+            several => {
+                const SHOWN: usize = 5;
+                let mut names = several[..several.len().min(SHOWN)].join(", ");
+                if several.len() > SHOWN {
+                    names.push_str(&format!(" and {} more", several.len() - SHOWN));
+                }
+                return Err(RestoreError::Refused(format!(
+                    "backup id {id} of {database} is ambiguous: it begins {} backups ({names}); give \
+                     more of the id",
+                    several.len()
+                )));
+            }
+        }
+    }
     match found {
         Some(StoredBackup {
             manifest: Some(manifest),

@@ -226,3 +226,77 @@ async fn json_results_and_a_dry_run_that_changes_nothing() {
     );
     assert!(checked["problems"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn a_backup_id_may_be_shortened_to_a_unique_prefix() {
+    // Proves `--backup` takes a prefix that names exactly one backup, and refuses one that names several,
+    // listing them, for restore and verify alike.
+    let scratch = tempfile::tempdir().unwrap();
+    let config = scratch.path().join("d1vault.toml");
+    write_config(&config);
+    let config = config.to_string_lossy().into_owned();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let made = d1vault(
+            scratch.path(),
+            scratch.path(),
+            None,
+            &["--config", &config, "backup"],
+        );
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let id = String::from_utf8_lossy(&made.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        ids.push(id.clone());
+        // Ids have one-second resolution: wait for the next one.
+        while d1vault::repository::manifest::backup_id(chrono::Utc::now()) == id {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let common = ids[0]
+        .chars()
+        .zip(ids[1].chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let unique = &ids[1][..common + 1];
+    let verify = d1vault(
+        scratch.path(),
+        scratch.path(),
+        None,
+        &["--config", &config, "verify", "blog", "--backup", unique],
+    );
+    let out = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(
+        verify.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(out.contains(&format!("ok      blog {}", ids[1])), "{out}");
+    let target = scratch.path().join("restored.sqlite");
+    let restore = d1vault(
+        scratch.path(),
+        scratch.path(),
+        None,
+        &[
+            "--config",
+            &config,
+            "restore",
+            "blog",
+            "--backup",
+            &ids[1][..common],
+            "--to-sqlite",
+            target.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&restore.stderr).into_owned();
+    assert_eq!(restore.status.code(), Some(1), "{err}");
+    assert!(err.contains("is ambiguous: it begins 2 backups"), "{err}");
+    assert!(err.contains(&ids[0]) && err.contains(&ids[1]), "{err}");
+    assert!(!target.exists());
+}

@@ -56,7 +56,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             .clone()
             .or_else(|| cli.config.clone())
             .unwrap_or_else(|| std::path::PathBuf::from("d1vault.toml"));
-        return commands::init::run(&path);
+        return commands::init::run(&path).await;
     }
     let path = config::find_config_path(cli.config.as_deref());
     let config = config::load(&path).map_err(|errors| Failure::usage(errors.to_string()))?;

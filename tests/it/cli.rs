@@ -300,3 +300,71 @@ fn a_backup_id_may_be_shortened_to_a_unique_prefix() {
     assert!(err.contains(&ids[0]) && err.contains(&ids[1]), "{err}");
     assert!(!target.exists());
 }
+
+/// `d1vault init PATH` with wrangler's variables naming `token` and the emulator at `base`: the exit
+/// status and everything printed, which must not hold the token.
+fn init_listing(path: &Path, token: &str, base: &str) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_d1vault"))
+        .arg("init")
+        .arg(path)
+        .env("CLOUDFLARE_API_TOKEN", token)
+        .env("CLOUDFLARE_ACCOUNT_ID", crate::support::bed::ACCOUNT)
+        .env("CLOUDFLARE_API_BASE_URL", base)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!all.contains(token), "the token leaked: {all}");
+    (output.status.code(), all)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_with_a_token_lists_the_accounts_databases_and_a_wrong_token_writes_nothing() {
+    // Proves `init` with wrangler's environment variables writes one [[database]] (name and id) per
+    // database of the account in place of the examples, and that a refused token writes no file and
+    // shows no token.
+    use crate::support::bed::{Bed, TOKEN};
+    let env = Bed::with_emulator(&["blog", "shop"]).await;
+    let base = env.emulator().base_url();
+    let run_init = |path: std::path::PathBuf, token: &'static str| {
+        let base = base.clone();
+        tokio::task::spawn_blocking(move || init_listing(&path, token, &base))
+    };
+    let path = env.dir.path().join("listed.toml");
+    let (code, out) = run_init(path.clone(), TOKEN).await.unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("listed the account's 2 D1 database(s)"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let parsed: toml_edit::DocumentMut = text.parse().unwrap();
+    let listed: Vec<(String, String)> = parsed["database"]
+        .as_array_of_tables()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().into(),
+                t["id"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), 2, "{text}");
+    assert_eq!(
+        (listed[0].0.as_str(), listed[1].0.as_str()),
+        ("blog", "shop")
+    );
+    assert!(listed.iter().all(|(_, id)| id.len() == 36), "{listed:?}");
+
+    let refused = env.dir.path().join("refused.toml");
+    let (code, out) = run_init(refused.clone(), "wrong-token-SECRET")
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("nothing was written"), "{out}");
+    assert!(!refused.exists());
+}

@@ -721,6 +721,9 @@ fn init_writes_a_starter_that_loads_and_never_overwrites() {
         std::process::Command::new(env!("CARGO_BIN_EXE_d1vault"))
             .arg("init")
             .arg(&path)
+            // Without Cloudflare credentials: the plain example (tests/it/cli.rs lists an account's).
+            .env_remove("CLOUDFLARE_API_TOKEN")
+            .env_remove("CLOUDFLARE_ACCOUNT_ID")
             .output()
             .unwrap()
     };

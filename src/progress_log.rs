@@ -1,6 +1,9 @@
 //! Periodic INFO lines for long work that would otherwise be silent where no terminal shows a progress
 //! line (systemd, containers, CI): an export that takes an hour says so every minute, with how far it got.
+//! A command run on a terminal ([`draw_on_terminal`]) gets one redrawn line instead.
 
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -9,6 +12,19 @@ use crate::human::human_bytes;
 
 /// How often a long operation reports.
 pub const EVERY: Duration = Duration::from_secs(60);
+
+/// How often the terminal line is redrawn.
+const REDRAW: Duration = Duration::from_millis(500);
+
+/// Whether progress is drawn as a line on stderr rather than logged (see [`draw_on_terminal`]).
+static TERMINAL: AtomicBool = AtomicBool::new(false);
+
+/// Draws progress as one line redrawn on stderr, with rate and time left, instead of an INFO line a
+/// minute. `d1vault backup` turns it on when stderr is a terminal and one database is backed up (two
+/// lines drawn at once would overwrite each other); the daemon never does.
+pub fn draw_on_terminal(on: bool) {
+    TERMINAL.store(on, Ordering::Relaxed);
+}
 
 /// Counts bytes of one operation and logs an INFO line at most every [`EVERY`] (from inside the
 /// caller's span, so the line carries its database and backup id).
@@ -21,18 +37,26 @@ pub struct ProgressLog {
     started: Instant,
     next: Instant,
     done: u64,
+    /// Whether a terminal line was drawn (and must be cleared at the end).
+    drawn: bool,
 }
 
 impl ProgressLog {
-    /// Starts counting now; the first line comes after [`EVERY`].
+    /// Starts counting now; the first line comes after [`EVERY`] (the first terminal line sooner).
     pub fn new(what: &'static str, total: Option<u64>) -> Self {
         let started = Instant::now();
         ProgressLog {
             what,
             total,
             started,
-            next: started + EVERY,
+            next: started
+                + if TERMINAL.load(Ordering::Relaxed) {
+                    REDRAW
+                } else {
+                    EVERY
+                },
             done: 0,
+            drawn: false,
         }
     }
 
@@ -54,9 +78,14 @@ impl ProgressLog {
         if now < self.next {
             return;
         }
-        self.next = now + EVERY;
+        let terminal = TERMINAL.load(Ordering::Relaxed);
+        self.next = now + if terminal { REDRAW } else { EVERY };
         let elapsed = now - self.started;
         let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
+        if terminal {
+            self.draw(done, rate);
+            return;
+        }
         let of = match self.total {
             Some(total) if total > 0 => format!(
                 " of {} ({:.0}%)",
@@ -73,6 +102,40 @@ impl ProgressLog {
             human_bytes(done),
             human_bytes(rate as u64)
         );
+    }
+}
+
+impl ProgressLog {
+    /// The terminal line: "backup: 120.0 MiB of 1.0 GiB (12%), 40.0 MiB/s, 22s left".
+    fn draw(&mut self, done: u64, rate: f64) {
+        let mut line = format!("\r{}: {}", self.what, human_bytes(done));
+        if let Some(total) = self.total.filter(|t| *t > 0) {
+            let left =
+                Duration::from_secs((total.saturating_sub(done) as f64 / rate.max(1.0)) as u64);
+            line.push_str(&format!(
+                " of {} ({:.0}%), {}/s, {} left",
+                human_bytes(total),
+                done as f64 * 100.0 / total as f64,
+                human_bytes(rate as u64),
+                humantime::format_duration(left)
+            ));
+        } else {
+            line.push_str(&format!(", {}/s", human_bytes(rate as u64)));
+        }
+        line.push_str("   ");
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{line}");
+        let _ = err.flush();
+        self.drawn = true;
+    }
+}
+
+impl Drop for ProgressLog {
+    /// Clears the terminal line, so that the next output starts on a clean line.
+    fn drop(&mut self) {
+        if self.drawn {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+        }
     }
 }
 

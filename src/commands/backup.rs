@@ -5,6 +5,8 @@
 //! in the catalog (`status` shows it; the daemon counts it). `--dry-run` says what each database would
 //! get and changes nothing.
 
+use std::io::IsTerminal;
+
 use futures_util::StreamExt;
 
 use super::{Failure, open_sources, unknown_databases};
@@ -46,6 +48,10 @@ pub async fn run(config: &Config, args: &BackupArgs) -> Result<(), Failure> {
         }
         return finish(failures);
     }
+    // One database on a terminal: a redrawn progress line; otherwise a log line a minute.
+    crate::progress_log::draw_on_terminal(
+        selection.databases.len() == 1 && std::io::stderr().is_terminal(),
+    );
     let notifier = Notifier::for_command(&config.notify);
     // Every run counts: a manual backup is recorded where `status` and the daemon look. Best effort: a
     // state_dir this user cannot write costs the backup nothing.

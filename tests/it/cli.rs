@@ -32,6 +32,21 @@ fn write_config(path: &Path) {
     .unwrap();
 }
 
+/// `d1vault --config CONFIG backup` in `dir`, which must succeed; returns the new backup's id.
+fn backup_ok(dir: &Path, config: &str) -> String {
+    let made = d1vault(dir, dir, None, &["--config", config, "backup"]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let out = String::from_utf8_lossy(&made.stdout).into_owned();
+    out.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[test]
 fn without_config_the_user_config_is_found_after_the_working_directory() {
     // Proves the search order ./d1vault.toml, then $XDG_CONFIG_HOME/d1vault/d1vault.toml (default
@@ -75,17 +90,7 @@ fn a_mistyped_database_name_is_answered_with_the_one_meant() {
     write_config(&config);
     let config = config.to_string_lossy().into_owned();
     // One backup, so that storage knows blog too (restore and verify look there).
-    let made = d1vault(
-        scratch.path(),
-        scratch.path(),
-        None,
-        &["--config", &config, "backup"],
-    );
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    backup_ok(scratch.path(), &config);
     for args in [
         vec!["backup", "bolg"],
         vec!["prune", "bolg", "--dry-run"],
@@ -237,22 +242,7 @@ fn a_backup_id_may_be_shortened_to_a_unique_prefix() {
     let config = config.to_string_lossy().into_owned();
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let made = d1vault(
-            scratch.path(),
-            scratch.path(),
-            None,
-            &["--config", &config, "backup"],
-        );
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-        let id = String::from_utf8_lossy(&made.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string();
+        let id = backup_ok(scratch.path(), &config);
         ids.push(id.clone());
         // Ids have one-second resolution: wait for the next one.
         while d1vault::repository::manifest::backup_id(chrono::Utc::now()) == id {

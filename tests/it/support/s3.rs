@@ -328,24 +328,34 @@ pub(crate) async fn moto_s3(test: &str) -> Option<S3Store> {
         secret_access_key: "testing".to_string(),
         region: "us-east-1".to_string(),
     };
-    let client = moto.client();
+    ensure_bucket(&moto, false).await;
+    Some(moto)
+}
+
+/// Creates `store`'s bucket unless it exists (with Object Lock when `locked`), and checks it is there.
+async fn ensure_bucket(store: &S3Store, locked: bool) {
+    let client = store.client();
     if client
         .head_bucket()
-        .bucket(&moto.bucket)
+        .bucket(&store.bucket)
         .send()
         .await
         .is_err()
     {
         // Two tests may race to create it: whoever loses finds it there.
-        let _ = client.create_bucket().bucket(&moto.bucket).send().await;
+        let _ = client
+            .create_bucket()
+            .bucket(&store.bucket)
+            .set_object_lock_enabled_for_bucket(locked.then_some(true))
+            .send()
+            .await;
         client
             .head_bucket()
-            .bucket(&moto.bucket)
+            .bucket(&store.bucket)
             .send()
             .await
             .expect("the moto bucket exists");
     }
-    Some(moto)
 }
 
 /// moto's S3 server as [`moto_s3`], with bucket `d1-backups-locked` created with Object Lock enabled (and so
@@ -354,23 +364,9 @@ pub(crate) async fn moto_s3(test: &str) -> Option<S3Store> {
 pub(crate) async fn moto_locked_s3(test: &str) -> Option<S3Store> {
     let mut moto = moto_s3(test).await?;
     moto.bucket = "d1-backups-locked".to_string();
-    let client = moto.client();
-    if client
-        .head_bucket()
-        .bucket(&moto.bucket)
-        .send()
-        .await
-        .is_err()
-    {
-        // Two tests may race to create it: whoever loses finds it there.
-        let _ = client
-            .create_bucket()
-            .bucket(&moto.bucket)
-            .object_lock_enabled_for_bucket(true)
-            .send()
-            .await;
-    }
-    let lock = client
+    ensure_bucket(&moto, true).await;
+    let lock = moto
+        .client()
         .get_object_lock_configuration()
         .bucket(&moto.bucket)
         .send()

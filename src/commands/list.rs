@@ -68,7 +68,17 @@ pub async fn run(config: &Config, args: &ListArgs) -> Result<(), Failure> {
         return Ok(());
     }
     if manifests.is_empty() {
-        eprintln!("no complete backups in {}", sources.storage.describe());
+        let (of, hint) = match &args.database {
+            Some(name) => (
+                format!(" of {name}"),
+                backups::name_hint(sources.storage.as_ref(), &sources.prefix, name).await,
+            ),
+            None => (String::new(), String::new()),
+        };
+        eprintln!(
+            "no complete backups{of} in {}{hint}",
+            sources.storage.describe()
+        );
         return Ok(());
     }
     println!(

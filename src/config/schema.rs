@@ -87,10 +87,9 @@ pub(super) fn config(reader: &mut Reader<'_>, root: &toml_edit::Table) -> Option
             if from_env.is_none() && !root.contains("cloudflare") {
                 let also =
                     "(or set CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN in the environment)";
-                if let Some((db, offset)) = &databases.first_d1 {
+                if let Some((why, offset)) = &databases.first_d1 {
                     let message = format!(
-                        "missing [cloudflare] section: database {db:?} is a D1 source (it has no \
-                         sqlite_path), which needs account_id and api_token {also}"
+                        "missing [cloudflare] section: {why}, which needs account_id and api_token {also}"
                     );
                     reader.error(*offset, "cloudflare", message);
                 } else if let Some(offset) = first_fleet {

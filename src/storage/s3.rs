@@ -22,6 +22,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockEnabled, ObjectLockMode,
+    ObjectLockRetention, ObjectLockRetentionMode,
 };
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
@@ -311,7 +312,7 @@ impl S3Storage {
             .key(key)
             .content_length(len)
             .set_if_none_match((mode == WriteMode::IfNoneMatch).then(|| "*".to_string()))
-            .set_object_lock_mode(lock.as_ref().map(|l| l.mode.clone()))
+            .set_object_lock_mode(lock.as_ref().map(Retention::mode))
             .set_object_lock_retain_until_date(lock.as_ref().map(|l| l.until))
             .set_checksum_algorithm(lock.as_ref().map(|_| ChecksumAlgorithm::Crc32))
             .body(ByteStream::from(body))
@@ -327,10 +328,7 @@ impl S3Storage {
         let lock = self.object_lock.filter(|_| retain == Retain::Configured)?;
         let until = Utc::now() + chrono::Duration::days(i64::from(lock.days));
         Some(Retention {
-            mode: match lock.mode {
-                LockMode::Governance => ObjectLockMode::Governance,
-                LockMode::Compliance => ObjectLockMode::Compliance,
-            },
+            mode: lock.mode,
             until: aws_sdk_s3::primitives::DateTime::from_secs(until.timestamp()),
         })
     }
@@ -508,7 +506,7 @@ impl S3Storage {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .set_object_lock_mode(lock.as_ref().map(|l| l.mode.clone()))
+            .set_object_lock_mode(lock.as_ref().map(Retention::mode))
             .set_object_lock_retain_until_date(lock.as_ref().map(|l| l.until))
             .set_checksum_algorithm(lock.as_ref().map(|_| ChecksumAlgorithm::Crc32))
             .send()
@@ -761,7 +759,7 @@ impl S3Storage {
             .await
             .map_err(|e| self.error(&format!("checking the Object Lock of {key}"), e))?;
         let held = head.object_lock_retain_until_date().map(|t| t.secs());
-        if head.object_lock_mode() == Some(&lock.mode) && held >= Some(lock.until.secs()) {
+        if head.object_lock_mode() == Some(&lock.mode()) && held >= Some(lock.until.secs()) {
             return Ok(());
         }
         tracing::debug!(key = %key, "the store dropped the multipart upload's Object Lock; setting it again");
@@ -771,13 +769,8 @@ impl S3Storage {
             .key(key)
             .set_version_id(head.version_id().map(str::to_string))
             .retention(
-                aws_sdk_s3::types::ObjectLockRetention::builder()
-                    .mode(match lock.mode {
-                        ObjectLockMode::Compliance => {
-                            aws_sdk_s3::types::ObjectLockRetentionMode::Compliance
-                        }
-                        _ => aws_sdk_s3::types::ObjectLockRetentionMode::Governance,
-                    })
+                ObjectLockRetention::builder()
+                    .mode(lock.retention_mode())
                     .retain_until_date(lock.until)
                     .build(),
             )
@@ -855,8 +848,26 @@ impl S3Storage {
 
 /// The Object Lock headers of one write.
 struct Retention {
-    mode: ObjectLockMode,
+    mode: LockMode,
     until: aws_sdk_s3::primitives::DateTime,
+}
+
+impl Retention {
+    /// The mode as PutObject and CreateMultipartUpload send it (and HeadObject answers it).
+    fn mode(&self) -> ObjectLockMode {
+        match self.mode {
+            LockMode::Governance => ObjectLockMode::Governance,
+            LockMode::Compliance => ObjectLockMode::Compliance,
+        }
+    }
+
+    /// The mode as PutObjectRetention sends it (the SDK models it as another type).
+    fn retention_mode(&self) -> ObjectLockRetentionMode {
+        match self.mode {
+            LockMode::Governance => ObjectLockRetentionMode::Governance,
+            LockMode::Compliance => ObjectLockRetentionMode::Compliance,
+        }
+    }
 }
 
 /// A part the store has taken, with its buffer back for the next part.

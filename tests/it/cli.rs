@@ -97,17 +97,19 @@ fn a_mistyped_database_name_is_answered_with_the_one_meant() {
         vec!["restore", "bolg", "--to-sqlite", "x.sqlite"],
         vec!["migrations", "list", "bolg"],
         vec!["verify", "bolg"],
+        vec!["list", "bolg"],
     ] {
         let mut full = vec!["--config", config.as_str()];
         full.extend(args.iter().copied());
         let output = d1vault(scratch.path(), scratch.path(), None, &full);
         let err = String::from_utf8_lossy(&output.stderr).into_owned();
         // A name that is not configured is a usage error (2), except for the commands that read any
-        // database's backups in storage (a gone database's too), where finding none is a failure (1).
-        let expected = if matches!(args[0], "restore" | "verify") {
-            1
-        } else {
-            2
+        // database's backups in storage (a gone database's too), where finding none is a failure (1),
+        // and `list`, for which it is an empty list (0) with the hint on stderr.
+        let expected = match args[0] {
+            "restore" | "verify" => 1,
+            "list" => 0,
+            _ => 2,
         };
         assert_eq!(output.status.code(), Some(expected), "{args:?}: {err}");
         assert!(err.contains("(did you mean \"blog\"?)"), "{args:?}: {err}");

@@ -27,7 +27,8 @@ const MAX_DATABASE_NAME: usize = 128;
 pub(super) struct Databases {
     /// The valid databases, in file order.
     pub(super) configs: Vec<DatabaseConfig>,
-    /// The first database that reads from D1 (label, header offset): it makes `[cloudflare]` required.
+    /// The first database that needs the D1 API (why, in words, and the offset to point at): it makes
+    /// `[cloudflare]` required.
     pub(super) first_d1: Option<(String, usize)>,
 }
 
@@ -90,7 +91,7 @@ pub(super) fn read_all(
 }
 
 /// One `[[database]]`. `seen` holds the names (and their offsets) of the databases before it;
-/// `first_d1` is set when this is the first D1 source.
+/// `first_d1` is set when this is the first database that needs the D1 API (a D1 source or a drill).
 fn read(
     reader: &mut Reader<'_>,
     section: Section<'_>,
@@ -174,7 +175,8 @@ fn read(
         (id, None) => {
             if first_d1.is_none() {
                 let label = name.clone().unwrap_or_else(|| section.name.to_string());
-                *first_d1 = Some((label, section.offset));
+                let why = format!("database {label:?} is a D1 source (it has no sqlite_path)");
+                *first_d1 = Some((why, section.offset));
             }
             // A present but invalid id was already reported.
             Some(Source::D1 {
@@ -204,7 +206,12 @@ fn read(
         Some(at) => {
             // The drill restores through the D1 API, whatever the source.
             if first_d1.is_none() {
-                *first_d1 = Some((at.value.trim().to_string(), at.offset));
+                let label = name.clone().unwrap_or_else(|| section.name.to_string());
+                let why = format!(
+                    "database {label:?} drills its restores into the D1 database {:?} (drill_to_d1)",
+                    at.value.trim()
+                );
+                *first_d1 = Some((why, at.offset));
             }
             Some(at.value.trim().to_string())
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::human::human_bytes;
+use crate::human::{human_bytes, rate_and_time_left};
 
 /// How often a long operation reports.
 pub const EVERY: Duration = Duration::from_secs(60);
@@ -30,7 +30,7 @@ pub fn draw_on_terminal(on: bool) {
 /// caller's span, so the line carries its database and backup id).
 #[derive(Debug)]
 pub struct ProgressLog {
-    /// What is being done, as the log message: "backing up", "restoring".
+    /// What is being done, as the log message says it: "backup", "restoring", "verifying".
     what: &'static str,
     /// The expected total, when known.
     total: Option<u64>,
@@ -81,47 +81,44 @@ impl ProgressLog {
         let terminal = TERMINAL.load(Ordering::Relaxed);
         self.next = now + if terminal { REDRAW } else { EVERY };
         let elapsed = now - self.started;
-        let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
         if terminal {
-            self.draw(done, rate);
+            self.draw(done, elapsed);
             return;
         }
-        let of = match self.total {
+        let of = self.of_total(done);
+        tracing::info!(
+            elapsed_seconds = elapsed.as_secs(),
+            bytes = done,
+            "{} still running: {}{of} so far, {}",
+            self.what,
+            human_bytes(done),
+            rate_and_time_left(done, None, elapsed)
+        );
+    }
+
+    /// `" of 1.0 GiB (12%)"` when the total is known, else nothing.
+    fn of_total(&self, done: u64) -> String {
+        match self.total {
             Some(total) if total > 0 => format!(
                 " of {} ({:.0}%)",
                 human_bytes(total),
                 done as f64 * 100.0 / total as f64
             ),
             _ => String::new(),
-        };
-        tracing::info!(
-            elapsed_seconds = elapsed.as_secs(),
-            bytes = done,
-            "{} still running: {}{of} so far, {}/s",
+        }
+    }
+
+    /// The terminal line: "backup: 120.0 MiB of 1.0 GiB (12%), 40.0 MiB/s, 22s left".
+    fn draw(&mut self, done: u64, elapsed: Duration) {
+        let total = self.total.filter(|t| *t > 0);
+        let mut line = format!(
+            "\r{}: {}{}",
             self.what,
             human_bytes(done),
-            human_bytes(rate as u64)
+            self.of_total(done)
         );
-    }
-}
-
-impl ProgressLog {
-    /// The terminal line: "backup: 120.0 MiB of 1.0 GiB (12%), 40.0 MiB/s, 22s left".
-    fn draw(&mut self, done: u64, rate: f64) {
-        let mut line = format!("\r{}: {}", self.what, human_bytes(done));
-        if let Some(total) = self.total.filter(|t| *t > 0) {
-            let left =
-                Duration::from_secs((total.saturating_sub(done) as f64 / rate.max(1.0)) as u64);
-            line.push_str(&format!(
-                " of {} ({:.0}%), {}/s, {} left",
-                human_bytes(total),
-                done as f64 * 100.0 / total as f64,
-                human_bytes(rate as u64),
-                humantime::format_duration(left)
-            ));
-        } else {
-            line.push_str(&format!(", {}/s", human_bytes(rate as u64)));
-        }
+        line.push_str(", ");
+        line.push_str(&rate_and_time_left(done, total, elapsed));
         line.push_str("   ");
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "{line}");

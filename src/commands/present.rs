@@ -115,12 +115,9 @@ fn rate_and_eta(done: u64, total: u64, elapsed: Duration) -> String {
     if elapsed < Duration::from_secs(1) || done == 0 {
         return String::new();
     }
-    let rate = done as f64 / elapsed.as_secs_f64();
-    let left = Duration::from_secs((total.saturating_sub(done) as f64 / rate) as u64);
     format!(
-        ", {}/s, {} left   ",
-        human_bytes(rate as u64),
-        humantime::format_duration(left)
+        ", {}   ",
+        crate::human::rate_and_time_left(done, Some(total), elapsed)
     )
 }
 

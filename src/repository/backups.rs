@@ -37,6 +37,16 @@ impl StoredBackup {
         )
     }
 
+    /// The key of this backup's `manifest.json` (whether or not it exists).
+    pub fn manifest_key(&self, prefix: &str) -> String {
+        manifest::object_key(
+            prefix,
+            &self.database,
+            &self.backup_id,
+            manifest::MANIFEST_FILE,
+        )
+    }
+
     /// The objects directly in the directory under a name d1vault writes (dump, manifest): the only ones
     /// prune may delete.
     pub fn d1vault_objects(&self, prefix: &str) -> Vec<&ObjectInfo> {

@@ -91,8 +91,8 @@ pub async fn plan(
 }
 
 /// Keeps every backup the plan would delete whose objects are still locked at `now`, and drops locked
-/// incomplete leftovers from the removals: one lock query per object to delete, none when the store
-/// locks nothing. A query that fails fails the plan, so nothing is deleted on a guess.
+/// incomplete leftovers from the removals: one lock query per backup to delete (see [`lock_end`]), none
+/// when the store locks nothing. A query that fails fails the plan, so nothing is deleted on a guess.
 async fn keep_locked(
     storage: &dyn Storage,
     plan: &mut PrunePlan,
@@ -121,15 +121,23 @@ async fn keep_locked(
     Ok(())
 }
 
-/// The latest retain-until date after `now` among the d1vault-written objects of `backup`, if any.
+/// The latest retain-until date after `now` among the d1vault-written objects of `backup`, if any. A
+/// complete backup's manifest is written last with the same retention, so its date is the latest and one
+/// query serves; an incomplete backup's objects are each asked.
 async fn lock_end(
     storage: &dyn Storage,
     prefix: &str,
     backup: &StoredBackup,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, StorageError> {
+    let manifest_key = backup.manifest_key(prefix);
+    let objects = backup.d1vault_objects(prefix);
+    let asked: Vec<_> = match objects.iter().find(|o| o.key == manifest_key) {
+        Some(manifest) => vec![*manifest],
+        None => objects,
+    };
     let mut latest = None;
-    for object in backup.d1vault_objects(prefix) {
+    for object in asked {
         if let Some(until) = storage.locked_until(&object.key).await?
             && until > now
         {
@@ -272,12 +280,7 @@ async fn delete_backup(
             backup.backup_id
         )));
     }
-    let manifest_key = manifest::object_key(
-        prefix,
-        &backup.database,
-        &backup.backup_id,
-        manifest::MANIFEST_FILE,
-    );
+    let manifest_key = backup.manifest_key(prefix);
     let ours = backup.d1vault_objects(prefix);
     if ours.iter().any(|o| o.key == manifest_key) {
         storage.delete(&manifest_key).await?;

@@ -22,6 +22,7 @@ pub fn closest_name<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::glob::Glob;
@@ -283,12 +284,46 @@ impl Compression {
 }
 
 /// One `[[database]]`, with `[defaults]` already applied.
+///
+/// The job settings sit behind an [`Arc`] so that the members of a fleet share one copy of them: a
+/// fleet may have 100,000 members, and a copy each would cost about a kilobyte per member (issue 17).
+/// `Deref` to [`Job`] keeps the settings readable as fields (`db.schedule`); a write through `DerefMut`
+/// copies them first (`Arc::make_mut`), so it never changes another database's settings.
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     /// The D1 database name; also the directory name in storage.
     pub name: String,
     /// Where the data comes from: D1 or a local SQLite file.
     pub source: Source,
+    /// How and when it is backed up; shared with the other members of its fleet.
+    pub job: Arc<Job>,
+    /// A scratch D1 database the scheduled verification also restores the newest backup into and checks
+    /// there (integrity, foreign keys, row counts): the whole path a real restore takes. `[[database]]`
+    /// only.
+    pub drill_to_d1: Option<String>,
+    /// The `[[fleet]]` (its position in the file, from 0) that found this database; `None` for a
+    /// `[[database]]`. Members of one fleet share its settings, and `/metrics` summarises them by fleet.
+    pub fleet: Option<usize>,
+}
+
+impl std::ops::Deref for DatabaseConfig {
+    type Target = Job;
+
+    fn deref(&self) -> &Job {
+        &self.job
+    }
+}
+
+impl std::ops::DerefMut for DatabaseConfig {
+    fn deref_mut(&mut self) -> &mut Job {
+        Arc::make_mut(&mut self.job)
+    }
+}
+
+/// A database's job settings (`[defaults]` overridden by its own keys, or its fleet's): what is
+/// backed up, when, how it is stored and kept.
+#[derive(Debug, Clone)]
+pub struct Job {
     /// When backups are due (cron, in `daemon.timezone`).
     pub schedule: Schedule,
     /// The daily window a backup may start in (a D1 export blocks the database).
@@ -313,13 +348,6 @@ pub struct DatabaseConfig {
     /// When the daemon verifies the newest backup (downloaded from storage, restored into a scratch
     /// SQLite database, checked); `None`: never on its own.
     pub verify_schedule: Option<Schedule>,
-    /// A scratch D1 database the scheduled verification also restores the newest backup into and checks
-    /// there (integrity, foreign keys, row counts): the whole path a real restore takes. `[[database]]`
-    /// only.
-    pub drill_to_d1: Option<String>,
-    /// The `[[fleet]]` (its position in the file, from 0) that found this database; `None` for a
-    /// `[[database]]`. Members of one fleet share its settings, and `/metrics` summarises them by fleet.
-    pub fleet: Option<usize>,
 }
 
 /// One `[[fleet]]`: every D1 database of the account whose name fits `pattern` and no `exclude`, backed up
@@ -351,7 +379,9 @@ impl FleetConfig {
             source: Source::D1 {
                 id: Some(id.to_string()),
             },
-            ..self.job.clone()
+            job: self.job.job.clone(),
+            drill_to_d1: None,
+            fleet: Some(self.index),
         }
     }
 }
@@ -396,5 +426,30 @@ mod tests {
         assert_eq!(members.database("tenant-c").unwrap().name, "tenant-c");
         assert_eq!(members.database("tenant-a").unwrap().name, "tenant-a");
         assert!(members.database("tenant-b").is_none());
+    }
+
+    #[test]
+    fn fleet_members_share_one_copy_of_the_job_settings_and_a_write_copies_them() {
+        // Proves that members cost no copy of their fleet's settings (100,000 members, issue 17) and
+        // that changing one member's settings leaves the fleet's and the other members' alone.
+        let text = "[cloudflare]\naccount_id = \"a\"\napi_token = \"t\"\n\n\
+                    [storage]\ntype = \"filesystem\"\npath = \"/srv\"\n\n\
+                    [[fleet]]\nmatch = \"tenant-*\"\nschedule = \"@daily\"\n";
+        let file = load_str(text, Path::new("/etc/d1vault/d1vault.toml"), &|_| None).unwrap();
+        let fleet = &file.fleets[0];
+        let a = fleet.member("tenant-a", "id-a");
+        let mut b = fleet.member("tenant-b", "id-b");
+        assert!(Arc::ptr_eq(&a.job, &b.job));
+        assert!(Arc::ptr_eq(&a.job, &fleet.job.job));
+        assert_eq!(a.fleet, Some(0));
+        b.no_data = true;
+        assert!(b.no_data);
+        assert!(!a.no_data && !fleet.job.no_data);
+        assert!(!Arc::ptr_eq(&a.job, &b.job));
+        assert!(
+            std::mem::size_of::<DatabaseConfig>() < 200,
+            "a member's own part grew to {} bytes",
+            std::mem::size_of::<DatabaseConfig>()
+        );
     }
 }

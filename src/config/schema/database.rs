@@ -226,17 +226,7 @@ fn read(
         drill_to_d1,
         name: name?,
         source: source?,
-        schedule: job.schedule,
-        window: job.window,
-        jitter: job.jitter,
-        compression: job.compression,
-        retention: job.retention,
-        no_data: job.no_data,
-        tables: job.tables,
-        migrations_dir: job.migrations_dir,
-        migrations_table: job.migrations_table,
-        skip_unchanged: job.skip_unchanged,
-        verify_schedule: job.verify_schedule,
+        job: std::sync::Arc::new(job),
         fleet: None,
     })
 }

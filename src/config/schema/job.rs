@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::retention;
-use crate::config::Compression;
 use crate::config::reader::{At, Reader, Schema, Section, with};
+use crate::config::{Compression, Job};
 use crate::repository::retention::RetentionPolicy;
 use crate::schedule::{Schedule, Window};
 
@@ -94,21 +94,6 @@ enum CompressionKind {
     Zstd,
     Gzip,
     None,
-}
-
-/// The per-database settings after defaults are applied.
-pub(super) struct Job {
-    pub(super) schedule: Schedule,
-    pub(super) window: Option<Window>,
-    pub(super) jitter: Duration,
-    pub(super) compression: Compression,
-    pub(super) retention: RetentionPolicy,
-    pub(super) no_data: bool,
-    pub(super) tables: Vec<String>,
-    pub(super) migrations_dir: PathBuf,
-    pub(super) migrations_table: String,
-    pub(super) skip_unchanged: bool,
-    pub(super) verify_schedule: Option<Schedule>,
 }
 
 /// Reads the job keys present in `section` (the defaults table or one database).
